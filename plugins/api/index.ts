@@ -1,0 +1,6 @@
+/**
+ * The driver API that vendor plugins import: the driver contract, the error
+ * type, and the API version. See docs in driver.ts.
+ */
+export * from './driver.ts';
+export * from './errors.ts';

@@ -1,0 +1,33 @@
+/**
+ * Structured logs: one JSON object per line (pino). Every line about a
+ * migration carries `migration`, every line about a backend `backend`.
+ */
+import { pino } from 'pino';
+import type { Logger } from '../plugins/api/index.ts';
+
+/** The logger type used across the daemon and the simulator. */
+export type Log = pino.Logger;
+
+/** Where logs go and how much of them. */
+export interface LogOptions {
+  /** pino level; "silent" turns logging off. Default "info". */
+  level?: string;
+  /** A file descriptor or path to write to; default stdout. */
+  destination?: number | string;
+}
+
+/** Creates the root logger. */
+export function createLog(options: LogOptions = {}): Log {
+  const destination = pino.destination({ dest: options.destination ?? 1, sync: false });
+  return pino({ level: options.level ?? 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+}
+
+/** A logger that drops everything, for tests and library use. */
+export function silentLog(): Log {
+  return pino({ level: 'silent' });
+}
+
+/** The daemon's logger seen through the driver API's narrower type. */
+export function asDriverLogger(log: Log): Logger {
+  return log;
+}

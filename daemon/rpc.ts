@@ -1,0 +1,147 @@
+/**
+ * gRPC plumbing shared by the daemon and the simulator: proto loading, the
+ * adapter that turns `async (request) => response` into a grpc-js handler
+ * that answers exactly once, and the translation of errors to status codes.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
+import type { Log } from './log.ts';
+
+/** The folder that holds our .proto files. */
+export const PROTO_ROOT = fileURLToPath(new URL('../proto/', import.meta.url));
+
+/** The migration API, relative to PROTO_ROOT. */
+export const MIGRATION_PROTO = 'ferry/v1/migration.proto';
+/** The simulator's array API, relative to PROTO_ROOT. */
+export const SIMULATOR_PROTO = 'ferry/simulator/v1/simulator.proto';
+
+/**
+ * How every Ferry process loads protos: camelCase fields, enums as their
+ * names, 64-bit integers as JS numbers (sizes stay below 2^53), defaults
+ * filled in so handlers never see `undefined` for a scalar.
+ */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+/**
+ * Loads the given protos (and the health proto, so that reflection can
+ * describe the health service too) as one package definition.
+ */
+export function loadProtos(files: string[]): protoLoader.PackageDefinition {
+  return protoLoader.loadSync([...files, healthProtoPath], LOADER_OPTIONS);
+}
+
+/** Looks up a service definition by its full name, e.g. "ferry.v1.MigrationService". */
+export function serviceDefinition(pkg: protoLoader.PackageDefinition, fullName: string): grpc.ServiceDefinition {
+  const def = pkg[fullName];
+  if (!def || 'format' in def) throw new Error(`service ${fullName} is not in the loaded protos`);
+  return def as grpc.ServiceDefinition;
+}
+
+/** A client constructor for a service, for tests, the CLI and drivers. */
+export function clientConstructor(pkg: protoLoader.PackageDefinition, fullName: string): grpc.ServiceClientConstructor {
+  return grpc.makeGenericClientConstructor(serviceDefinition(pkg, fullName), fullName.split('.').pop() ?? fullName);
+}
+
+/** The trailer that carries our stable error code beside the gRPC status. */
+export const ERROR_CODE_METADATA = 'ferry-error-code';
+
+/**
+ * Turns anything thrown by a handler into the status sent on the wire.
+ * FerryErrors keep their message and code; anything else is logged with its
+ * stack and sent as a bare INTERNAL, so internals never leak to callers.
+ */
+export function toServiceError(err: unknown, log: Log, method: string): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  if (err instanceof FerryError) {
+    metadata.set(ERROR_CODE_METADATA, err.code);
+    if (err.code === 'INTERNAL' || err.code === 'DRIVER_ERROR') log.error({ err, method }, 'call failed');
+    return { code: ErrorCodes[err.code], details: err.message, metadata };
+  }
+  log.error({ err, method }, 'unexpected error in handler');
+  metadata.set(ERROR_CODE_METADATA, 'INTERNAL');
+  return { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, metadata };
+}
+
+/** An async unary handler. */
+export type UnaryFn<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
+
+/** Wraps an async function as a grpc-js unary handler that answers exactly once. */
+export function unary<Req, Res>(method: string, log: Log, fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    let promise: Promise<Res>;
+    try {
+      promise = fn(call.request, call);
+    } catch (err) {
+      callback(toServiceError(err, log, method));
+      return;
+    }
+    promise.then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(toServiceError(err, log, method)),
+    );
+  };
+}
+
+/** An async server-streaming handler: writes with `call.write`, resolves when the stream should end. */
+export type StreamFn<Req, Res> = (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>;
+
+/** Wraps an async function as a grpc-js server-streaming handler that ends the stream exactly once. */
+export function serverStream<Req, Res>(method: string, log: Log, fn: StreamFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const finish = (err?: unknown) => {
+      if (call.cancelled || call.destroyed) return;
+      if (err === undefined) call.end();
+      else call.emit('error', toServiceError(err, log, method));
+    };
+    let promise: Promise<void>;
+    try {
+      promise = fn(call.request, call);
+    } catch (err) {
+      finish(err);
+      return;
+    }
+    promise.then(() => finish(), finish);
+  };
+}
+
+/** Binds a server and resolves with the bound address ("127.0.0.1:port" or "unix:path"). */
+export async function bind(server: grpc.Server, address: string): Promise<string> {
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  if (address.startsWith('unix:')) return address;
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return `${host}:${port}`;
+}
+
+/** Shuts a server down, waiting up to `graceMs` for calls in flight, then forcing. */
+export async function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Reads the stable error code from a client-side gRPC error, if the server sent one. */
+export function errorCodeOf(err: unknown): string | undefined {
+  const md = (err as { metadata?: grpc.Metadata }).metadata;
+  const value = md?.get(ERROR_CODE_METADATA)[0];
+  return typeof value === 'string' ? value : undefined;
+}

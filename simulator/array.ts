@@ -1,0 +1,337 @@
+/**
+ * The simulated storage array: backends with pools, shares on disk, the
+ * data path, migration jobs, workloads and faults. It lives in a data
+ * directory and outlives the process that hosts it: reopening the same
+ * directory serves the same shares, bytes and jobs (and resumes the jobs).
+ *
+ *   <dataDir>/meta/             LevelDB: shares, jobs + checkpoints, faults, workload records
+ *   <dataDir>/shares/<id>.img   one sparse file per share (and per job destination)
+ *
+ * This class wires the parts together and owns the shares; the gRPC
+ * surface is in service.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { FerryError } from '../plugins/api/index.ts';
+import { silentLog } from '../daemon/log.ts';
+import type { Log } from '../daemon/log.ts';
+import { BlockStore } from './blockstore.ts';
+import { resolveSimulatorConfig } from './config.ts';
+import type { SimulatorConfig } from './config.ts';
+import { CopyPool } from './copy-pool.ts';
+import { DataPath } from './datapath.ts';
+import { Faults } from './faults.ts';
+import { JobManager, newFileId } from './jobs.ts';
+import { MetaStore } from './metadata.ts';
+import { ACTIVE_JOB_STATES, keys } from './model.ts';
+import type { ShareRecord } from './model.ts';
+import { Mutex } from './mutex.ts';
+import { WorkloadManager } from './workload.ts';
+
+/** What SimArray.open takes. */
+export interface SimArrayOptions {
+  /** Where the array keeps everything. Created if missing. */
+  dataDir: string;
+  /** Overrides of DEFAULT_SIMULATOR_CONFIG; the rest keeps the default. */
+  config?: Partial<SimulatorConfig>;
+  /** Default: silent. */
+  log?: Log;
+}
+
+/** A pool with its usage. */
+export interface PoolView {
+  name: string;
+  capacityBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+}
+
+/** A backend with its pools. */
+export interface BackendView {
+  name: string;
+  pools: PoolView[];
+}
+
+/** A share as the API shows it. */
+export interface ShareView extends ShareRecord {
+  exportPath: string;
+  readOnly: boolean;
+  migrating: boolean;
+}
+
+/** What CreateShare takes (checked by the service). */
+export interface CreateShareInput {
+  shareId: string;
+  backend: string;
+  pool: string;
+  sizeBytes: number;
+  metadata: Record<string, string>;
+  snapshots: number;
+  shareType: string;
+}
+
+/** The array. */
+export class SimArray {
+  /** The resolved configuration. */
+  readonly config: SimulatorConfig;
+  /** Injected faults. */
+  readonly faults: Faults;
+  /** Migration jobs. */
+  readonly jobs: JobManager;
+  /** Workload generators. */
+  readonly workloads: WorkloadManager;
+  /** Reads, writes and checksums. */
+  readonly data: DataPath;
+  private readonly shares: Map<string, ShareRecord>;
+  private readonly store: MetaStore;
+  private readonly blocks: BlockStore;
+  private readonly pool: CopyPool;
+  private readonly lock: Mutex;
+  private readonly log: Log;
+  private closed: Promise<void> | null = null;
+
+  private constructor(parts: {
+    config: SimulatorConfig;
+    faults: Faults;
+    jobs: JobManager;
+    workloads: WorkloadManager;
+    data: DataPath;
+    shares: Map<string, ShareRecord>;
+    store: MetaStore;
+    blocks: BlockStore;
+    pool: CopyPool;
+    lock: Mutex;
+    log: Log;
+  }) {
+    this.config = parts.config;
+    this.faults = parts.faults;
+    this.jobs = parts.jobs;
+    this.workloads = parts.workloads;
+    this.data = parts.data;
+    this.shares = parts.shares;
+    this.store = parts.store;
+    this.blocks = parts.blocks;
+    this.pool = parts.pool;
+    this.lock = parts.lock;
+    this.log = parts.log;
+  }
+
+  /**
+   * Opens the array in `dataDir` (creating it if new), recovers its jobs
+   * (see JobManager.open) and deletes data files nothing refers to (left
+   * by a crash between creating a file and recording it).
+   */
+  static async open(options: SimArrayOptions): Promise<SimArray> {
+    const config = resolveSimulatorConfig(options.config);
+    const log = options.log ?? silentLog();
+    await mkdir(options.dataDir, { recursive: true });
+    const store = await MetaStore.open(path.join(options.dataDir, 'meta'));
+    let pool: CopyPool | undefined;
+    try {
+      const blocks = await BlockStore.open(options.dataDir);
+      pool = new CopyPool(config.workers, log);
+      const faults = await Faults.open(store, log);
+      const shares = new Map<string, ShareRecord>();
+      for (const [, share] of await store.entries<ShareRecord>('share!')) shares.set(share.shareId, share);
+      const lookup = (shareId: string) => {
+        const share = shares.get(shareId);
+        if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+        return share;
+      };
+      const data = new DataPath(lookup, blocks, pool);
+      const lock = new Mutex();
+      // The job manager needs capacity accounting, which needs the jobs: close over a late-bound reference.
+      let jobsRef: JobManager | undefined;
+      const usage = () => poolUsage(shares, jobsRef);
+      const jobs = await JobManager.open({
+        config,
+        store,
+        blocks,
+        pool,
+        faults,
+        log,
+        lock,
+        datapath: data,
+        shares,
+        freeBytes: (backend, poolName) => capacityOf(config, backend, poolName) - (usage().get(`${backend}/${poolName}`) ?? 0),
+        checkPool: (backend, poolName, fields) => checkPool(config, backend, poolName, fields),
+      });
+      jobsRef = jobs;
+      data.observer = jobs;
+      const workloads = await WorkloadManager.open(store, data, shares, log);
+      const array = new SimArray({ config, faults, jobs, workloads, data, shares, store, blocks, pool, lock, log });
+      await array.removeOrphans();
+      log.info({ dataDir: options.dataDir, shares: shares.size }, 'array open');
+      return array;
+    } catch (err) {
+      await pool?.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Stops workloads and jobs cooperatively (jobs resume on the next open), terminates the workers, closes the files and the database. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.workloads.close();
+      await this.jobs.close();
+      await this.pool.close();
+      await this.blocks.close();
+      await this.store.close();
+      this.log.info('array closed');
+    })();
+    return this.closed;
+  }
+
+  // ----------------------------------------------------------- backends
+
+  /** ListBackends. */
+  listBackends(): BackendView[] {
+    const used = poolUsage(this.shares, this.jobs);
+    return this.config.backends.map((b) => ({
+      name: b.name,
+      pools: b.pools.map((p) => {
+        const usedBytes = used.get(`${b.name}/${p.name}`) ?? 0;
+        return { name: p.name, capacityBytes: p.capacityBytes, usedBytes, freeBytes: Math.max(0, p.capacityBytes - usedBytes) };
+      }),
+    }));
+  }
+
+  // ------------------------------------------------------------- shares
+
+  /** CreateShare. */
+  createShare(input: CreateShareInput): Promise<ShareView> {
+    return this.lock.run(async () => {
+      checkPool(this.config, input.backend, input.pool, { backend: 'backend', pool: 'pool' });
+      const shareId = input.shareId || `share-${randomUUID()}`;
+      const existing = this.shares.get(shareId);
+      if (existing) {
+        const same =
+          existing.sizeBytes === input.sizeBytes &&
+          existing.shareType === (input.shareType || 'default') &&
+          existing.snapshots === input.snapshots &&
+          JSON.stringify(sortKeys(existing.metadata)) === JSON.stringify(sortKeys(input.metadata));
+        if (!same) throw new FerryError('ALREADY_EXISTS', `share ${shareId} already exists with different fields`);
+        return this.view(existing);
+      }
+      const used = poolUsage(this.shares, this.jobs).get(`${input.backend}/${input.pool}`) ?? 0;
+      const free = capacityOf(this.config, input.backend, input.pool) - used;
+      if (input.sizeBytes > free) {
+        throw new FerryError('RESOURCE_EXHAUSTED', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
+      }
+      const share: ShareRecord = {
+        shareId,
+        backend: input.backend,
+        pool: input.pool,
+        fileId: newFileId(),
+        sizeBytes: input.sizeBytes,
+        metadata: { ...input.metadata },
+        snapshots: input.snapshots,
+        shareType: input.shareType || 'default',
+        createdAtMs: Date.now(),
+        jobId: '',
+      };
+      await this.blocks.create(share.fileId, share.sizeBytes);
+      await this.store.put(keys.share(shareId), share, { sync: true });
+      this.shares.set(shareId, share);
+      this.log.info({ share: shareId, backend: share.backend, pool: share.pool, sizeBytes: share.sizeBytes }, 'share created');
+      return this.view(share);
+    });
+  }
+
+  /** GetShare. */
+  getShare(shareId: string): ShareView {
+    const share = this.shares.get(shareId);
+    if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+    return this.view(share);
+  }
+
+  /** ListShares, by share id. */
+  listShares(backend: string): ShareView[] {
+    if (backend && !this.config.backends.some((b) => b.name === backend)) {
+      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array`);
+    }
+    return [...this.shares.values()]
+      .filter((s) => !backend || s.backend === backend)
+      .sort((a, b) => (a.shareId < b.shareId ? -1 : a.shareId > b.shareId ? 1 : 0))
+      .map((s) => this.view(s));
+  }
+
+  /** DeleteShare. */
+  deleteShare(shareId: string): Promise<void> {
+    return this.lock.run(async () => {
+      const share = this.shares.get(shareId);
+      if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+      const job = this.jobs.activeJob(share);
+      if (job) throw new FerryError('FAILED_PRECONDITION', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
+      await this.workloads.stopForShare(shareId, 'share deleted');
+      this.shares.delete(shareId);
+      await this.store.del([keys.share(shareId)]);
+      await this.blocks.remove(share.fileId);
+      this.data.forget(shareId);
+      this.log.info({ share: shareId }, 'share deleted');
+    });
+  }
+
+  private view(share: ShareRecord): ShareView {
+    const job = this.jobs.activeJob(share);
+    return {
+      ...share,
+      metadata: { ...share.metadata },
+      exportPath: `${share.backend}:/${share.pool}/${share.shareId}`,
+      readOnly: Boolean(job && !job.spec.writable && !job.switched),
+      migrating: Boolean(job),
+      jobId: job ? job.jobId : '',
+    };
+  }
+
+  private async removeOrphans(): Promise<void> {
+    const wanted = new Set<string>();
+    for (const s of this.shares.values()) wanted.add(s.fileId);
+    for (const j of this.jobs.records()) {
+      if (ACTIVE_JOB_STATES.has(j.state)) {
+        wanted.add(j.source.fileId);
+        wanted.add(j.dest.fileId);
+      }
+    }
+    for (const id of await this.blocks.list()) {
+      if (wanted.has(id)) continue;
+      this.log.warn({ file: id }, 'removing a data file nothing refers to');
+      await this.blocks.remove(id);
+    }
+  }
+}
+
+/** Used bytes per "backend/pool": shares where they live, destinations reserved by active jobs, sources not yet deleted after a switch. */
+function poolUsage(shares: Map<string, ShareRecord>, jobs: JobManager | undefined): Map<string, number> {
+  const used = new Map<string, number>();
+  const add = (backend: string, pool: string, bytes: number) => {
+    const key = `${backend}/${pool}`;
+    used.set(key, (used.get(key) ?? 0) + bytes);
+  };
+  for (const s of shares.values()) add(s.backend, s.pool, s.sizeBytes);
+  for (const j of jobs?.records() ?? []) {
+    if (!ACTIVE_JOB_STATES.has(j.state)) continue;
+    if (j.switched) add(j.source.backend, j.source.pool, j.sizeBytes);
+    else add(j.dest.backend, j.dest.pool, j.sizeBytes);
+  }
+  return used;
+}
+
+function capacityOf(config: SimulatorConfig, backend: string, pool: string): number {
+  return config.backends.find((b) => b.name === backend)?.pools.find((p) => p.name === pool)?.capacityBytes ?? 0;
+}
+
+/** Throws NOT_FOUND naming the field (as the request calls it) unless the backend and pool exist. */
+function checkPool(config: SimulatorConfig, backend: string, pool: string, fields: { backend: string; pool: string }): void {
+  const b = config.backends.find((x) => x.name === backend);
+  if (!b) throw new FerryError('NOT_FOUND', `${fields.backend}: backend ${backend} not found on this array (it has ${config.backends.map((x) => x.name).join(', ')})`);
+  if (!b.pools.some((p) => p.name === pool)) {
+    throw new FerryError('NOT_FOUND', `${fields.pool}: pool ${pool} not found on backend ${backend} (it has ${b.pools.map((p) => p.name).join(', ')})`);
+  }
+}
+
+function sortKeys(o: Record<string, string>): Array<[string, string]> {
+  return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}

@@ -1,0 +1,136 @@
+/**
+ * The array's configuration: its backends and pools, and the knobs of the
+ * copy engine. A JSON file (ferry-sim --config) may set any of them; what it
+ * leaves out keeps the default.
+ */
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+
+const GiB = 1024 ** 3;
+
+/** A pool: capacity is bookkeeping (share files are sparse). */
+export interface PoolConfig {
+  name: string;
+  capacityBytes: number;
+}
+
+/** A backend of the array. */
+export interface BackendConfig {
+  name: string;
+  pools: PoolConfig[];
+}
+
+/** Everything the array can be configured with. */
+export interface SimulatorConfig {
+  /** Backends and their pools. */
+  backends: BackendConfig[];
+  /** The unit of dirty tracking and verification. Default 64 KiB. */
+  blockSizeBytes: number;
+  /** Bytes per copy task handed to a worker thread. Default 8 MiB. */
+  chunkSizeBytes: number;
+  /** Copy worker threads. Default min(4, max(2, available parallelism)). */
+  workers: number;
+  /** Copy bandwidth cap for the whole array, bytes per second; 0 means none. */
+  arrayBandwidthBytesPerSec: number;
+  /** The pre-copy gives up converging after this many passes (Xen: 30). */
+  maxPasses: number;
+  /** ... or after sending this many times the share's size (Xen: 3). */
+  maxSentFactor: number;
+}
+
+/** Two backends, three pools of 64 GiB: room for several 4 GiB shares each. */
+export const DEFAULT_SIMULATOR_CONFIG: Readonly<SimulatorConfig> = Object.freeze({
+  backends: [
+    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 64 * GiB }, { name: 'silver', capacityBytes: 64 * GiB }] },
+    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 64 * GiB }] },
+  ],
+  blockSizeBytes: 64 * 1024,
+  chunkSizeBytes: 8 * 1024 * 1024,
+  workers: Math.min(4, Math.max(2, os.availableParallelism())),
+  arrayBandwidthBytesPerSec: 0,
+  maxPasses: 30,
+  maxSentFactor: 3,
+});
+
+/** Thrown for a configuration that cannot work; the message names the setting. */
+export class SimulatorConfigError extends Error {
+  override name = 'SimulatorConfigError';
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new SimulatorConfigError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new SimulatorConfigError(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function nonEmptyName(value: unknown, name: string): string {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(value)) {
+    throw new SimulatorConfigError(`${name} must be 1 to 64 characters of [A-Za-z0-9._-], got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function resolveBackends(value: unknown): BackendConfig[] {
+  if (!Array.isArray(value) || value.length === 0) throw new SimulatorConfigError('backends must be a non-empty array');
+  const seen = new Set<string>();
+  return value.map((b: unknown, i) => {
+    const backend = (b ?? {}) as Record<string, unknown>;
+    const name = nonEmptyName(backend.name, `backends[${i}].name`);
+    if (seen.has(name)) throw new SimulatorConfigError(`backends[${i}].name "${name}" is used twice`);
+    seen.add(name);
+    if (!Array.isArray(backend.pools) || backend.pools.length === 0) {
+      throw new SimulatorConfigError(`backends[${i}].pools must be a non-empty array`);
+    }
+    const poolNames = new Set<string>();
+    const pools = backend.pools.map((p: unknown, j) => {
+      const pool = (p ?? {}) as Record<string, unknown>;
+      const poolName = nonEmptyName(pool.name, `backends[${i}].pools[${j}].name`);
+      if (poolNames.has(poolName)) throw new SimulatorConfigError(`backends[${i}].pools[${j}].name "${poolName}" is used twice`);
+      poolNames.add(poolName);
+      return { name: poolName, capacityBytes: positiveInteger(pool.capacityBytes, `backends[${i}].pools[${j}].capacityBytes`) };
+    });
+    return { name, pools };
+  });
+}
+
+/** Fills in defaults and checks every setting; throws SimulatorConfigError naming the bad one. */
+export function resolveSimulatorConfig(partial: Partial<SimulatorConfig> = {}): SimulatorConfig {
+  const merged = { ...DEFAULT_SIMULATOR_CONFIG, ...partial };
+  const config: SimulatorConfig = {
+    backends: resolveBackends(merged.backends),
+    blockSizeBytes: positiveInteger(merged.blockSizeBytes, 'blockSizeBytes'),
+    chunkSizeBytes: positiveInteger(merged.chunkSizeBytes, 'chunkSizeBytes'),
+    workers: positiveInteger(merged.workers, 'workers'),
+    arrayBandwidthBytesPerSec: nonNegativeInteger(merged.arrayBandwidthBytesPerSec, 'arrayBandwidthBytesPerSec'),
+    maxPasses: positiveInteger(merged.maxPasses, 'maxPasses'),
+    maxSentFactor: positiveInteger(merged.maxSentFactor, 'maxSentFactor'),
+  };
+  if (config.chunkSizeBytes % config.blockSizeBytes !== 0) {
+    throw new SimulatorConfigError(`chunkSizeBytes (${config.chunkSizeBytes}) must be a multiple of blockSizeBytes (${config.blockSizeBytes})`);
+  }
+  if (config.chunkSizeBytes > 256 * 1024 * 1024) throw new SimulatorConfigError('chunkSizeBytes must be at most 256 MiB');
+  if (config.workers > 64) throw new SimulatorConfigError('workers must be at most 64');
+  return config;
+}
+
+/** Reads a JSON config file and resolves it. */
+export async function loadSimulatorConfig(file: string): Promise<SimulatorConfig> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new SimulatorConfigError(`cannot read config ${file}: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SimulatorConfigError(`config ${file} must hold a JSON object`);
+  }
+  return resolveSimulatorConfig(parsed as Partial<SimulatorConfig>);
+}

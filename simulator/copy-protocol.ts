@@ -1,0 +1,84 @@
+/**
+ * Messages between the copy pool (main thread) and its worker threads. Each
+ * request carries an id; the worker answers it exactly once, with the
+ * matching result or an `error`. Files are named by path: a worker opens
+ * them itself, so share data never crosses the main thread.
+ */
+
+/** Runs of blocks: [first block, block count]. */
+export type Runs = Array<[number, number]>;
+
+/** Read `runs` from `src`, write them at the same offsets in `dst`, and hash each block written. */
+export interface CopyRequest {
+  type: 'copy';
+  id: number;
+  src: string;
+  dst: string;
+  runs: Runs;
+  blockSize: number;
+  /** The file size: the last block may be short. */
+  fileSize: number;
+  /** Skip writing all-zero runs (only where the destination is known to be still all zero). */
+  skipZero: boolean;
+}
+
+/** Read `runs` from each of `paths` and hash each block (to verify, or to rebuild a dirty set after a crash). */
+export interface HashRequest {
+  type: 'hash';
+  id: number;
+  paths: string[];
+  runs: Runs;
+  blockSize: number;
+  fileSize: number;
+}
+
+/** sha256 of a whole file, streamed. */
+export interface ChecksumRequest {
+  type: 'checksum';
+  id: number;
+  path: string;
+  size: number;
+}
+
+/** Anything the pool sends a worker. */
+export type WorkerRequest = CopyRequest | HashRequest | ChecksumRequest;
+
+/** The hashes are 32-byte sha256 digests, block after block in run order. */
+export interface CopyResult {
+  type: 'copied';
+  id: number;
+  /** Bytes read from the source. */
+  bytes: number;
+  /** Bytes written to the destination (less than `bytes` when zero runs were skipped). */
+  written: number;
+  hashes: ArrayBuffer;
+}
+
+/** One hash buffer per path, in the order of the request's paths. */
+export interface HashResult {
+  type: 'hashed';
+  id: number;
+  bytes: number;
+  hashes: ArrayBuffer[];
+}
+
+/** A whole-file checksum. */
+export interface ChecksumResult {
+  type: 'checksum';
+  id: number;
+  sha256: string;
+}
+
+/** The request failed; `code` is the errno code when there is one. */
+export interface ErrorResult {
+  type: 'error';
+  id: number;
+  message: string;
+  code?: string;
+}
+
+/** Anything a worker sends back. */
+export type WorkerResult = CopyResult | HashResult | ChecksumResult | ErrorResult;
+
+/** The size of one block hash. */
+export const HASH_BYTES = 32;

@@ -1,0 +1,606 @@
+/**
+ * The copy engine of one job: pass 1 (a sequential copy in chunks), later
+ * passes (the blocks written meanwhile), a background verification sweep,
+ * and after a restart the rebuild of the dirty set that was lost with the
+ * process. The cutover (cutover.ts) uses the same building blocks with the
+ * loop stopped and the share frozen.
+ *
+ * In memory, per block: dirty (written on the source since it was copied),
+ * copied (pass 1's progress), hashed (we know the sha256 of what the
+ * destination should hold), verified (the destination was read back and
+ * matched that hash), in flight (a worker is copying it), and a generation
+ * counter bumped by every write and every copy, so that a hash computed by
+ * a worker is only trusted if nothing touched the block meanwhile.
+ *
+ * Dirty tracking is race-free against the workers because a write marks its
+ * blocks after its pwrite completed and before it is acknowledged, and pass 1
+ * persists and publishes the end of the dispatched range before a worker can
+ * read a chunk: a write that lands before the worker reads is copied by it, a
+ * write that lands after is marked dirty, and one that lands in between is
+ * both (which is only wasteful).
+ */
+import type { Log } from '../daemon/log.ts';
+import { Bitmap, toRuns } from './bitmap.ts';
+import type { BlockStore } from './blockstore.ts';
+import type { CopyPool } from './copy-pool.ts';
+import { HASH_BYTES } from './copy-protocol.ts';
+import type { Runs } from './copy-protocol.ts';
+import type { Faults } from './faults.ts';
+import type { MetaStore } from './metadata.ts';
+import { keys } from './model.ts';
+import type { JobRecord } from './model.ts';
+import { RateMeter, TokenBucket, Wakeup, sleep } from './rates.ts';
+
+const MiB = 1024 * 1024;
+/** While syncing, wait this long for small dirty sets to gather before a pass (many tiny passes cost more than they save). */
+const SYNC_PACE_MS = 50;
+/** How often an idle syncing job looks around when no write wakes it. */
+const IDLE_WAIT_MS = 1000;
+
+/** What a runner needs from the array. */
+export interface RunnerDeps {
+  store: MetaStore;
+  blocks: BlockStore;
+  pool: CopyPool;
+  faults: Faults;
+  log: Log;
+  maxPasses: number;
+  maxSentFactor: number;
+  /** The array-wide cap. */
+  arrayBucket: TokenBucket;
+  /** The slow-disk fault's cap. */
+  diskBucket: TokenBucket;
+  /** Called when the loop fails; the job must then fail. */
+  failed(runner: JobRunner, err: unknown): Promise<void>;
+}
+
+/** Progress as the API reports it. */
+export interface ProgressView {
+  totalBytes: number;
+  copiedBytes: number;
+  dirtyBytes: number;
+  dirtyRateBytesPerSec: number;
+  throughputBytesPerSec: number;
+  pass: number;
+  etaSeconds: number;
+  warning: string;
+  recopiedAfterCrashBytes: number;
+  sentBytes: number;
+  verifiedBytes: number;
+}
+
+/** Tasks in flight, at most `max` at once; remembers the first failure. */
+class Flight {
+  private readonly tasks = new Set<Promise<void>>();
+  error: unknown = null;
+
+  add(task: Promise<void>): void {
+    const tracked: Promise<void> = task
+      .catch((err: unknown) => {
+        this.error ??= err;
+      })
+      .finally(() => this.tasks.delete(tracked));
+    this.tasks.add(tracked);
+  }
+
+  async slot(max: number): Promise<void> {
+    while (this.tasks.size >= max) await Promise.race(this.tasks);
+  }
+
+  async drain(): Promise<void> {
+    while (this.tasks.size > 0) await Promise.all([...this.tasks]);
+    if (this.error) throw this.error;
+  }
+}
+
+/** One active job's copy state and loop. */
+export class JobRunner {
+  readonly rec: JobRecord;
+  /** Blocks in the share. */
+  readonly blockCount: number;
+  readonly dirty: Bitmap;
+  readonly copied: Bitmap;
+  readonly hashed: Bitmap;
+  readonly verified: Bitmap;
+  private readonly inflight: Bitmap;
+  private readonly hashes: Buffer;
+  private readonly gen: Uint32Array;
+  private readonly deps: RunnerDeps;
+  private readonly bucket: TokenBucket;
+  private readonly throughput = new RateMeter();
+  private readonly dirtyMeter = new RateMeter();
+  private readonly wake = new Wakeup();
+  /** Notified when the rebuild after a restart is done. */
+  readonly rebuilt = new Wakeup();
+  private loop: Promise<void> | null = null;
+  private loopAbort: AbortController | null = null;
+  /** True until the dirty set lost in a restart has been rebuilt. */
+  needsRebuild: boolean;
+  private precopyStopped = false;
+  private budgetPass = 0;
+  private budgetSent = 0;
+  private verifyCursor = 0;
+  /** A cancel or a cutover that owns the job now; the other must not start. */
+  op: 'cancel' | 'cutover' | null = null;
+  /** The running cutover, for callers that join it. */
+  cutover: Promise<void> | null = null;
+
+  constructor(rec: JobRecord, deps: RunnerDeps, options: { resumed: boolean }) {
+    this.rec = rec;
+    this.deps = deps;
+    this.blockCount = Math.ceil(rec.sizeBytes / rec.blockSizeBytes);
+    this.dirty = new Bitmap(this.blockCount);
+    this.copied = new Bitmap(this.blockCount);
+    this.hashed = new Bitmap(this.blockCount);
+    this.verified = new Bitmap(this.blockCount);
+    this.inflight = new Bitmap(this.blockCount);
+    this.hashes = Buffer.alloc(this.blockCount * HASH_BYTES);
+    this.gen = new Uint32Array(this.blockCount);
+    this.bucket = new TokenBucket(rec.spec.maxBandwidthBytesPerSec);
+    this.needsRebuild = options.resumed && rec.dispatchedEnd > 0;
+    if (options.resumed && rec.dispatchedEnd === 0) rec.cursor = 0;
+  }
+
+  private get log(): Log {
+    return this.deps.log;
+  }
+
+  private get chunkBlocks(): number {
+    return Math.max(1, Math.floor(this.rec.chunkSizeBytes / this.rec.blockSizeBytes));
+  }
+
+  /** The bytes of block `b` (the last one may be short). */
+  blockBytes(b: number): number {
+    return Math.min(this.rec.blockSizeBytes, this.rec.sizeBytes - b * this.rec.blockSizeBytes);
+  }
+
+  private bytesOf(blocks: Iterable<number>): number {
+    let n = 0;
+    for (const b of blocks) n += this.blockBytes(b);
+    return n;
+  }
+
+  /** Bytes of `count` blocks, clipped to the share's size. */
+  private countBytes(count: number): number {
+    return Math.min(this.rec.sizeBytes, count * this.rec.blockSizeBytes);
+  }
+
+  /** Dirty bytes now. */
+  dirtyBytes(): number {
+    return this.countBytes(this.dirty.count);
+  }
+
+  /** Persists the job record (checkpoints need not be synced: a rebuild after a restart trusts nothing it cannot hash). */
+  save(sync = false): Promise<void> {
+    return this.deps.store.put(keys.job(this.rec.jobId), this.rec, { sync });
+  }
+
+  // ------------------------------------------------------------ the loop
+
+  /** Starts (or restarts) the copy loop. */
+  startLoop(): void {
+    if (this.loop) return;
+    const abort = new AbortController();
+    this.loopAbort = abort;
+    this.loop = this.run(abort.signal).catch((err: unknown) => this.deps.failed(this, err));
+  }
+
+  /** Stops the loop cooperatively: no new chunks, the ones in flight finish, then the checkpoint is saved. */
+  async stopLoop(): Promise<void> {
+    this.loopAbort?.abort();
+    this.wake.notify();
+    await this.loop;
+    this.loop = null;
+    this.loopAbort = null;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    if (this.needsRebuild) {
+      await this.rebuild(signal);
+      if (signal.aborted) return;
+    }
+    if (this.rec.cursor < this.blockCount) {
+      await this.firstPass(signal);
+      if (signal.aborted) return;
+      await this.deps.blocks.sync(this.rec.dest.fileId);
+      await this.evaluate();
+    }
+    while (!signal.aborted) {
+      if (this.precopyStopped) {
+        await sleep(IDLE_WAIT_MS, signal);
+        this.maybeResumePrecopy();
+        continue;
+      }
+      if (this.dirty.count > 0) {
+        if (this.rec.phase1Done && this.dirtyBytes() < this.rec.chunkSizeBytes) await sleep(SYNC_PACE_MS, signal);
+        if (signal.aborted) break;
+        await this.dirtyPass(signal);
+        if (!signal.aborted) await this.evaluate();
+        continue;
+      }
+      if (!this.rec.phase1Done) {
+        await this.evaluate();
+        continue;
+      }
+      if (await this.verifySweep(signal)) continue;
+      await this.wake.wait(IDLE_WAIT_MS, signal);
+    }
+  }
+
+  /** Pass 1: every chunk in order, each persisted as dispatched before a worker sees it and as copied after. */
+  private async firstPass(signal: AbortSignal): Promise<void> {
+    const { rec } = this;
+    if (rec.pass === 0) rec.pass = 1;
+    const flight = new Flight();
+    const pending: Array<{ end: number; done: boolean }> = [];
+    const started = Date.now();
+    let passBytes = 0;
+    while (rec.dispatchedEnd < this.blockCount && !signal.aborted && !flight.error) {
+      await this.deps.faults.whileStalled(signal);
+      if (signal.aborted) break;
+      const from = rec.dispatchedEnd;
+      const to = Math.min(this.blockCount, from + this.chunkBlocks);
+      await this.throttle(this.bytesOf(range(from, to)), signal);
+      if (signal.aborted) break;
+      await flight.slot(this.deps.pool.size);
+      if (signal.aborted || flight.error) break;
+      // Publish, then persist, then hand to a worker: see the note at the top of this file.
+      rec.dispatchedEnd = to;
+      await this.save();
+      const entry = { end: to, done: false };
+      pending.push(entry);
+      flight.add(
+        this.copyRuns([[from, to - from]], true).then(async (bytes) => {
+          entry.done = true;
+          passBytes += bytes;
+          while (pending[0]?.done) rec.cursor = pending.shift()!.end;
+          await this.save();
+          if (this.copied.count * 2 >= this.blockCount) await this.deps.faults.crashIfAt('DURING_COPY');
+        }),
+      );
+    }
+    await flight.drain();
+    if (rec.cursor >= this.blockCount) this.measurePass(passBytes, started);
+  }
+
+  /** A later pass: snapshot and clear the dirty set, copy it. Blocks not reached before a stop go back into the set. */
+  private async dirtyPass(signal: AbortSignal): Promise<void> {
+    const blocks = this.dirty.drain();
+    if (blocks.length === 0) return;
+    this.rec.pass++;
+    const started = Date.now();
+    const { bytes, leftover } = await this.copyBlocks(blocks, { throttle: true, signal });
+    for (const b of leftover) this.dirty.set(b);
+    // Flush now, in the background, so that the cutover's fdatasync only has the final delta to write.
+    await this.deps.blocks.sync(this.rec.dest.fileId);
+    if (leftover.length === 0) this.measurePass(bytes, started);
+    await this.save();
+  }
+
+  private measurePass(bytes: number, started: number): void {
+    // Only passes big enough to say something about the copy rate count.
+    if (bytes < Math.min(this.rec.sizeBytes, this.rec.chunkSizeBytes)) return;
+    const rate = Math.round((bytes * 1000) / Math.max(1, Date.now() - started));
+    this.rec.copyRateBps = this.rec.copyRateBps > 0 ? Math.round((this.rec.copyRateBps + rate) / 2) : rate;
+  }
+
+  /** Dirty bytes that fit the downtime target: what half the window copies at the measured rate, at least one block. */
+  threshold(): number {
+    return Math.max(this.rec.blockSizeBytes, (this.rec.copyRateBps * this.rec.spec.maxDowntimeMs * 0.5) / 1000);
+  }
+
+  /** After a pass: is phase 1 done, or is the pre-copy not converging? */
+  private async evaluate(): Promise<void> {
+    const { rec } = this;
+    const fits = this.dirtyBytes() <= this.threshold();
+    if (rec.phase1Done) {
+      if (!this.precopyStopped && fits !== rec.converged) {
+        rec.converged = fits;
+        if (fits) rec.warning = '';
+        await this.save();
+      }
+      return;
+    }
+    if (fits) {
+      rec.converged = true;
+      rec.warning = '';
+    } else if (rec.pass - this.budgetPass >= this.deps.maxPasses || rec.sentBytes - this.budgetSent >= this.deps.maxSentFactor * rec.sizeBytes) {
+      // Like Xen's last iteration: stop pre-copying rather than loop forever. The operator may still
+      // complete; the cutover then copies the whole dirty set while frozen and its window decides.
+      this.precopyStopped = true;
+      rec.converged = false;
+      rec.warning =
+        `not converging: writes (${mib(this.dirtyMeter.rate())} MiB/s) outpace the copy (${mib(rec.copyRateBps)} MiB/s) ` +
+        `after ${rec.pass - this.budgetPass} passes and ${mib(rec.sentBytes - this.budgetSent)} MiB sent; ` +
+        `pre-copy stopped with ${mib(this.dirtyBytes())} MiB dirty`;
+      this.log.warn({ job: rec.jobId, warning: rec.warning }, 'pre-copy not converging');
+    } else {
+      return;
+    }
+    rec.phase1Done = true;
+    rec.state = 'SYNCING';
+    rec.phase1DoneAtMs = Date.now();
+    await this.save(true);
+    this.log.info({ job: rec.jobId, pass: rec.pass, converged: rec.converged }, 'phase 1 done');
+  }
+
+  /** A stopped pre-copy resumes, with fresh bounds, once writes slow down below half the copy rate. */
+  private maybeResumePrecopy(): void {
+    if (this.dirtyMeter.rate() * 2 >= this.rec.copyRateBps) return;
+    this.precopyStopped = false;
+    this.budgetPass = this.rec.pass;
+    this.budgetSent = this.rec.sentBytes;
+    this.log.info({ job: this.rec.jobId }, 'writes slowed down; pre-copy resumes');
+  }
+
+  // ------------------------------------------------------- copy and hash
+
+  /** Copies `runs` in one worker task and records what it wrote. Resolves with the bytes read. */
+  private async copyRuns(runs: Runs, skipZero: boolean): Promise<number> {
+    const { rec } = this;
+    const blocks = expand(runs);
+    for (const b of blocks) {
+      this.inflight.set(b);
+      this.gen[b]!++;
+    }
+    try {
+      const res = await this.deps.pool.copy({
+        src: this.deps.blocks.path(rec.source.fileId),
+        dst: this.deps.blocks.path(rec.dest.fileId),
+        runs,
+        blockSize: rec.blockSizeBytes,
+        fileSize: rec.sizeBytes,
+        skipZero,
+      });
+      const hashes = Buffer.from(res.hashes);
+      blocks.forEach((b, i) => {
+        hashes.copy(this.hashes, b * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES);
+        this.hashed.set(b);
+        this.verified.clear(b);
+        this.copied.set(b);
+        this.gen[b]!++;
+      });
+      this.throughput.add(res.bytes);
+      rec.sentBytes += res.bytes;
+      return res.bytes;
+    } finally {
+      for (const b of blocks) this.inflight.clear(b);
+    }
+  }
+
+  /**
+   * Copies a list of blocks, up to one task per worker at a time. With
+   * `throttle`, bandwidth caps and the stall fault apply (not during the
+   * freeze: a cap there would only lengthen it). Stops dispatching when
+   * `signal` aborts and returns the blocks it did not reach.
+   */
+  async copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }> {
+    const groups = groupRuns(toRuns(blocks, this.chunkBlocks), this.chunkBlocks);
+    const flight = new Flight();
+    const { signal } = options;
+    let bytes = 0;
+    let i = 0;
+    for (; i < groups.length; i++) {
+      if (signal?.aborted || flight.error) break;
+      const group = groups[i]!;
+      if (options.throttle && signal) {
+        await this.deps.faults.whileStalled(signal);
+        await this.throttle(this.bytesOf(expand(group)), signal);
+      }
+      await flight.slot(this.deps.pool.size);
+      if (signal?.aborted || flight.error) break;
+      flight.add(this.copyRuns(group, false).then((n) => void (bytes += n)));
+    }
+    await flight.drain();
+    return { bytes, leftover: groups.slice(i).flatMap(expand) };
+  }
+
+  /**
+   * Reads `blocks` back from the destination and compares them with the
+   * hashes kept from the copy. Matching blocks become verified; blocks
+   * touched meanwhile are skipped; the others are returned.
+   */
+  async verifyBlocks(blocks: number[]): Promise<{ bytes: number; mismatched: number[] }> {
+    const groups = groupRuns(toRuns(blocks, this.chunkBlocks), this.chunkBlocks);
+    const flight = new Flight();
+    const mismatched: number[] = [];
+    let bytes = 0;
+    for (const group of groups) {
+      await flight.slot(this.deps.pool.size);
+      if (flight.error) break;
+      flight.add(
+        (async () => {
+          const list = expand(group);
+          const gens = list.map((b) => this.gen[b]!);
+          const res = await this.deps.pool.hash({
+            paths: [this.deps.blocks.path(this.rec.dest.fileId)],
+            runs: group,
+            blockSize: this.rec.blockSizeBytes,
+            fileSize: this.rec.sizeBytes,
+          });
+          const got = Buffer.from(res.hashes[0]!);
+          list.forEach((b, i) => {
+            if (this.gen[b] !== gens[i] || !this.hashed.has(b)) return;
+            if (got.compare(this.hashes, b * HASH_BYTES, (b + 1) * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES) === 0) {
+              this.verified.set(b);
+              bytes += this.blockBytes(b);
+            } else {
+              mismatched.push(b);
+            }
+          });
+        })(),
+      );
+    }
+    await flight.drain();
+    return { bytes, mismatched };
+  }
+
+  /** One batch of the background verification, when there is nothing to copy. Returns false when there was nothing to verify. */
+  private async verifySweep(signal: AbortSignal): Promise<boolean> {
+    if (this.verified.count >= this.blockCount) return false;
+    const eligible = (b: number) => this.hashed.has(b) && !this.dirty.has(b) && !this.inflight.has(b);
+    let batch = this.verified.list(this.verifyCursor, this.blockCount, this.chunkBlocks, false).filter(eligible);
+    if (batch.length === 0 && this.verifyCursor > 0) {
+      this.verifyCursor = 0;
+      batch = this.verified.list(0, this.blockCount, this.chunkBlocks, false).filter(eligible);
+    }
+    if (batch.length === 0) return false;
+    this.verifyCursor = batch[batch.length - 1]! + 1;
+    await this.throttle(this.bytesOf(batch), signal);
+    if (signal.aborted) return true;
+    const { mismatched } = await this.verifyBlocks(batch);
+    if (mismatched.length > 0) {
+      this.log.warn({ job: this.rec.jobId, blocks: mismatched.length }, 'destination blocks did not match their copy hash; copying them again');
+      for (const b of mismatched) {
+        this.hashed.clear(b);
+        this.dirty.set(b);
+      }
+    }
+    return true;
+  }
+
+  /**
+   * After a restart: the dirty set died with the process. Hash source and
+   * destination over everything ever dispatched; blocks that differ are
+   * dirty (and copied again: recopied_after_crash_bytes), blocks that match
+   * are copied, hashed and verified.
+   */
+  private async rebuild(signal: AbortSignal): Promise<void> {
+    const { rec } = this;
+    const end = rec.dispatchedEnd;
+    const flight = new Flight();
+    let recopied = 0;
+    for (let from = 0; from < end && !signal.aborted && !flight.error; from += this.chunkBlocks) {
+      const runs: Runs = [[from, Math.min(end, from + this.chunkBlocks) - from]];
+      await flight.slot(this.deps.pool.size);
+      if (signal.aborted || flight.error) break;
+      flight.add(
+        (async () => {
+          const list = expand(runs);
+          const gens = list.map((b) => this.gen[b]!);
+          const res = await this.deps.pool.hash({
+            paths: [this.deps.blocks.path(rec.source.fileId), this.deps.blocks.path(rec.dest.fileId)],
+            runs,
+            blockSize: rec.blockSizeBytes,
+            fileSize: rec.sizeBytes,
+          });
+          const src = Buffer.from(res.hashes[0]!);
+          const dst = Buffer.from(res.hashes[1]!);
+          list.forEach((b, i) => {
+            this.copied.set(b);
+            const at = i * HASH_BYTES;
+            if (src.compare(dst, at, at + HASH_BYTES, at, at + HASH_BYTES) === 0) {
+              if (this.gen[b] !== gens[i]) return; // A write touched it meanwhile and marked it dirty itself.
+              src.copy(this.hashes, b * HASH_BYTES, at, at + HASH_BYTES);
+              this.hashed.set(b);
+              this.verified.set(b);
+            } else {
+              if (this.dirty.set(b)) recopied += this.blockBytes(b);
+            }
+          });
+        })(),
+      );
+    }
+    await flight.drain();
+    if (signal.aborted) return;
+    rec.cursor = end;
+    rec.recopiedAfterCrashBytes += recopied;
+    this.needsRebuild = false;
+    await this.save();
+    this.rebuilt.notify();
+    this.log.info({ job: rec.jobId, checkedBytes: this.countBytes(end), recopiedBytes: recopied }, 'dirty set rebuilt after restart');
+  }
+
+  private async throttle(bytes: number, signal: AbortSignal): Promise<void> {
+    this.deps.diskBucket.setRate(this.deps.faults.value.copyBandwidthBytesPerSec);
+    await this.bucket.take(bytes, signal);
+    await this.deps.arrayBucket.take(bytes, signal);
+    await this.deps.diskBucket.take(bytes, signal);
+  }
+
+  // -------------------------------------------------------------- writes
+
+  /** A write landed on the source (called after its pwrite, before its acknowledgement). */
+  noteWrite(offset: number, length: number): void {
+    const bs = this.rec.blockSizeBytes;
+    const first = Math.floor(offset / bs);
+    const last = Math.min(this.blockCount - 1, Math.floor((offset + length - 1) / bs));
+    let newly = 0;
+    for (let b = first; b <= last; b++) {
+      this.gen[b]!++;
+      this.verified.clear(b);
+      // Pass 1 copies blocks past the dispatched range later anyway; after pass 1 that range is everything.
+      if (b >= this.rec.dispatchedEnd) continue;
+      if (this.dirty.set(b)) newly += this.blockBytes(b);
+    }
+    if (newly > 0) {
+      this.dirtyMeter.add(newly);
+      this.wake.notify();
+    }
+  }
+
+  // ------------------------------------------------------------ progress
+
+  /** Progress now. */
+  progress(): ProgressView {
+    const { rec } = this;
+    const copiedBytes = this.countBytes(this.copied.count);
+    const dirtyBytes = this.dirtyBytes();
+    const dirtyRate = this.dirtyMeter.rate();
+    const throughput = this.throughput.rate();
+    let eta = 0;
+    if (!rec.phase1Done) {
+      const net = (throughput || rec.copyRateBps) - dirtyRate;
+      const remaining = rec.sizeBytes - copiedBytes + dirtyBytes;
+      if (net > 0) eta = Math.ceil(remaining / net);
+    }
+    return {
+      totalBytes: rec.sizeBytes,
+      copiedBytes,
+      dirtyBytes,
+      dirtyRateBytesPerSec: dirtyRate,
+      throughputBytesPerSec: throughput,
+      pass: rec.pass,
+      etaSeconds: eta,
+      warning: rec.warning,
+      recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
+      sentBytes: rec.sentBytes,
+      verifiedBytes: this.countBytes(this.verified.count),
+    };
+  }
+}
+
+/** Every block index of `runs`, in order. */
+export function expand(runs: Runs): number[] {
+  const out: number[] = [];
+  for (const [start, count] of runs) for (let b = start; b < start + count; b++) out.push(b);
+  return out;
+}
+
+/** Packs runs into groups of at most `maxBlocks` blocks (one worker task each). */
+function groupRuns(runs: Runs, maxBlocks: number): Runs[] {
+  const groups: Runs[] = [];
+  let current: Runs = [];
+  let size = 0;
+  for (const run of runs) {
+    if (size + run[1] > maxBlocks && current.length > 0) {
+      groups.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(run);
+    size += run[1];
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let b = from; b < to; b++) out.push(b);
+  return out;
+}
+
+function mib(bytes: number): string {
+  return (bytes / MiB).toFixed(1);
+}

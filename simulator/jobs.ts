@@ -1,0 +1,468 @@
+/**
+ * Migration jobs: start (reserve, create the destination, start the copy),
+ * get, list, cutover, cancel, and their recovery when the array reopens.
+ * The copy engine of an active job is its JobRunner; the cutover is in
+ * cutover.ts. Job records are persisted before anything acts on them.
+ */
+import { randomUUID } from 'node:crypto';
+import { FerryError } from '../plugins/api/index.ts';
+import type { Log } from '../daemon/log.ts';
+import type { BlockStore } from './blockstore.ts';
+import type { SimulatorConfig } from './config.ts';
+import type { CopyPool } from './copy-pool.ts';
+import { runCutover } from './cutover.ts';
+import type { DataPath, WriteObserver } from './datapath.ts';
+import type { Faults } from './faults.ts';
+import { JobRunner } from './job-runner.ts';
+import type { ProgressView } from './job-runner.ts';
+import type { MetaStore } from './metadata.ts';
+import { ACTIVE_JOB_STATES, keys } from './model.ts';
+import type { JobRecord, JobSpec, JobState, ShareRecord } from './model.ts';
+import type { Mutex } from './mutex.ts';
+import { TokenBucket, sleep } from './rates.ts';
+
+/** A job as the API shows it. */
+export interface JobView {
+  record: JobRecord;
+  progress: ProgressView;
+  frozen: boolean;
+}
+
+/** What the job manager needs from the array. */
+export interface JobManagerDeps {
+  config: SimulatorConfig;
+  store: MetaStore;
+  blocks: BlockStore;
+  pool: CopyPool;
+  faults: Faults;
+  log: Log;
+  lock: Mutex;
+  datapath: DataPath;
+  shares: Map<string, ShareRecord>;
+  /** Free bytes in a pool, counting shares and job reservations. */
+  freeBytes(backend: string, pool: string): number;
+  /** Throws NOT_FOUND unless the backend and pool exist. */
+  checkPool(backend: string, pool: string, fields: { backend: string; pool: string }): void;
+}
+
+/** A new data file id. */
+export function newFileId(): string {
+  return `f-${randomUUID()}`;
+}
+
+/** Every job of the array. */
+export class JobManager implements WriteObserver {
+  private readonly deps: JobManagerDeps;
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly runners = new Map<string, JobRunner>();
+  private readonly arrayBucket: TokenBucket;
+  private readonly diskBucket = new TokenBucket(0);
+  private closing = false;
+
+  private constructor(deps: JobManagerDeps) {
+    this.deps = deps;
+    this.arrayBucket = new TokenBucket(deps.config.arrayBandwidthBytesPerSec);
+  }
+
+  /**
+   * Loads every job and recovers the active ones: a job cut over past its
+   * commit point finishes (source deleted, DONE); one caught in a cutover
+   * before it goes back to SYNCING (the source is authoritative); copying
+   * and syncing jobs resume from their checkpoints, rebuilding their dirty
+   * sets first. Files left for deletion are deleted.
+   */
+  static async open(deps: JobManagerDeps): Promise<JobManager> {
+    const manager = new JobManager(deps);
+    const records = (await deps.store.entries<JobRecord>('job!')).map(([, rec]) => rec);
+    records.sort((a, b) => a.createdAtMs - b.createdAtMs);
+    for (const rec of records) manager.jobs.set(rec.jobId, rec);
+    for (const rec of records) await manager.recover(rec);
+    return manager;
+  }
+
+  private async recover(rec: JobRecord): Promise<void> {
+    const { log } = this.deps;
+    if (!ACTIVE_JOB_STATES.has(rec.state)) {
+      if (rec.pendingDelete) {
+        await this.deps.blocks.remove(rec.pendingDelete);
+        rec.pendingDelete = '';
+        await this.deps.store.put(keys.job(rec.jobId), rec);
+      }
+      return;
+    }
+    const runner = this.runnerFor(rec, true);
+    if (rec.state === 'CUTTING_OVER' && rec.switched) {
+      log.info({ job: rec.jobId }, 'restart after the cutover commit point: finishing it');
+      await this.finish(runner);
+      return;
+    }
+    if (rec.state === 'CUTTING_OVER') {
+      log.info({ job: rec.jobId }, 'restart during a cutover, before its commit point: the source stays authoritative; back to SYNCING');
+      rec.state = 'SYNCING';
+      await runner.save(true);
+    }
+    log.info({ job: rec.jobId, pass: rec.pass, cursor: rec.cursor }, 'resuming job after restart');
+    this.runners.set(rec.jobId, runner);
+    runner.startLoop();
+  }
+
+  private runnerFor(rec: JobRecord, resumed: boolean): JobRunner {
+    return new JobRunner(
+      rec,
+      {
+        store: this.deps.store,
+        blocks: this.deps.blocks,
+        pool: this.deps.pool,
+        faults: this.deps.faults,
+        log: this.deps.log,
+        maxPasses: this.deps.config.maxPasses,
+        maxSentFactor: this.deps.config.maxSentFactor,
+        arrayBucket: this.arrayBucket,
+        diskBucket: this.diskBucket,
+        failed: (runner, err) => this.fail(runner, err),
+      },
+      { resumed },
+    );
+  }
+
+  /** Every job record (for capacity accounting). */
+  records(): Iterable<JobRecord> {
+    return this.jobs.values();
+  }
+
+  /** The active job on a share, if any. */
+  activeJob(share: ShareRecord): JobRecord | undefined {
+    const rec = share.jobId ? this.jobs.get(share.jobId) : undefined;
+    return rec && ACTIVE_JOB_STATES.has(rec.state) ? rec : undefined;
+  }
+
+  // ------------------------------------------------------------- the API
+
+  /** StartJob. */
+  start(jobId: string, spec: JobSpec): Promise<JobView> {
+    return this.deps.lock.run(async () => {
+      const existing = this.jobs.get(jobId);
+      if (existing) {
+        if (existing.tombstone) return this.view(existing);
+        const diff = specDiff(existing.spec, spec);
+        if (diff.length > 0) {
+          throw new FerryError('ALREADY_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
+        }
+        return this.view(existing);
+      }
+      const share = this.deps.shares.get(spec.shareId);
+      if (!share) throw new FerryError('NOT_FOUND', `share ${spec.shareId} not found`);
+      this.deps.checkPool(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
+      if (share.backend === spec.destBackend && share.pool === spec.destPool) {
+        throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
+      }
+      const active = this.activeJob(share);
+      if (active) throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
+      const free = this.deps.freeBytes(spec.destBackend, spec.destPool);
+      if (share.sizeBytes > free) {
+        throw new FerryError(
+          'RESOURCE_EXHAUSTED',
+          `pool ${spec.destBackend}/${spec.destPool} lacks room for share ${share.shareId}: need ${share.sizeBytes} bytes, ${free} free`,
+        );
+      }
+      const destFileId = newFileId();
+      await this.deps.blocks.create(destFileId, share.sizeBytes);
+      const rec: JobRecord = {
+        jobId,
+        spec,
+        tombstone: false,
+        source: { backend: share.backend, pool: share.pool, fileId: share.fileId },
+        dest: { backend: spec.destBackend, pool: spec.destPool, fileId: destFileId },
+        sizeBytes: share.sizeBytes,
+        blockSizeBytes: this.deps.config.blockSizeBytes,
+        chunkSizeBytes: this.deps.config.chunkSizeBytes,
+        state: 'COPYING',
+        phase1Done: false,
+        converged: false,
+        warning: '',
+        pass: 0,
+        cursor: 0,
+        dispatchedEnd: 0,
+        sentBytes: 0,
+        copyRateBps: 0,
+        recopiedAfterCrashBytes: 0,
+        switched: false,
+        createdAtMs: Date.now(),
+        phase1DoneAtMs: 0,
+        finishedAtMs: 0,
+        cutover: null,
+        cutoverAttempts: 0,
+        lastAbortReason: '',
+        lastAbortAttempt: 0,
+        error: null,
+        pendingDelete: '',
+      };
+      share.jobId = jobId;
+      this.jobs.set(jobId, rec);
+      await this.persist(rec, share);
+      const runner = this.runnerFor(rec, false);
+      this.runners.set(jobId, runner);
+      runner.startLoop();
+      this.deps.log.info({ job: jobId, share: share.shareId, dest: `${spec.destBackend}/${spec.destPool}` }, 'job started');
+      return this.view(rec);
+    });
+  }
+
+  /** GetJob. */
+  get(jobId: string): JobView {
+    const rec = this.jobs.get(jobId);
+    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    return this.view(rec);
+  }
+
+  /** ListJobs, oldest first. */
+  list(): JobView[] {
+    return [...this.jobs.values()].map((rec) => this.view(rec));
+  }
+
+  /** CutoverJob: starts or joins the cutover; returns when it ends or after `waitMs` (0: no limit). */
+  async cutover(jobId: string, waitMs: number): Promise<JobView> {
+    const rec = this.jobs.get(jobId);
+    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    const runner = this.runners.get(jobId);
+    switch (rec.state) {
+      case 'DONE':
+        return this.view(rec);
+      case 'CANCELLED':
+      case 'FAILED':
+        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is ${rec.state}; start a new job`);
+      case 'COPYING':
+        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is still COPYING (phase 1 not done); wait for phase1_done`);
+      case 'SYNCING': {
+        if (!runner || this.closing) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
+        if (runner.op === 'cancel') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is being cancelled`);
+        runner.op = 'cutover';
+        runner.cutover = this.runCutover(runner).finally(() => {
+          runner.op = null;
+          runner.cutover = null;
+        });
+        break;
+      }
+      case 'CUTTING_OVER':
+        if (runner && !runner.cutover && rec.switched) runner.cutover = this.finish(runner).finally(() => (runner.cutover = null));
+        break;
+    }
+    const running = runner?.cutover;
+    if (running) await (waitMs > 0 ? Promise.race([running, sleep(waitMs)]) : running);
+    return this.view(rec);
+  }
+
+  private async runCutover(runner: JobRunner): Promise<void> {
+    const share = this.deps.shares.get(runner.rec.spec.shareId);
+    try {
+      if (!share) throw new Error(`share ${runner.rec.spec.shareId} of job ${runner.rec.jobId} is missing`);
+      await runCutover(runner, {
+        gate: this.deps.datapath.gate(share.shareId),
+        share,
+        store: this.deps.store,
+        blocks: this.deps.blocks,
+        faults: this.deps.faults,
+        log: this.deps.log,
+        finish: (r) => this.finish(r),
+      });
+    } catch (err) {
+      if (runner.rec.switched) {
+        // Past the commit point we roll forward: a repeated CutoverJob or a restart finishes it.
+        this.deps.log.error({ err, job: runner.rec.jobId }, 'cutover could not finish after its commit point; will retry');
+        return;
+      }
+      await this.fail(runner, err);
+    }
+  }
+
+  /** CancelJob. */
+  cancel(jobId: string): Promise<JobView> {
+    return this.deps.lock.run(async () => {
+      const rec = this.jobs.get(jobId);
+      if (!rec) return this.view(await this.tombstone(jobId));
+      switch (rec.state) {
+        case 'CANCELLED':
+        case 'FAILED':
+          return this.view(rec);
+        case 'DONE':
+          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is DONE: the share lives at its destination; nothing to cancel`);
+        case 'CUTTING_OVER':
+          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+        default:
+          break;
+      }
+      const runner = this.runners.get(jobId);
+      if (!runner) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
+      if (runner.op === 'cutover') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+      runner.op = 'cancel';
+      await runner.stopLoop();
+      if ((rec.state as JobState) === 'FAILED') return this.view(rec); // The copy failed while we stopped it; it cleaned up.
+      await this.discard(runner, 'CANCELLED', null);
+      this.deps.log.info({ job: jobId }, 'job cancelled');
+      return this.view(rec);
+    });
+  }
+
+  private async tombstone(jobId: string): Promise<JobRecord> {
+    const none = { backend: '', pool: '', fileId: '' };
+    const rec: JobRecord = {
+      jobId,
+      spec: {
+        shareId: '',
+        destBackend: '',
+        destPool: '',
+        writable: false,
+        nondisruptive: false,
+        preserveMetadata: false,
+        preserveSnapshots: false,
+        newShareType: '',
+        maxBandwidthBytesPerSec: 0,
+        maxDowntimeMs: 0,
+        cutoverAction: 'ABORT',
+      },
+      tombstone: true,
+      source: none,
+      dest: none,
+      sizeBytes: 0,
+      blockSizeBytes: this.deps.config.blockSizeBytes,
+      chunkSizeBytes: this.deps.config.chunkSizeBytes,
+      state: 'CANCELLED',
+      phase1Done: false,
+      converged: false,
+      warning: '',
+      pass: 0,
+      cursor: 0,
+      dispatchedEnd: 0,
+      sentBytes: 0,
+      copyRateBps: 0,
+      recopiedAfterCrashBytes: 0,
+      switched: false,
+      createdAtMs: Date.now(),
+      phase1DoneAtMs: 0,
+      finishedAtMs: Date.now(),
+      cutover: null,
+      cutoverAttempts: 0,
+      lastAbortReason: '',
+      lastAbortAttempt: 0,
+      error: null,
+      pendingDelete: '',
+    };
+    this.jobs.set(jobId, rec);
+    await this.deps.store.put(keys.job(jobId), rec, { sync: true });
+    this.deps.log.info({ job: jobId }, 'cancel of an unknown job: remembered as cancelled');
+    return rec;
+  }
+
+  /** Stops every job's loop (their checkpoints stay; they resume on the next open) and waits for running cutovers. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const runner of this.runners.values()) await runner.cutover?.catch(() => undefined);
+    await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
+  }
+
+  // ---------------------------------------------------- the write hooks
+
+  /** WriteObserver: a writable=false job makes its share read-only until the switch. */
+  checkWritable(share: ShareRecord): void {
+    const rec = this.activeJob(share);
+    if (rec && !rec.spec.writable && !rec.switched) {
+      throw new FerryError(
+        'FAILED_PRECONDITION',
+        `share ${share.shareId} is read-only while migration job ${rec.jobId} moves it (writable=false); wait for the job to finish or cancel it`,
+      );
+    }
+  }
+
+  /** WriteObserver: a write landed; the job copying this share marks the blocks dirty. */
+  written(share: ShareRecord, offset: number, length: number): void {
+    const runner = share.jobId ? this.runners.get(share.jobId) : undefined;
+    if (runner && !runner.rec.switched && runner.rec.source.fileId === share.fileId) runner.noteWrite(offset, length);
+  }
+
+  // ------------------------------------------------------------ endings
+
+  /** After the commit point: delete the source, release its space, DONE. */
+  private async finish(runner: JobRunner): Promise<void> {
+    const { rec } = runner;
+    await this.deps.blocks.remove(rec.source.fileId);
+    rec.state = 'DONE';
+    rec.pendingDelete = '';
+    rec.finishedAtMs = Date.now();
+    this.runners.delete(rec.jobId);
+    const share = this.deps.shares.get(rec.spec.shareId);
+    if (share && share.jobId === rec.jobId) share.jobId = '';
+    await this.persist(rec, share);
+    this.deps.log.info({ job: rec.jobId }, 'job done: source deleted');
+  }
+
+  /** A failure before the commit point: discard the destination; the source stays as it was. */
+  private async fail(runner: JobRunner, err: unknown): Promise<void> {
+    const { rec } = runner;
+    if (!ACTIVE_JOB_STATES.has(rec.state) || rec.switched) return;
+    this.deps.log.error({ err, job: rec.jobId }, 'job failed; discarding the destination');
+    await this.discard(runner, 'FAILED', { code: 'INTERNAL', message: `copy failed: ${(err as Error)?.message ?? String(err)}` });
+  }
+
+  private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
+    const { rec } = runner;
+    rec.state = state;
+    rec.error = error;
+    rec.finishedAtMs = Date.now();
+    rec.pendingDelete = rec.dest.fileId;
+    this.runners.delete(rec.jobId);
+    const share = this.deps.shares.get(rec.spec.shareId);
+    if (share && share.jobId === rec.jobId) share.jobId = '';
+    await this.persist(rec, share);
+    await this.deps.blocks.remove(rec.dest.fileId);
+    rec.pendingDelete = '';
+    await this.deps.store.put(keys.job(rec.jobId), rec);
+  }
+
+  private persist(rec: JobRecord, share: ShareRecord | undefined): Promise<void> {
+    const ops = [{ key: keys.job(rec.jobId), value: rec as unknown }];
+    if (share) ops.push({ key: keys.share(share.shareId), value: share });
+    return this.deps.store.write(ops, { sync: true });
+  }
+
+  private view(rec: JobRecord): JobView {
+    const runner = this.runners.get(rec.jobId);
+    const frozen = runner ? this.deps.datapath.gate(rec.spec.shareId).frozen : false;
+    return { record: rec, progress: runner ? runner.progress() : finishedProgress(rec), frozen };
+  }
+}
+
+/** Progress of a job without a runner (finished, or a tombstone). */
+function finishedProgress(rec: JobRecord): ProgressView {
+  const done = rec.state === 'DONE';
+  return {
+    totalBytes: rec.sizeBytes,
+    copiedBytes: done ? rec.sizeBytes : Math.min(rec.sizeBytes, rec.cursor * rec.blockSizeBytes),
+    dirtyBytes: 0,
+    dirtyRateBytesPerSec: 0,
+    throughputBytesPerSec: 0,
+    pass: rec.pass,
+    etaSeconds: 0,
+    warning: rec.warning,
+    recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
+    sentBytes: rec.sentBytes,
+    verifiedBytes: done ? rec.sizeBytes : 0,
+  };
+}
+
+/** The names (as in the proto) of the fields that differ between two specs. */
+function specDiff(a: JobSpec, b: JobSpec): string[] {
+  const names: Record<keyof JobSpec, string> = {
+    shareId: 'share_id',
+    destBackend: 'dest_backend',
+    destPool: 'dest_pool',
+    writable: 'writable',
+    nondisruptive: 'nondisruptive',
+    preserveMetadata: 'preserve_metadata',
+    preserveSnapshots: 'preserve_snapshots',
+    newShareType: 'new_share_type',
+    maxBandwidthBytesPerSec: 'max_bandwidth_bytes_per_sec',
+    maxDowntimeMs: 'max_downtime_ms',
+    cutoverAction: 'cutover_action',
+  };
+  return (Object.keys(names) as Array<keyof JobSpec>).filter((k) => a[k] !== b[k]).map((k) => names[k]);
+}

@@ -174,6 +174,7 @@ export class SimArray {
   /** Stops workloads and jobs cooperatively (jobs resume on the next open), terminates the workers, closes the files and the database. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      this.faults.close();
       await this.workloads.close();
       await this.jobs.close();
       await this.pool.close();

@@ -70,6 +70,8 @@ export class Faults extends EventEmitter {
   private calls = new Map<string, number>();
   private readonly store: MetaStore;
   private readonly log: Log;
+  /** Aborted when the array closes, so injected latency does not hold a closing process. */
+  private readonly closing = new AbortController();
 
   private constructor(store: MetaStore, log: Log) {
     super();
@@ -109,11 +111,17 @@ export class Faults extends EventEmitter {
   async beforeCall(method: string): Promise<void> {
     if (UNFAULTED_METHODS.has(method)) return;
     const latency = this.current.latencyMs[method] ?? 0;
-    if (latency > 0) await sleep(latency);
+    if (latency > 0) await sleep(latency, this.closing.signal);
+    if (this.closing.signal.aborted) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
     const count = (this.calls.get(method) ?? 0) + 1;
     this.calls.set(method, count);
     const hit = this.current.failNth.find((f) => f.method === method && f.n === count);
     if (hit) throw new FerryError(hit.code, `injected fault: call ${count} of ${method} fails with ${hit.code}`);
+  }
+
+  /** Cuts injected latencies short; called when the array closes. */
+  close(): void {
+    this.closing.abort();
   }
 
   /** Resolves once the copy is not stalled (at once when it is not), or when `signal` aborts. */

@@ -1,0 +1,215 @@
+/**
+ * Helpers for the simulator's tests: temp dirs, an array served over real
+ * gRPC on 127.0.0.1:0 (in this process, or as a real ferry-sim child
+ * process for crash tests), a promise client, and bounded waits on job
+ * states.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { silentLog } from '../../daemon/log.ts';
+import { SIMULATOR_PROTO, bind, clientConstructor, loadProtos, shutdown } from '../../daemon/rpc.ts';
+import { SIMULATOR_SERVICE, SimArray, addSimulatorService } from '../../simulator/index.ts';
+import type { SimulatorConfig } from '../../simulator/index.ts';
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Small blocks and chunks so that a few-MiB share has many of each; small pools to test capacity. */
+export const TEST_CONFIG: Partial<SimulatorConfig> = {
+  blockSizeBytes: 4 * KiB,
+  chunkSizeBytes: 64 * KiB,
+  workers: 2,
+  backends: [
+    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 64 * MiB }, { name: 'silver', capacityBytes: 64 * MiB }] },
+    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 64 * MiB }, { name: 'tiny', capacityBytes: 2 * MiB }] },
+  ],
+};
+
+/** Something that runs cleanups when a test ends. */
+interface Cleanup {
+  after(fn: () => unknown): void;
+}
+
+/** A temp dir removed when the test ends. */
+export async function tempDir(t: Cleanup): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-sim-test-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A gRPC error as the client sees it. */
+export type CallError = grpc.ServiceError;
+
+type Callback = (err: grpc.ServiceError | null, res: unknown) => void;
+type Method = (req: unknown, options: grpc.CallOptions, cb: Callback) => grpc.ClientUnaryCall;
+
+/** A promise client of SimulatorService. Responses are loosely typed: tests read fields by name. */
+export class SimClient {
+  private readonly client: grpc.Client;
+
+  constructor(address: string) {
+    const Client = clientConstructor(loadProtos([SIMULATOR_PROTO]), SIMULATOR_SERVICE);
+    this.client = new Client(address, grpc.credentials.createInsecure());
+  }
+
+  /** Calls `method`; rejects with the grpc ServiceError. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  call<T = any>(method: string, request: object = {}, timeoutMs = 30_000): Promise<T> {
+    const fn = (this.client as unknown as Record<string, Method>)[method];
+    if (!fn) throw new TypeError(`no method ${method}`);
+    return new Promise((resolve, reject) => {
+      fn.call(this.client, request, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as T)));
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** An array in this process, served on 127.0.0.1:0. */
+export interface ServedArray {
+  array: SimArray;
+  client: SimClient;
+  address: string;
+  dataDir: string;
+  /** Closes server and array (idempotent). */
+  close(): Promise<void>;
+}
+
+/** Opens an array in `dataDir` (a new temp dir by default) and serves it; closed when the test ends. */
+export async function serveArray(t: Cleanup, options: { dataDir?: string; config?: Partial<SimulatorConfig> } = {}): Promise<ServedArray> {
+  const dataDir = options.dataDir ?? (await tempDir(t));
+  const array = await SimArray.open({ dataDir, config: options.config ?? TEST_CONFIG, log: silentLog() });
+  const server = new grpc.Server();
+  addSimulatorService(server, array, silentLog());
+  const address = await bind(server, '127.0.0.1:0');
+  const client = new SimClient(address);
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      client.close();
+      await shutdown(server, 1000);
+      await array.close();
+    })());
+  t.after(close);
+  return { array, client, address, dataDir, close };
+}
+
+/** Asserts that `promise` rejects with gRPC status `code` and a message matching `message`. */
+export async function rejectsWith(promise: Promise<unknown>, code: grpc.status, message?: RegExp): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    assert.equal(grpc.status[e.code], grpc.status[code], `expected ${grpc.status[code]}, got ${grpc.status[e.code]}: ${e.details}`);
+    if (message) assert.match(e.details, message);
+    return e;
+  }
+  assert.fail(`expected ${grpc.status[code]}, but the call succeeded`);
+}
+
+/** Polls GetJob every 10 ms until `done(job)`, for at most `timeoutMs`; returns that job. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function waitForJob(client: SimClient, jobId: string, done: (job: any) => boolean, what: string, timeoutMs = 30_000): Promise<any> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await client.call('GetJob', { jobId });
+    if (done(job)) return job;
+    if (Date.now() > until) assert.fail(`job ${jobId} did not reach "${what}" within ${timeoutMs} ms; it is ${JSON.stringify(job)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Waits until the job is SYNCING (phase 1 done). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function phase1Done(client: SimClient, jobId: string): Promise<any> {
+  return waitForJob(client, jobId, (j) => j.phase1Done && j.state === 'JOB_STATE_SYNCING', 'phase 1 done');
+}
+
+/** Deterministic bytes for a test: sha256 in counter mode of `seed`. */
+export function pattern(seed: string, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  for (let at = 0, i = 0; at < length; at += 32, i++) createHash('sha256').update(`${seed}:${i}`).digest().copy(out, at);
+  return out;
+}
+
+/** sha256 hex of a buffer. */
+export function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/** Creates a share and fills it with `pattern(seed)`; returns the content. */
+export async function filledShare(client: SimClient, shareId: string, sizeBytes: number, where = { backend: 'alpha', pool: 'gold' }, seed = shareId): Promise<Buffer> {
+  await client.call('CreateShare', { shareId, ...where, sizeBytes });
+  const content = pattern(seed, sizeBytes);
+  for (let off = 0; off < sizeBytes; off += MiB) {
+    await client.call('WriteShare', { shareId, offset: off, data: content.subarray(off, Math.min(sizeBytes, off + MiB)) });
+  }
+  return content;
+}
+
+/** The .img files in an array's data dir. */
+export async function dataFiles(dataDir: string): Promise<string[]> {
+  return (await readdir(path.join(dataDir, 'shares'))).filter((f) => f.endsWith('.img')).sort();
+}
+
+/** A ferry-sim child process. */
+export interface SimProcess {
+  child: ChildProcess;
+  address: string;
+  client: SimClient;
+  /** Resolves when the process exits. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Writes a config file for ferry-sim and returns its path. */
+export async function configFile(dir: string, config: Partial<SimulatorConfig> = TEST_CONFIG): Promise<string> {
+  const file = path.join(dir, 'sim-config.json');
+  await writeFile(file, JSON.stringify(config));
+  return file;
+}
+
+/** Starts `ferry-sim` as a real child process on 127.0.0.1:0 and connects to it; killed when the test ends. */
+export async function spawnSim(t: Cleanup, dataDir: string, config: string): Promise<SimProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'simulator/main.ts', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--config', config, '--log-level', 'info'],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const address = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; address?: string };
+        if (entry.msg === 'listening' && entry.address) resolve(entry.address);
+      } catch {
+        // Not a log line.
+      }
+    });
+    void exited.then(({ code, signal }) => reject(new Error(`ferry-sim exited (${code ?? signal}) before listening: ${stderr}`)));
+  });
+  const client = new SimClient(address);
+  t.after(async () => {
+    client.close();
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { child, address, client, exited };
+}

@@ -211,19 +211,21 @@ export class JobRunner {
         this.maybeResumePrecopy();
         continue;
       }
+      let worked = false;
       if (this.dirty.count > 0) {
         if (this.rec.phase1Done && this.dirtyBytes() < this.rec.chunkSizeBytes) await sleep(SYNC_PACE_MS, signal);
         if (signal.aborted) break;
         await this.dirtyPass(signal);
         if (!signal.aborted) await this.evaluate();
-        continue;
-      }
-      if (!this.rec.phase1Done) {
+        worked = true;
+      } else if (!this.rec.phase1Done) {
         await this.evaluate();
         continue;
       }
-      if (await this.verifySweep(signal)) continue;
-      await this.wake.wait(IDLE_WAIT_MS, signal);
+      // One verification batch per round, even while writes keep the dirty set from ever being empty:
+      // otherwise every block recopied while syncing would wait for the freeze to be verified.
+      if (this.rec.phase1Done && !signal.aborted && (await this.verifySweep(signal))) worked = true;
+      if (!worked) await this.wake.wait(IDLE_WAIT_MS, signal);
     }
   }
 

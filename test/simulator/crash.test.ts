@@ -59,6 +59,8 @@ describe('crash of the hosting process', () => {
 
     const done = await second.client.call('CutoverJob', { jobId: 'j1' });
     assert.equal(done.state, 'JOB_STATE_DONE', done.lastAbortReason);
+    // The rebuild told the destination's good blocks from the stale ones; without it the freeze would recopy everything copied before the crash.
+    assert.ok(done.cutover.finalDeltaBytes < size / 2, `final delta ${done.cutover.finalDeltaBytes} < ${size / 2}`);
     const withUnacked = Buffer.from(content);
     if (unacked) unacked.data.copy(withUnacked, unacked.offset);
     assert.ok(

@@ -374,6 +374,7 @@ describe('jobs', () => {
     const done = await second.client.call('CutoverJob', { jobId: 'j1' });
     assert.equal(done.state, 'JOB_STATE_DONE');
     assert.equal(done.progress.recopiedAfterCrashBytes, 0, 'a clean close leaves nothing to copy again');
+    assert.ok(done.cutover.finalDeltaBytes < MiB, `the rebuild kept the final delta small (${done.cutover.finalDeltaBytes} bytes)`);
     assert.equal(await checksum(second.client, 's1'), sha256(content));
   });
 });

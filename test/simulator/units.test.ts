@@ -1,0 +1,185 @@
+/**
+ * The array's small parts on their own: bitmaps and runs, configuration
+ * checks, the freeze gate, the token bucket, the mutex, the metadata
+ * store's write ordering, and the copy worker's hashes.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { FerryError } from '../../plugins/api/index.ts';
+import { silentLog } from '../../daemon/log.ts';
+import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
+import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';
+import { CopyPool } from '../../simulator/copy-pool.ts';
+import { ShareGate } from '../../simulator/datapath.ts';
+import { MetaStore } from '../../simulator/metadata.ts';
+import { Mutex } from '../../simulator/mutex.ts';
+import { TokenBucket } from '../../simulator/rates.ts';
+import { workloadContent } from '../../simulator/workload.ts';
+import { tempDir } from './helpers.ts';
+
+describe('Bitmap', () => {
+  test('counts set bits, lists them in order and drains them', () => {
+    const b = new Bitmap(100);
+    assert.equal(b.set(3), true);
+    assert.equal(b.set(3), false);
+    b.set(64);
+    b.set(99);
+    assert.equal(b.count, 3);
+    assert.deepEqual(b.list(0, 100, Infinity, true), [3, 64, 99]);
+    assert.deepEqual(b.list(0, 10, 3, false), [0, 1, 2]);
+    assert.deepEqual(b.drain(), [3, 64, 99]);
+    assert.equal(b.count, 0);
+    assert.equal(b.has(64), false);
+  });
+
+  test('toRuns groups consecutive blocks, capped at a run length', () => {
+    assert.deepEqual(toRuns([1, 2, 3, 7, 8, 20], 10), [
+      [1, 3],
+      [7, 2],
+      [20, 1],
+    ]);
+    assert.deepEqual(toRuns([0, 1, 2, 3, 4], 2), [
+      [0, 2],
+      [2, 2],
+      [4, 1],
+    ]);
+  });
+});
+
+describe('configuration', () => {
+  test('defaults: two backends, 64 KiB blocks, 8 MiB chunks, Xen-like bounds', () => {
+    const c = resolveSimulatorConfig();
+    assert.deepEqual(
+      c.backends.map((b) => b.name),
+      ['alpha', 'beta'],
+    );
+    assert.equal(c.blockSizeBytes, 64 * 1024);
+    assert.equal(c.chunkSizeBytes, 8 * 1024 * 1024);
+    assert.equal(c.maxPasses, 30);
+    assert.equal(c.maxSentFactor, 3);
+    assert.ok(c.workers >= 2 && c.workers <= 4);
+    assert.deepEqual(c, { ...DEFAULT_SIMULATOR_CONFIG });
+  });
+
+  test('rejects settings that cannot work, naming them', () => {
+    const bad: Array<[object, RegExp]> = [
+      [{ blockSizeBytes: 0 }, /^blockSizeBytes must be a positive integer/],
+      [{ chunkSizeBytes: 3000, blockSizeBytes: 1024 }, /^chunkSizeBytes \(3000\) must be a multiple of blockSizeBytes/],
+      [{ backends: [] }, /^backends must be a non-empty array/],
+      [{ backends: [{ name: 'a', pools: [] }] }, /^backends\[0\]\.pools/],
+      [{ backends: [{ name: 'a', pools: [{ name: 'p', capacityBytes: -1 }] }] }, /^backends\[0\]\.pools\[0\]\.capacityBytes/],
+      [{ backends: [{ name: 'a b', pools: [{ name: 'p', capacityBytes: 1 }] }] }, /^backends\[0\]\.name/],
+      [{ arrayBandwidthBytesPerSec: -5 }, /^arrayBandwidthBytesPerSec/],
+    ];
+    for (const [config, message] of bad) assert.throws(() => resolveSimulatorConfig(config), (err: unknown) => err instanceof SimulatorConfigError && message.test(err.message));
+  });
+
+  test('a config file overrides what it names and keeps the rest', async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'c.json');
+    await writeFile(file, JSON.stringify({ blockSizeBytes: 4096, chunkSizeBytes: 65536 }));
+    const c = await loadSimulatorConfig(file);
+    assert.equal(c.blockSizeBytes, 4096);
+    assert.equal(c.maxPasses, 30);
+    await writeFile(file, '[1,2]');
+    await assert.rejects(loadSimulatorConfig(file), /must hold a JSON object/);
+  });
+});
+
+describe('ShareGate', () => {
+  test('queues writes while frozen in wait mode, in order, and counts them in flight before waking them', async () => {
+    const gate = new ShareGate();
+    await gate.enter('s');
+    gate.freeze('wait');
+    const order: number[] = [];
+    const queued = [1, 2, 3].map((i) => gate.enter('s').then(() => order.push(i)));
+    let drained = false;
+    const drain = gate.drained().then(() => (drained = true));
+    await Promise.resolve();
+    assert.equal(drained, false, 'a write admitted before the freeze is still in flight');
+    gate.leave();
+    await drain;
+    assert.deepEqual(order, [], 'queued writes wait for the release');
+    gate.release();
+    await Promise.all(queued);
+    assert.deepEqual(order, [1, 2, 3]);
+    gate.freeze('reject');
+    let drainedAgain = false;
+    void gate.drained().then(() => (drainedAgain = true));
+    await Promise.resolve();
+    assert.equal(drainedAgain, false, 'released writes count as in flight at once');
+  });
+
+  test('rejects writes with UNAVAILABLE while frozen in reject mode', async () => {
+    const gate = new ShareGate();
+    gate.freeze('reject');
+    await assert.rejects(gate.enter('s1'), (err: unknown) => err instanceof FerryError && err.code === 'UNAVAILABLE' && /s1 is cutting over; retry/.test(err.message));
+  });
+});
+
+describe('small parts', () => {
+  test('a token bucket without a rate never waits; with one, a take within the burst does not either', async () => {
+    const free = new TokenBucket(0);
+    await free.take(1e12);
+    const capped = new TokenBucket(1000, 1);
+    await capped.take(500);
+    assert.equal(capped.rate, 1000);
+    const aborted = new AbortController();
+    aborted.abort();
+    await capped.take(1e9, aborted.signal); // An aborted take returns instead of waiting out its debt.
+  });
+
+  test('the mutex runs callers one at a time, in order, also after a failure', async () => {
+    const m = new Mutex();
+    const log: string[] = [];
+    const slow = m.run(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      log.push('a');
+    });
+    const failing = m.run(async () => {
+      log.push('b');
+      throw new Error('boom');
+    });
+    const last = m.run(async () => log.push('c'));
+    await slow;
+    await assert.rejects(failing, /boom/);
+    await last;
+    assert.deepEqual(log, ['a', 'b', 'c']);
+  });
+
+  test('the metadata store keeps the last write of a key, whatever the interleaving', async (t) => {
+    const dir = await tempDir(t);
+    const store = await MetaStore.open(path.join(dir, 'meta'));
+    await Promise.all(Array.from({ length: 200 }, (_, i) => store.put('k', { i }, { sync: i % 50 === 0 })));
+    assert.deepEqual(await store.get('k'), { i: 199 });
+    await store.write([
+      { key: 'a', value: 1 },
+      { key: 'k', value: null },
+    ]);
+    assert.equal(await store.get('k'), undefined);
+    assert.deepEqual(await store.entries('a'), [['a', 1]]);
+    await store.close();
+  });
+
+  test('a copy worker hashes every block it writes with sha256', async (t) => {
+    const dir = await tempDir(t);
+    const src = path.join(dir, 'src.img');
+    const dst = path.join(dir, 'dst.img');
+    const data = Buffer.concat([workloadContent('w', 1, 0, 4096), workloadContent('w', 2, 1, 2000)]);
+    await writeFile(src, data);
+    await writeFile(dst, Buffer.alloc(data.length));
+    const pool = new CopyPool(1, silentLog());
+    t.after(() => pool.close());
+    const res = await pool.copy({ src, dst, runs: [[0, 2]], blockSize: 4096, fileSize: data.length, skipZero: false });
+    assert.equal(res.bytes, data.length);
+    const hashes = Buffer.from(res.hashes);
+    assert.ok(hashes.subarray(0, 32).equals(createHash('sha256').update(data.subarray(0, 4096)).digest()));
+    assert.ok(hashes.subarray(32, 64).equals(createHash('sha256').update(data.subarray(4096)).digest()), 'the short last block is hashed as it is');
+    const back = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length });
+    assert.ok(Buffer.from(back.hashes[0]!).equals(hashes));
+    await assert.rejects(pool.copy({ src: path.join(dir, 'missing'), dst, runs: [[0, 1]], blockSize: 4096, fileSize: 4096, skipZero: false }), /ENOENT/);
+  });
+});

@@ -1,0 +1,226 @@
+/**
+ * A typed client for ferry.v1.MigrationService, and the one-shot migration
+ * loop that the design puts in the client rather than the server: start,
+ * wait for phase 1, complete, wait for the end.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { clientConstructor, errorCodeOf, loadProtos, MIGRATION_PROTO } from '../daemon/rpc.ts';
+
+/** MigrationState names as they travel. */
+export type MigrationState =
+  | 'MIGRATION_STATE_STARTING'
+  | 'MIGRATION_STATE_IN_PROGRESS'
+  | 'MIGRATION_STATE_PHASE1_DONE'
+  | 'MIGRATION_STATE_COMPLETING'
+  | 'MIGRATION_STATE_SUCCESS'
+  | 'MIGRATION_STATE_CANCELLING'
+  | 'MIGRATION_STATE_CANCELLED'
+  | 'MIGRATION_STATE_ERROR';
+
+/** States a migration never leaves. */
+export const TERMINAL: ReadonlySet<string> = new Set(['MIGRATION_STATE_SUCCESS', 'MIGRATION_STATE_CANCELLED', 'MIGRATION_STATE_ERROR']);
+
+/** google.protobuf.Timestamp. */
+export interface Timestamp {
+  seconds: number;
+  nanos: number;
+}
+
+/** ferry.v1.Progress. */
+export interface Progress {
+  percent: number;
+  totalBytes: number;
+  copiedBytes: number;
+  remainingBytes: number;
+  dirtyBytes: number;
+  dirtyRateBytesPerSec: number;
+  throughputBytesPerSec: number;
+  iteration: number;
+  etaSeconds: number;
+  warning: string;
+}
+
+/** ferry.v1.Migration. */
+export interface Migration {
+  id: string;
+  share: { backend: string; shareId: string };
+  destination: string;
+  state: MigrationState;
+  progress: Progress;
+  writable: boolean;
+  nondisruptive: boolean;
+  preserveMetadata: boolean;
+  preserveSnapshots: boolean;
+  newShareType: string;
+  requestId: string;
+  maxBandwidthBytesPerSec: number;
+  maxDowntimeMs: number;
+  cutoverAction: string;
+  createdAt: Timestamp | null;
+  startedAt: Timestamp | null;
+  phase1DoneAt: Timestamp | null;
+  completingAt: Timestamp | null;
+  cancellingAt: Timestamp | null;
+  finishedAt: Timestamp | null;
+  updatedAt: Timestamp | null;
+  error: { code: string; message: string } | null;
+  cutover: { freezeMs: number; finalDeltaBytes: number; verifiedBytes: number } | null;
+  lastCutoverAbort: { code: string; message: string } | null;
+}
+
+/** ferry.v1.StartMigrationRequest (every field optional here; the server checks). */
+export interface StartMigrationRequest {
+  share: { backend: string; shareId: string };
+  destination: string;
+  writable?: boolean;
+  nondisruptive?: boolean;
+  preserveMetadata?: boolean;
+  preserveSnapshots?: boolean;
+  newShareType?: string;
+  requestId?: string;
+  maxBandwidthBytesPerSec?: number;
+  maxDowntimeMs?: number;
+  cutoverAction?: 'CUTOVER_ACTION_UNSPECIFIED' | 'CUTOVER_ACTION_ABORT' | 'CUTOVER_ACTION_FORCE';
+}
+
+/** ferry.v1.ListMigrationsRequest. */
+export interface ListMigrationsRequest {
+  state?: MigrationState | 'MIGRATION_STATE_UNSPECIFIED';
+  backend?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+/** ferry.v1.Backend. */
+export interface Backend {
+  name: string;
+  pools: { name: string; capacityBytes: number; freeBytes: number }[];
+  driverName: string;
+  driverVersion: string;
+  capabilities: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean } | null;
+  health: string;
+  healthReason: string;
+}
+
+/** ferry.v1.CheckCompatibilityResponse. */
+export interface CompatibilityReport {
+  compatible: boolean;
+  capabilities: Backend['capabilities'];
+  reasons: string[];
+  shareSizeBytes: number;
+  destinationFreeBytes: number;
+}
+
+/** An error from the daemon, with its gRPC status and Ferry's stable code. */
+export class FerryCallError extends Error {
+  constructor(
+    readonly status: grpc.status,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FerryCallError';
+  }
+}
+
+function wrap(err: unknown): FerryCallError {
+  const e = err as grpc.ServiceError;
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, errorCodeOf(err) ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', e.details || e.message);
+}
+
+let cachedCtor: grpc.ServiceClientConstructor | undefined;
+
+/** A connection to one ferryd. */
+export class FerryClient {
+  private readonly stub: grpc.Client & Record<string, Function>;
+
+  /** `address` is "host:port" or "unix:path". */
+  constructor(
+    readonly address: string,
+    private readonly deadlineMs = 30_000,
+  ) {
+    cachedCtor ??= clientConstructor(loadProtos([MIGRATION_PROTO]), 'ferry.v1.MigrationService');
+    this.stub = new cachedCtor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+  }
+
+  private unary<T>(method: string, request: object): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.stub[method]!.call(this.stub, request, { deadline: Date.now() + this.deadlineMs }, (err: grpc.ServiceError | null, res: T) => (err ? reject(wrap(err)) : resolve(res)));
+    });
+  }
+
+  startMigration(request: StartMigrationRequest): Promise<Migration> {
+    return this.unary('StartMigration', request);
+  }
+  completeMigration(id: string): Promise<Migration> {
+    return this.unary('CompleteMigration', { id });
+  }
+  cancelMigration(id: string): Promise<Migration> {
+    return this.unary('CancelMigration', { id });
+  }
+  getMigration(id: string): Promise<Migration> {
+    return this.unary('GetMigration', { id });
+  }
+  listMigrations(request: ListMigrationsRequest = {}): Promise<{ migrations: Migration[]; nextPageToken: string }> {
+    return this.unary('ListMigrations', request);
+  }
+  checkCompatibility(request: Omit<StartMigrationRequest, 'requestId' | 'newShareType' | 'maxBandwidthBytesPerSec' | 'maxDowntimeMs' | 'cutoverAction'>): Promise<CompatibilityReport> {
+    return this.unary('CheckCompatibility', request);
+  }
+  listBackends(): Promise<{ backends: Backend[] }> {
+    return this.unary('ListBackends', {});
+  }
+
+  /** Every value of a migration until it is terminal. Breaking out of the loop cancels the stream. */
+  async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<Migration> {
+    const stream = this.stub.WatchMigration!.call(this.stub, { id }) as grpc.ClientReadableStream<Migration>;
+    const onAbort = () => stream.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const value of stream) yield value as Migration;
+    } catch (err) {
+      if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && options.signal?.aborted) return;
+      throw wrap(err);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      stream.cancel();
+    }
+  }
+
+  /** Watches until `until` holds (or the migration is terminal); returns that value. */
+  async waitFor(id: string, until: (m: Migration) => boolean, onUpdate?: (m: Migration) => void): Promise<Migration> {
+    let last: Migration | undefined;
+    for await (const m of this.watch(id)) {
+      last = m;
+      onUpdate?.(m);
+      if (until(m) || TERMINAL.has(m.state)) return m;
+    }
+    if (!last) throw new FerryCallError(grpc.status.UNAVAILABLE, 'UNAVAILABLE', `watch of ${id} ended without a value`);
+    return last;
+  }
+
+  /**
+   * The one-phase migration, done on the client: start, wait for phase 1,
+   * complete, wait for the end. A cutover that runs past its window and rolls
+   * back is asked again, up to `cutoverAttempts` times. Resolves with the
+   * final migration (SUCCESS, CANCELLED or ERROR).
+   */
+  async migrate(request: StartMigrationRequest, options: { onUpdate?: (m: Migration) => void; cutoverAttempts?: number } = {}): Promise<Migration> {
+    let m = await this.startMigration(request);
+    options.onUpdate?.(m);
+    const attempts = options.cutoverAttempts ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate);
+      if (TERMINAL.has(m.state)) return m;
+      m = await this.completeMigration(m.id);
+      options.onUpdate?.(m);
+      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate);
+      if (TERMINAL.has(m.state) || attempt >= attempts) return m;
+    }
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.stub.close();
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Wires a daemon together and takes it apart again, in a fixed order.
+ *
+ * Start: store (takes the data dir's lock) -> embedded simulator -> gRPC
+ * server (migration service, simulator service, health, reflection) -> bind
+ * -> plugins and one driver per backend (drivers learn the bound address) ->
+ * engine resumes every migration -> health SERVING.
+ *
+ * Stop: health NOT_SERVING -> engine stops (driver calls in flight finish
+ * within the grace period; state is persisted) -> server shuts down -> drivers
+ * close -> simulator closes -> store closes last.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import { Engine, type BackendEntry } from './engine.ts';
+import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
+import type { Log } from './log.ts';
+import { createBackendDriver, scanPlugins } from './plugins.ts';
+import { bind, loadProtos, MIGRATION_PROTO, serviceDefinition, shutdown as shutdownServer, SIMULATOR_PROTO } from './rpc.ts';
+import { migrationHandlers } from './service.ts';
+import { Store } from './store.ts';
+import type { DaemonConfig } from './config.ts';
+
+/** A running daemon. */
+export interface Daemon {
+  /** The bound address ("127.0.0.1:port" or "unix:path"). */
+  address: string;
+  engine: Engine;
+  /** Stops everything in order; driver calls in flight get `graceMs` to finish. Safe to call twice. */
+  close(graceMs?: number): Promise<void>;
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** Starts a daemon. Throws StoreLockedError if the data dir is in use, ConfigError-like errors for bad setup. */
+export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemon> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const store = await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync });
+  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const undo = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => log.error({ err }, 'cleanup after failed start failed'));
+  };
+  try {
+    const server = new grpc.Server();
+    const protos = [MIGRATION_PROTO];
+    let array: Closable | undefined;
+    if (config.simulator.embedded) {
+      const sim = await import('../simulator/index.ts');
+      const simArray = await sim.SimArray.open({ dataDir: join(config.dataDir, 'simulator'), config: config.simulator.config as never, log: log.child({ component: 'simulator' }) });
+      array = simArray;
+      cleanups.push(() => simArray.close());
+      sim.addSimulatorService(server, simArray, log.child({ component: 'simulator' }));
+      protos.push(SIMULATOR_PROTO);
+    }
+    const pkg = loadProtos(protos);
+    const health = new HealthImplementation(Object.fromEntries(DAEMON_HEALTH_NAMES.map((n) => [n, 'NOT_SERVING' as const])));
+    health.addToServer(server);
+    new ReflectionService(pkg).addToServer(server);
+
+    const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
+    let engine: Engine | null = null;
+    const monitor = new BackendHealthMonitor(health, backends, log);
+    server.addService(
+      serviceDefinition(pkg, 'ferry.v1.MigrationService'),
+      migrationHandlers({ engine: () => engine, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
+    );
+    const address = await bind(server, config.listen);
+    cleanups.push(() => shutdownServer(server, 0));
+    log.info({ address }, 'listening');
+
+    const scan = await scanPlugins(config.pluginsDir, { timeoutMs: config.pluginLoadTimeoutMs, log });
+    for (const backend of config.backends) {
+      const entry = backends.get(backend.name)!;
+      try {
+        entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log });
+        delete entry.failure;
+        cleanups.push(() => entry.driver!.close());
+      } catch (err) {
+        entry.failure = (err as Error).message;
+        log.error({ backend: backend.name, reason: entry.failure }, 'backend has no driver; it is NOT_SERVING and the daemon serves the rest');
+      }
+    }
+
+    const started = new Engine(store, backends, log.child({ component: 'engine' }), config.engine);
+    await started.start();
+    engine = started;
+    await monitor.start(config.healthProbeMs);
+    for (const name of DAEMON_HEALTH_NAMES) health.setStatus(name, 'SERVING');
+    log.info({ address, backends: config.backends.length, plugins: scan.plugins.size, pluginFailures: scan.failures.size }, 'ferryd ready');
+
+    let closing: Promise<void> | undefined;
+    const close = (graceMs = config.shutdownGraceMs) =>
+      (closing ??= (async () => {
+        log.info({ graceMs }, 'shutting down');
+        monitor.stop();
+        await started.stop(graceMs);
+        engine = null;
+        await shutdownServer(server, graceMs);
+        for (const entry of backends.values()) await entry.driver?.close();
+        await array?.close();
+        await store.close();
+        log.info('stopped');
+      })());
+    return { address, engine: started, close };
+  } catch (err) {
+    await undo();
+    throw err;
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * The driver guard: every call the daemon makes into a plugin goes through
+ * here. It gives each call a deadline and an AbortSignal, turns anything the
+ * driver throws into a FerryError with a stable code, and checks the shape of
+ * what the driver returns, so a plugin that throws, hangs or returns garbage
+ * fails one call cleanly instead of taking the daemon with it.
+ */
+import {
+  FerryError,
+  isErrorCode,
+  type Capabilities,
+  type CancelResult,
+  type CompatibilityResult,
+  type CompleteResult,
+  type ContinueResult,
+  type Driver,
+  type DriverProgress,
+  type MigrationCall,
+  type MigrationSpec,
+  type PoolInfo,
+  type StartResult,
+} from '../plugins/api/index.ts';
+import type { Log } from './log.ts';
+
+/** Per-call deadlines in milliseconds. */
+export interface Deadlines {
+  describe: number;
+  checkCompatibility: number;
+  start: number;
+  continue: number;
+  complete: number;
+  cancel: number;
+  progress: number;
+}
+
+/** Defaults: short for calls that must return fast, long for the cutover. */
+export const DEFAULT_DEADLINES: Deadlines = {
+  describe: 5_000,
+  checkCompatibility: 10_000,
+  start: 30_000,
+  continue: 5_000,
+  complete: 300_000,
+  cancel: 60_000,
+  progress: 5_000,
+};
+
+type CallName = keyof Deadlines;
+
+/** Thrown by the result checkers: what exactly was wrong with a driver's answer. */
+class ShapeError extends Error {}
+
+function need(condition: boolean, what: string): void {
+  if (!condition) throw new ShapeError(what);
+}
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkCheckpoint(v: unknown): void {
+  need(v === null || isObject(v), 'checkpoint must be an object or null');
+  try {
+    JSON.stringify(v);
+  } catch {
+    throw new ShapeError('checkpoint must be JSON-serialisable');
+  }
+}
+
+/** Checks a capabilities object. */
+export function checkCapabilities(v: unknown): Capabilities {
+  need(isObject(v), 'capabilities must be an object');
+  const c = v as Record<string, unknown>;
+  for (const key of ['writable', 'nondisruptive', 'preserveMetadata', 'preserveSnapshots']) need(typeof c[key] === 'boolean', `capabilities.${key} must be a boolean`);
+  return v as unknown as Capabilities;
+}
+
+function checkProgress(v: unknown): DriverProgress {
+  need(isObject(v), 'progress must be an object');
+  const p = v as Record<string, unknown>;
+  for (const key of ['totalBytes', 'copiedBytes', 'dirtyBytes', 'dirtyRateBytesPerSec', 'throughputBytesPerSec', 'iteration', 'etaSeconds']) {
+    need(isCount(p[key]), `progress.${key} must be a non-negative number`);
+  }
+  need(p.warning === undefined || typeof p.warning === 'string', 'progress.warning must be a string');
+  return v as unknown as DriverProgress;
+}
+
+const checkers = {
+  describe(v: unknown): { pools: PoolInfo[] } {
+    need(isObject(v) && Array.isArray(v.pools), 'describe must return { pools: [] }');
+    for (const [i, pool] of ((v as { pools: unknown[] }).pools).entries()) {
+      need(isObject(pool) && typeof pool.name === 'string', `pools[${i}].name must be a string`);
+      need(isCount((pool as Record<string, unknown>).capacityBytes) && isCount((pool as Record<string, unknown>).freeBytes), `pools[${i}] bytes must be non-negative numbers`);
+    }
+    return v as { pools: PoolInfo[] };
+  },
+  checkCompatibility(v: unknown): CompatibilityResult {
+    need(isObject(v), 'result must be an object');
+    const r = v as Record<string, unknown>;
+    checkCapabilities(r.capabilities);
+    need(Array.isArray(r.reasons) && r.reasons.every((x) => typeof x === 'string'), 'reasons must be an array of strings');
+    need(isCount(r.shareSizeBytes) && isCount(r.destinationFreeBytes), 'shareSizeBytes and destinationFreeBytes must be non-negative numbers');
+    return v as unknown as CompatibilityResult;
+  },
+  start(v: unknown): StartResult {
+    need(isObject(v), 'result must be an object');
+    checkCheckpoint((v as Record<string, unknown>).checkpoint);
+    return v as unknown as StartResult;
+  },
+  continue(v: unknown): ContinueResult {
+    need(isObject(v), 'result must be an object');
+    const r = v as Record<string, unknown>;
+    checkProgress(r.progress);
+    need(typeof r.phase1Done === 'boolean', 'phase1Done must be a boolean');
+    need(r.nextPollMs === undefined || isCount(r.nextPollMs), 'nextPollMs must be a non-negative number');
+    checkCheckpoint(r.checkpoint);
+    return v as unknown as ContinueResult;
+  },
+  complete(v: unknown): CompleteResult {
+    need(isObject(v), 'result must be an object');
+    const r = v as Record<string, unknown>;
+    checkCheckpoint(r.checkpoint);
+    if (r.status === 'done') {
+      need(isObject(r.cutover), 'cutover must be an object when status is done');
+      const c = r.cutover as Record<string, unknown>;
+      need(isCount(c.freezeMs) && isCount(c.finalDeltaBytes) && isCount(c.verifiedBytes), 'cutover figures must be non-negative numbers');
+    } else if (r.status === 'aborted') {
+      need(typeof r.reason === 'string', 'reason must be a string when status is aborted');
+    } else {
+      need(r.status === 'in_progress', "status must be 'done', 'in_progress' or 'aborted'");
+      need(r.nextPollMs === undefined || isCount(r.nextPollMs), 'nextPollMs must be a non-negative number');
+    }
+    return v as unknown as CompleteResult;
+  },
+  cancel(v: unknown): CancelResult {
+    need(isObject(v), 'result must be an object');
+    const r = v as Record<string, unknown>;
+    need(typeof r.done === 'boolean', 'done must be a boolean');
+    need(r.nextPollMs === undefined || isCount(r.nextPollMs), 'nextPollMs must be a non-negative number');
+    checkCheckpoint(r.checkpoint);
+    return v as unknown as CancelResult;
+  },
+  progress: checkProgress,
+};
+
+/** A driver wrapped so that each call is bounded, translated and checked. */
+export class GuardedDriver {
+  /** What the driver can ever honour (checked once, at creation). */
+  readonly capabilities: Capabilities;
+
+  constructor(
+    readonly backend: string,
+    readonly plugin: { name: string; version: string },
+    private readonly driver: Driver,
+    private readonly deadlines: Deadlines,
+    private readonly log: Log,
+  ) {
+    try {
+      this.capabilities = checkCapabilities(driver.capabilities());
+    } catch (err) {
+      throw this.translate(err, 'capabilities');
+    }
+  }
+
+  /** The backend's pools; also the health probe. */
+  describe(): Promise<{ pools: PoolInfo[] }> {
+    return this.invoke('describe', undefined, (signal) => this.driver.describe({ signal }), checkers.describe);
+  }
+
+  /** Whether a migration can be done (no state is changed). */
+  checkCompatibility(migration: MigrationSpec, log: Log): Promise<CompatibilityResult> {
+    return this.invoke('checkCompatibility', migration.id, (signal) => this.driver.checkCompatibility({ migration, signal, log }), checkers.checkCompatibility);
+  }
+
+  /** Submits the job. */
+  start(call: Omit<MigrationCall, 'signal'>, outer?: AbortSignal): Promise<StartResult> {
+    return this.invoke('start', call.migration.id, (signal) => this.driver.start({ ...call, signal }), checkers.start, outer);
+  }
+
+  /** Polls phase 1. */
+  continue(call: Omit<MigrationCall, 'signal'>, outer?: AbortSignal): Promise<ContinueResult> {
+    return this.invoke('continue', call.migration.id, (signal) => this.driver.continue({ ...call, signal }), checkers.continue, outer);
+  }
+
+  /** Runs (or resumes) the cutover. */
+  complete(call: Omit<MigrationCall, 'signal'>, outer?: AbortSignal): Promise<CompleteResult> {
+    return this.invoke('complete', call.migration.id, (signal) => this.driver.complete({ ...call, signal }), checkers.complete, outer);
+  }
+
+  /** Stops the job and removes the destination. */
+  cancel(call: Omit<MigrationCall, 'signal'>, outer?: AbortSignal): Promise<CancelResult> {
+    return this.invoke('cancel', call.migration.id, (signal) => this.driver.cancel({ ...call, signal }), checkers.cancel, outer);
+  }
+
+  /** Releases the driver's resources; errors are logged, never thrown. */
+  async close(): Promise<void> {
+    try {
+      await this.driver.close?.();
+    } catch (err) {
+      this.log.warn({ err }, 'driver close failed');
+    }
+  }
+
+  private async invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => Promise<unknown>, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+    const controller = new AbortController();
+    const timeoutMs = this.deadlines[name];
+    let timer: NodeJS.Timeout | undefined;
+    const onOuterAbort = () => controller.abort(outer?.reason);
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new FerryError('DEADLINE_EXCEEDED', `driver ${this.plugin.name} (backend ${this.backend}) did not answer ${name} within ${timeoutMs} ms`);
+        controller.abort(err);
+        reject(err);
+      }, timeoutMs);
+    });
+    try {
+      let value: unknown;
+      try {
+        value = await Promise.race([Promise.resolve().then(() => fn(controller.signal)), deadline]);
+      } catch (err) {
+        throw this.translate(err, name, migrationId);
+      }
+      try {
+        return check(value);
+      } catch (err) {
+        if (!(err instanceof ShapeError)) throw err;
+        this.log.error({ migration: migrationId, call: name, problem: err.message }, 'driver returned an invalid result');
+        throw new FerryError('DRIVER_ERROR', `driver ${this.plugin.name} returned an invalid ${name} result: ${err.message}`);
+      }
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuterAbort);
+    }
+  }
+
+  private translate(err: unknown, name: string, migrationId?: string): FerryError {
+    if (err instanceof FerryError && isErrorCode(err.code)) return err;
+    this.log.error({ migration: migrationId, call: name, err }, 'driver threw an unexpected error');
+    return new FerryError('DRIVER_ERROR', `driver ${this.plugin.name} failed in ${name} with an unexpected error (see the daemon log)`, { cause: err });
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * A migration as the daemon keeps it (in memory and in LevelDB), and the
+ * state machine it moves through (DESIGN.md section 3).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Checkpoint, CutoverMeasurements, DriverProgress, MigrationSpec } from '../plugins/api/index.ts';
+
+/** Every migration state, in the proto's order (without the MIGRATION_STATE_ prefix). */
+export const STATES = ['STARTING', 'IN_PROGRESS', 'PHASE1_DONE', 'COMPLETING', 'SUCCESS', 'CANCELLING', 'CANCELLED', 'ERROR'] as const;
+
+/** A migration state. */
+export type State = (typeof STATES)[number];
+
+/** States a migration never leaves. */
+export const TERMINAL_STATES: ReadonlySet<State> = new Set<State>(['SUCCESS', 'CANCELLED', 'ERROR']);
+
+/** States from which CancelMigration is accepted. */
+export const CANCELLABLE_STATES: ReadonlySet<State> = new Set<State>(['STARTING', 'IN_PROGRESS', 'PHASE1_DONE']);
+
+/** Which transitions are legal. The engine refuses (and logs) any other as a bug. */
+const TRANSITIONS: Record<State, readonly State[]> = {
+  STARTING: ['IN_PROGRESS', 'CANCELLING', 'ERROR'],
+  IN_PROGRESS: ['PHASE1_DONE', 'CANCELLING', 'ERROR'],
+  PHASE1_DONE: ['COMPLETING', 'CANCELLING', 'ERROR'],
+  // Back to PHASE1_DONE when the cutover ran past its window and rolled back.
+  COMPLETING: ['SUCCESS', 'PHASE1_DONE', 'ERROR'],
+  CANCELLING: ['CANCELLED', 'ERROR'],
+  SUCCESS: [],
+  CANCELLED: [],
+  ERROR: [],
+};
+
+/** Whether `from -> to` is a legal transition. */
+export function canTransition(from: State, to: State): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Progress as reported to callers: the driver's figures plus a percent that never lies. */
+export interface Progress extends DriverProgress {
+  /** 0..100; 100 only once phase 1 is done. */
+  percent: number;
+  /** Bytes still to copy in phase 1 (total - copied, plus dirty). */
+  remainingBytes: number;
+}
+
+/** A coded error kept on a migration. */
+export interface RecordedError {
+  code: string;
+  message: string;
+}
+
+/** Everything the daemon knows about one migration. Plain JSON: this is what LevelDB stores. */
+export interface MigrationRecord {
+  /** Record layout version, for future migrations of the store itself. */
+  v: 1;
+  id: string;
+  spec: MigrationSpec;
+  /** The caller's request id, or ''. */
+  requestId: string;
+  /** A hash of the request's fields, to tell a retry from a conflicting reuse of `requestId`. */
+  fingerprint: string;
+  state: State;
+  progress: Progress;
+  /** The driver's last checkpoint. */
+  checkpoint: Checkpoint;
+  createdAt: number;
+  startedAt?: number;
+  phase1DoneAt?: number;
+  completingAt?: number;
+  cancellingAt?: number;
+  finishedAt?: number;
+  updatedAt: number;
+  error?: RecordedError;
+  cutover?: CutoverMeasurements;
+  lastCutoverAbort?: RecordedError;
+  /**
+   * Set when the migration failed before its cutover's commit point and the
+   * destination may still hold a partial copy: the engine keeps calling the
+   * driver's `cancel` (across restarts) until it reports done.
+   */
+  cleanupPending?: boolean;
+}
+
+/** The progress of a migration that has not copied anything yet. */
+export function emptyProgress(): Progress {
+  return {
+    percent: 0,
+    totalBytes: 0,
+    copiedBytes: 0,
+    remainingBytes: 0,
+    dirtyBytes: 0,
+    dirtyRateBytesPerSec: 0,
+    throughputBytesPerSec: 0,
+    iteration: 0,
+    etaSeconds: 0,
+  };
+}
+
+/**
+ * Folds a driver's progress into what callers see. The percent is capped
+ * below 100 until phase 1 is done, so 100 always means "ready to complete".
+ */
+export function toProgress(p: DriverProgress, phase1Done: boolean): Progress {
+  const total = p.totalBytes;
+  const copied = Math.min(p.copiedBytes, total);
+  let percent = total > 0 ? (copied / total) * 100 : 0;
+  if (phase1Done) percent = 100;
+  else percent = Math.min(percent, 99.9);
+  const progress: Progress = {
+    percent: Math.round(percent * 10) / 10,
+    totalBytes: total,
+    copiedBytes: copied,
+    remainingBytes: phase1Done ? p.dirtyBytes : total - copied + p.dirtyBytes,
+    dirtyBytes: p.dirtyBytes,
+    dirtyRateBytesPerSec: p.dirtyRateBytesPerSec,
+    throughputBytesPerSec: p.throughputBytesPerSec,
+    iteration: p.iteration,
+    etaSeconds: phase1Done ? 0 : p.etaSeconds,
+  };
+  if (p.warning) progress.warning = p.warning;
+  return progress;
+}
+
+let lastMs = 0;
+let sameMsCount = 0;
+
+/**
+ * A new migration id: time-ordered (so ids sort in creation order, which
+ * ListMigrations pages by) and unique ("mig-" + 12 hex ms + 4 hex counter + "-" + 8 hex random).
+ */
+export function newMigrationId(now = Date.now()): string {
+  if (now <= lastMs) {
+    sameMsCount++;
+    now = lastMs;
+  } else {
+    lastMs = now;
+    sameMsCount = 0;
+  }
+  const time = now.toString(16).padStart(12, '0');
+  const count = sameMsCount.toString(16).padStart(4, '0');
+  return `mig-${time}${count}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Whether a string has the shape of a migration id. */
+export function isMigrationId(id: string): boolean {
+  return /^mig-[0-9a-f]{16}-[0-9a-f]{8}$/.test(id);
+}

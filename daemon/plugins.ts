@@ -1,0 +1,202 @@
+/**
+ * The plugin host: finds driver plugins in the plugins directory, checks
+ * each one in small named steps (manifest, API version, unique name, import,
+ * factory), and creates one guarded driver per configured backend.
+ *
+ * A plugin folder holds `plugin.json` (the manifest, read before any plugin
+ * code runs) and the module it names, which exports `createDriver`. Folders
+ * without `plugin.json` (such as `api/`) are not plugins and are skipped.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifest } from '../plugins/api/index.ts';
+import { GuardedDriver, type Deadlines } from './guard.ts';
+import type { Log } from './log.ts';
+
+/** Why a plugin or a backend's driver could not be had. */
+export type PluginErrorCode =
+  | 'PLUGIN_DIR_UNREADABLE'
+  | 'PLUGIN_MANIFEST_INVALID'
+  | 'PLUGIN_API_VERSION_MISMATCH'
+  | 'PLUGIN_NAME_DUPLICATE'
+  | 'PLUGIN_IMPORT_FAILED'
+  | 'PLUGIN_LOAD_TIMEOUT'
+  | 'PLUGIN_FACTORY_MISSING'
+  | 'PLUGIN_NOT_FOUND'
+  | 'DRIVER_CREATE_FAILED'
+  | 'DRIVER_CREATE_TIMEOUT'
+  | 'DRIVER_SHAPE_INVALID';
+
+/** Thrown (and recorded) when a plugin fails a load step; `plugin` is its folder or name. */
+export class PluginError extends Error {
+  constructor(
+    readonly code: PluginErrorCode,
+    readonly plugin: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+    this.name = 'PluginError';
+  }
+}
+
+/** A plugin that passed every load step. */
+export interface LoadedPlugin {
+  manifest: PluginManifest;
+  dir: string;
+  createDriver: DriverFactory;
+}
+
+/** What a scan of the plugins directory found. */
+export interface PluginScan {
+  plugins: Map<string, LoadedPlugin>;
+  /** Plugins that failed to load, by manifest name when it could be read, else by folder. */
+  failures: Map<string, PluginError>;
+}
+
+const DRIVER_METHODS = ['capabilities', 'describe', 'checkCompatibility', 'start', 'continue', 'complete', 'cancel', 'progress'] as const;
+
+/** Checks a parsed plugin.json. */
+export function checkManifest(value: unknown, folder: string): PluginManifest {
+  const fail = (what: string) => new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json: ${what}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw fail('must be a JSON object');
+  const m = value as Record<string, unknown>;
+  if (typeof m.name !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(m.name)) throw fail('"name" must be 1-64 lower-case letters, digits, ".", "_" or "-"');
+  if (typeof m.version !== 'string' || m.version.length === 0) throw fail('"version" must be a non-empty string');
+  if (typeof m.apiVersion !== 'number' || !Number.isInteger(m.apiVersion)) throw fail('"apiVersion" must be an integer');
+  if (m.main !== undefined && (typeof m.main !== 'string' || m.main.length === 0)) throw fail('"main" must be a non-empty string');
+  return m as unknown as PluginManifest;
+}
+
+/** Checks the manifest's driver API version against ours. */
+export function checkApiVersion(manifest: PluginManifest, folder: string): void {
+  if (manifest.apiVersion !== DRIVER_API_VERSION) {
+    throw new PluginError('PLUGIN_API_VERSION_MISMATCH', manifest.name, `plugin ${manifest.name} (${folder}) is written for driver API ${manifest.apiVersion}; this ferryd speaks ${DRIVER_API_VERSION}`);
+  }
+}
+
+function entryOf(dir: string, manifest: PluginManifest): string {
+  if (manifest.main) return join(dir, manifest.main);
+  for (const name of ['index.ts', 'index.js', 'index.mjs']) if (existsSync(join(dir, name))) return join(dir, name);
+  return join(dir, 'index.ts');
+}
+
+/** Races a promise against a timer; the timer's error names what was probably forgotten. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(onTimeout()), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Imports a plugin's module and checks that it exports a factory. */
+async function importPlugin(dir: string, manifest: PluginManifest, timeoutMs: number): Promise<DriverFactory> {
+  const entry = entryOf(dir, manifest);
+  let mod: Record<string, unknown>;
+  try {
+    mod = await withTimeout(
+      import(pathToFileURL(entry).href) as Promise<Record<string, unknown>>,
+      timeoutMs,
+      () => new PluginError('PLUGIN_LOAD_TIMEOUT', manifest.name, `plugin ${manifest.name} did not finish loading within ${timeoutMs} ms (a top-level await that never settles, or a connection opened at import time?)`),
+    );
+  } catch (err) {
+    if (err instanceof PluginError) throw err;
+    throw new PluginError('PLUGIN_IMPORT_FAILED', manifest.name, `plugin ${manifest.name}: importing ${entry} failed: ${(err as Error)?.message ?? String(err)}`);
+  }
+  if (typeof mod.createDriver !== 'function') {
+    throw new PluginError('PLUGIN_FACTORY_MISSING', manifest.name, `plugin ${manifest.name}: ${entry} does not export a function named createDriver`);
+  }
+  return mod.createDriver as DriverFactory;
+}
+
+/**
+ * Loads every plugin in `dir`. Never throws for a bad plugin: each failure is
+ * recorded and the rest load. Throws only if `dir` cannot be read at all.
+ */
+export async function scanPlugins(dir: string, options: { timeoutMs: number; log: Log }): Promise<PluginScan> {
+  const root = resolve(dir);
+  let folders: string[];
+  try {
+    folders = (await readdir(root, { withFileTypes: true })).filter((d) => d.isDirectory() || d.isSymbolicLink()).map((d) => d.name).sort();
+  } catch (err) {
+    throw new PluginError('PLUGIN_DIR_UNREADABLE', root, `cannot read plugins dir ${root}: ${(err as Error).message}`);
+  }
+  const scan: PluginScan = { plugins: new Map(), failures: new Map() };
+  for (const folder of folders) {
+    const pluginDir = join(root, folder);
+    const manifestPath = join(pluginDir, 'plugin.json');
+    if (!existsSync(manifestPath)) continue;
+    let name = folder;
+    try {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(await readFile(manifestPath, 'utf8'));
+      } catch (err) {
+        throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json is not valid JSON: ${(err as Error).message}`);
+      }
+      const manifest = checkManifest(parsed, folder);
+      name = manifest.name;
+      if (scan.plugins.has(name) || scan.failures.has(name)) {
+        // Keep the first; a duplicate would make the config ambiguous.
+        options.log.error({ plugin: name, dir: pluginDir }, 'duplicate plugin name');
+        scan.failures.set(`${name}@${folder}`, new PluginError('PLUGIN_NAME_DUPLICATE', name, `plugin name ${name} in ${folder} is already used by another plugin folder`));
+        continue;
+      }
+      checkApiVersion(manifest, folder);
+      const createDriver = await importPlugin(pluginDir, manifest, options.timeoutMs);
+      scan.plugins.set(name, { manifest, dir: pluginDir, createDriver });
+      options.log.info({ plugin: name, version: manifest.version, dir: pluginDir }, 'plugin loaded');
+    } catch (err) {
+      const failure = err instanceof PluginError ? err : new PluginError('PLUGIN_IMPORT_FAILED', name, String(err));
+      scan.failures.set(name, failure);
+      options.log.error({ plugin: name, dir: pluginDir, code: failure.code, reason: failure.message }, 'plugin failed to load');
+    }
+  }
+  return scan;
+}
+
+/** A configured backend: which plugin drives it, with what options. */
+export interface BackendConfig {
+  name: string;
+  plugin: string;
+  options: Record<string, unknown>;
+}
+
+/** Creates and checks the driver for one backend. Throws PluginError. */
+export async function createBackendDriver(
+  backend: BackendConfig,
+  scan: PluginScan,
+  context: { daemonAddress: string; deadlines: Deadlines; timeoutMs: number; log: Log },
+): Promise<GuardedDriver> {
+  const plugin = scan.plugins.get(backend.plugin);
+  if (!plugin) {
+    const failure = scan.failures.get(backend.plugin);
+    if (failure) throw failure;
+    const known = [...scan.plugins.keys()].join(', ') || 'none';
+    throw new PluginError('PLUGIN_NOT_FOUND', backend.plugin, `backend ${backend.name} names plugin ${backend.plugin}, which is not in the plugins dir (loaded: ${known})`);
+  }
+  const log = context.log.child({ backend: backend.name, plugin: plugin.manifest.name });
+  let driver: Driver;
+  try {
+    driver = await withTimeout(
+      Promise.resolve().then(() => plugin.createDriver({ backend: backend.name, options: backend.options, daemonAddress: context.daemonAddress, log })),
+      context.timeoutMs,
+      () => new PluginError('DRIVER_CREATE_TIMEOUT', plugin.manifest.name, `plugin ${plugin.manifest.name}: createDriver for backend ${backend.name} did not return within ${context.timeoutMs} ms (waiting on an array that is not there?)`),
+    );
+  } catch (err) {
+    if (err instanceof PluginError) throw err;
+    throw new PluginError('DRIVER_CREATE_FAILED', plugin.manifest.name, `plugin ${plugin.manifest.name}: createDriver for backend ${backend.name} failed: ${(err as Error)?.message ?? String(err)}`);
+  }
+  const missing = DRIVER_METHODS.filter((m) => typeof (driver as unknown as Record<string, unknown>)?.[m] !== 'function');
+  if (missing.length > 0) {
+    throw new PluginError('DRIVER_SHAPE_INVALID', plugin.manifest.name, `plugin ${plugin.manifest.name}: the driver for backend ${backend.name} lacks ${missing.join(', ')}`);
+  }
+  try {
+    return new GuardedDriver(backend.name, { name: plugin.manifest.name, version: plugin.manifest.version }, driver, context.deadlines, log);
+  } catch (err) {
+    throw new PluginError('DRIVER_SHAPE_INVALID', plugin.manifest.name, `plugin ${plugin.manifest.name}: ${(err as Error).message}`);
+  }
+}

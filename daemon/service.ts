@@ -1,0 +1,148 @@
+/**
+ * ferry.v1.MigrationService: each handler checks its request (wire.ts),
+ * asks the engine or a backend's driver, and converts the answer. No handler
+ * waits on a long driver call: starts, completes and cancels return as soon
+ * as the change is persisted.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
+import type { BackendEntry, Engine } from './engine.ts';
+import type { BackendHealthMonitor } from './health.ts';
+import type { Log } from './log.ts';
+import { TERMINAL_STATES, type MigrationRecord } from './migration.ts';
+import { serverStream, unary } from './rpc.ts';
+import { encodePageToken, parseCheck, parseList, parseStart, requireId, toWireMigration, type WireListRequest, type WireStartRequest } from './wire.ts';
+
+/** What the service needs from the daemon. `engine` is null until the daemon is ready. */
+export interface ServiceContext {
+  engine: () => Engine | null;
+  backends: ReadonlyMap<string, BackendEntry>;
+  health: BackendHealthMonitor;
+  defaultMaxDowntimeMs: number;
+  log: Log;
+}
+
+type Wire = Record<string, unknown>;
+
+function ready(ctx: ServiceContext): Engine {
+  const engine = ctx.engine();
+  if (!engine) throw new FerryError('UNAVAILABLE', 'ferryd is starting or stopping; retry shortly');
+  return engine;
+}
+
+const capabilitiesToWire = (c: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean }) => ({ ...c });
+
+/** The handlers of ferry.v1.MigrationService. */
+export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImplementation {
+  const { log } = ctx;
+  return {
+    StartMigration: unary<WireStartRequest, Wire>('StartMigration', log, async (req) => {
+      const input = parseStart(req, ctx.defaultMaxDowntimeMs);
+      return toWireMigration(await ready(ctx).startMigration(input));
+    }),
+
+    CompleteMigration: unary<{ id: string }, Wire>('CompleteMigration', log, async (req) => toWireMigration(await ready(ctx).complete(requireId(req.id)))),
+
+    CancelMigration: unary<{ id: string }, Wire>('CancelMigration', log, async (req) => toWireMigration(await ready(ctx).cancel(requireId(req.id)))),
+
+    GetMigration: unary<{ id: string }, Wire>('GetMigration', log, async (req) => toWireMigration(ready(ctx).get(requireId(req.id)))),
+
+    ListMigrations: unary<WireListRequest, Wire>('ListMigrations', log, async (req) => {
+      const filter = parseList(req);
+      const { migrations, more } = ready(ctx).list(filter);
+      const last = migrations.at(-1);
+      return { migrations: migrations.map(toWireMigration), nextPageToken: more && last ? encodePageToken(last.id) : '' };
+    }),
+
+    WatchMigration: serverStream<{ id: string }, Wire>('WatchMigration', log, (req, call) => watch(ready(ctx), requireId(req.id), call)),
+
+    CheckCompatibility: unary<WireStartRequest, Wire>('CheckCompatibility', log, async (req) => {
+      const input = parseCheck(req, ctx.defaultMaxDowntimeMs);
+      const entry = ctx.backends.get(input.source.backend);
+      if (!entry) throw new FerryError('NOT_FOUND', `backend ${input.source.backend} is not configured (known: ${[...ctx.backends.keys()].join(', ')})`);
+      if (!ctx.backends.has(input.destination.backend)) throw new FerryError('NOT_FOUND', `backend ${input.destination.backend} is not configured (known: ${[...ctx.backends.keys()].join(', ')})`);
+      const driver = entry.driver;
+      if (!driver) throw new FerryError('UNAVAILABLE', `backend ${entry.name} is not serving: ${entry.failure ?? 'no driver'}`);
+      const { requestId: _r, ...rest } = input;
+      const spec: MigrationSpec = { ...rest, id: 'dry-run' };
+      const result = await driver.checkCompatibility(spec, log.child({ backend: entry.name, dryRun: true }));
+      const reasons = [...result.reasons];
+      const flags = ['writable', 'nondisruptive', 'preserveMetadata', 'preserveSnapshots'] as const;
+      for (const flag of flags) {
+        if (!input[flag]) continue;
+        if (!driver.capabilities[flag]) reasons.push(`driver ${driver.plugin.name} does not support ${flag}`);
+        else if (!result.capabilities[flag]) reasons.push(`driver ${driver.plugin.name} cannot honour ${flag} for this share and destination`);
+      }
+      if (result.destinationFreeBytes < result.shareSizeBytes) reasons.push(`destination pool has ${result.destinationFreeBytes} bytes free; the share needs ${result.shareSizeBytes}`);
+      return {
+        compatible: reasons.length === 0,
+        capabilities: capabilitiesToWire(result.capabilities),
+        reasons,
+        shareSizeBytes: result.shareSizeBytes,
+        destinationFreeBytes: result.destinationFreeBytes,
+      };
+    }),
+
+    ListBackends: unary<Wire, Wire>('ListBackends', log, async () => {
+      const backends = await Promise.all(
+        [...ctx.backends.values()].map(async (entry) => {
+          const probe = await ctx.health.probe(entry.name);
+          return {
+            name: entry.name,
+            pools: probe.pools,
+            driverName: entry.driver?.plugin.name ?? '',
+            driverVersion: entry.driver?.plugin.version ?? '',
+            capabilities: entry.driver ? capabilitiesToWire(entry.driver.capabilities) : null,
+            health: probe.serving ? 'BACKEND_HEALTH_SERVING' : 'BACKEND_HEALTH_NOT_SERVING',
+            healthReason: probe.reason,
+          };
+        }),
+      );
+      return { backends };
+    }),
+  };
+}
+
+/**
+ * Streams a migration until it is terminal. A slow reader gets the latest
+ * value when it catches up, not a backlog: memory per watcher is one record.
+ */
+function watch(engine: Engine, id: string, call: grpc.ServerWritableStream<{ id: string }, Wire>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let pending: MigrationRecord | null = null;
+    let blocked = false;
+    let finished = false;
+    let unsubscribe = () => {};
+    const finish = (err?: Error) => {
+      if (finished) return;
+      finished = true;
+      unsubscribe();
+      call.off('drain', onDrain);
+      if (err) reject(err);
+      else resolve();
+    };
+    const send = (record: MigrationRecord) => {
+      if (finished) return;
+      if (blocked) {
+        pending = record;
+        return;
+      }
+      blocked = !call.write(toWireMigration(record));
+      if (TERMINAL_STATES.has(record.state)) finish();
+    };
+    const onDrain = () => {
+      blocked = false;
+      const next = pending;
+      pending = null;
+      if (next) send(next);
+    };
+    call.on('drain', onDrain);
+    call.on('cancelled', () => finish());
+    const current = engine.get(id);
+    unsubscribe = engine.watch(id, (record) => {
+      if (record === null) finish(new FerryError('UNAVAILABLE', 'ferryd is shutting down; watch again after it restarts'));
+      else send(record);
+    });
+    send(current);
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * The daemon's durable state in LevelDB: every migration with its driver
+ * checkpoint.
+ *
+ * Keys:
+ *   m!<id>  -> MigrationRecord (state, progress, driver checkpoint: one put, so they change together)
+ *
+ * Everything else the engine needs (which share has an active migration,
+ * which request id made which migration) is derived from the records at
+ * load, so it can never disagree with them.
+ *
+ * Writes are not fsynced by default: a write that returned is in the OS, so it
+ * survives `kill -9` of the daemon. `sync: true` also survives power loss.
+ */
+import { Level } from 'level';
+import type { MigrationRecord } from './migration.ts';
+
+/** Thrown by `Store.open` when another process holds the data dir. */
+export class StoreLockedError extends Error {
+  constructor(readonly dir: string) {
+    super(`data dir ${dir} is in use by another ferryd (its LevelDB lock is held); stop that daemon or choose another --data-dir`);
+    this.name = 'StoreLockedError';
+  }
+}
+
+/** LevelDB-backed persistence for the engine. One owner per data dir. */
+export class Store {
+  private constructor(
+    private readonly db: Level<string, MigrationRecord>,
+    private readonly sync: boolean,
+  ) {}
+
+  /** Opens (creating if needed) the store at `dir`. Throws StoreLockedError if another process has it. */
+  static async open(dir: string, options: { sync?: boolean } = {}): Promise<Store> {
+    const db = new Level<string, MigrationRecord>(dir, { valueEncoding: 'json' });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') throw new StoreLockedError(dir);
+      throw err;
+    }
+    return new Store(db, options.sync ?? false);
+  }
+
+  /** Every migration, in id (creation) order. */
+  async loadMigrations(): Promise<MigrationRecord[]> {
+    const out: MigrationRecord[] = [];
+    for await (const value of this.db.values({ gt: 'm!', lt: 'm~' })) out.push(value);
+    return out;
+  }
+
+  /** Writes a migration (state, progress and driver checkpoint together). New or not. */
+  async save(record: MigrationRecord): Promise<void> {
+    await this.db.put(`m!${record.id}`, record, { sync: this.sync });
+  }
+
+  /** Closes the database. The last thing the daemon does. */
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The boundary between the wire (ferry.v1 messages as proto-loader gives
+ * them: camelCase, enums as names, defaults filled in) and the engine:
+ * request checks that name the faulty field, and record-to-message
+ * conversion.
+ */
+import { FerryError, type CutoverAction } from '../plugins/api/index.ts';
+import type { StartInput } from './engine.ts';
+import { isMigrationId, STATES, type MigrationRecord, type State } from './migration.ts';
+
+/** A ShareRef as it arrives. */
+export interface WireShareRef {
+  backend: string;
+  shareId: string;
+}
+
+/** StartMigrationRequest as it arrives. */
+export interface WireStartRequest {
+  share: WireShareRef | null;
+  destination: string;
+  writable: boolean;
+  nondisruptive: boolean;
+  preserveMetadata: boolean;
+  preserveSnapshots: boolean;
+  newShareType: string;
+  requestId: string;
+  maxBandwidthBytesPerSec: number;
+  maxDowntimeMs: number;
+  cutoverAction: string | number;
+}
+
+/** ListMigrationsRequest as it arrives. */
+export interface WireListRequest {
+  state: string | number;
+  backend: string;
+  pageSize: number;
+  pageToken: string;
+}
+
+const invalid = (message: string) => new FerryError('INVALID_ARGUMENT', message);
+
+/** Checks a name-like field: present, at most 255 characters, no control characters. */
+export function requireName(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalid(`${field} is required`);
+  if (value.length > 255) throw invalid(`${field} is longer than 255 characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalid(`${field} contains control characters`);
+  return value;
+}
+
+/** Checks a migration id field. */
+export function requireId(value: unknown, field = 'id'): string {
+  const id = requireName(value, field);
+  if (!isMigrationId(id)) throw invalid(`${field} "${id}" is not a migration id (ids look like mig-0123456789abcdef-01234567)`);
+  return id;
+}
+
+/** Parses "backend#pool", or Manila's "host@backend#pool" (the host is ignored). */
+export function parseDestination(value: unknown, field = 'destination'): { backend: string; pool: string } {
+  const text = requireName(value, field);
+  const m = /^(?:[^@#]+@)?([^@#]+)#([^@#]+)$/.exec(text);
+  if (!m) throw invalid(`${field} "${text}" must be "backend#pool" (or Manila's "host@backend#pool")`);
+  return { backend: m[1]!, pool: m[2]! };
+}
+
+function requireShare(share: WireShareRef | null | undefined): WireShareRef {
+  if (!share) throw invalid('share is required (share.backend and share.share_id)');
+  return { backend: requireName(share.backend, 'share.backend'), shareId: requireName(share.shareId, 'share.share_id') };
+}
+
+const CUTOVER_ACTIONS: Record<string, CutoverAction> = {
+  CUTOVER_ACTION_UNSPECIFIED: 'abort',
+  CUTOVER_ACTION_ABORT: 'abort',
+  CUTOVER_ACTION_FORCE: 'force',
+};
+
+/** Checks a StartMigrationRequest and turns it into what the engine takes. */
+export function parseStart(req: WireStartRequest, defaultMaxDowntimeMs: number): StartInput {
+  const share = requireShare(req.share);
+  const destination = parseDestination(req.destination);
+  if (req.requestId.length > 128) throw invalid('request_id is longer than 128 characters');
+  if (req.newShareType.length > 255) throw invalid('new_share_type is longer than 255 characters');
+  const action = CUTOVER_ACTIONS[String(req.cutoverAction)];
+  if (!action) throw invalid(`cutover_action ${JSON.stringify(req.cutoverAction)} is not a CutoverAction`);
+  if (!Number.isSafeInteger(req.maxBandwidthBytesPerSec)) throw invalid('max_bandwidth_bytes_per_sec is too large');
+  return {
+    source: share,
+    destination,
+    writable: req.writable,
+    nondisruptive: req.nondisruptive,
+    preserveMetadata: req.preserveMetadata,
+    preserveSnapshots: req.preserveSnapshots,
+    newShareType: req.newShareType,
+    requestId: req.requestId,
+    maxBandwidthBytesPerSec: req.maxBandwidthBytesPerSec,
+    maxDowntimeMs: req.maxDowntimeMs > 0 ? req.maxDowntimeMs : defaultMaxDowntimeMs,
+    cutoverAction: action,
+  };
+}
+
+/** Checks a CheckCompatibilityRequest (the same fields as a start, minus options). */
+export function parseCheck(req: Omit<WireStartRequest, 'newShareType' | 'requestId' | 'maxBandwidthBytesPerSec' | 'maxDowntimeMs' | 'cutoverAction'>, defaultMaxDowntimeMs: number): StartInput {
+  return parseStart({ ...req, newShareType: '', requestId: '', maxBandwidthBytesPerSec: 0, maxDowntimeMs: 0, cutoverAction: 'CUTOVER_ACTION_UNSPECIFIED' }, defaultMaxDowntimeMs);
+}
+
+const PREFIX = 'MIGRATION_STATE_';
+
+/** The page size when none is asked for, and the most allowed. */
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+/** Checks a ListMigrationsRequest. */
+export function parseList(req: WireListRequest): { state?: State; backend?: string; limit: number; after?: string } {
+  const out: { state?: State; backend?: string; limit: number; after?: string } = { limit: DEFAULT_PAGE_SIZE };
+  const state = String(req.state);
+  if (state !== `${PREFIX}UNSPECIFIED`) {
+    const name = state.startsWith(PREFIX) ? state.slice(PREFIX.length) : '';
+    if (!(STATES as readonly string[]).includes(name)) throw invalid(`state ${JSON.stringify(req.state)} is not a MigrationState`);
+    out.state = name as State;
+  }
+  if (req.backend) out.backend = requireName(req.backend, 'backend');
+  if (!Number.isInteger(req.pageSize) || req.pageSize < 0 || req.pageSize > MAX_PAGE_SIZE) throw invalid(`page_size must be 0 to ${MAX_PAGE_SIZE}, got ${req.pageSize}`);
+  if (req.pageSize > 0) out.limit = req.pageSize;
+  if (req.pageToken) out.after = decodePageToken(req.pageToken);
+  return out;
+}
+
+/** A page token: the last id of the page, opaque to callers. */
+export function encodePageToken(lastId: string): string {
+  return Buffer.from(`after:${lastId}`).toString('base64url');
+}
+
+function decodePageToken(token: string): string {
+  const text = Buffer.from(token, 'base64url').toString('utf8');
+  const id = text.startsWith('after:') ? text.slice('after:'.length) : '';
+  if (!isMigrationId(id)) throw invalid('page_token was not returned by this daemon; start again without it');
+  return id;
+}
+
+/** A google.protobuf.Timestamp. */
+export interface WireTimestamp {
+  seconds: number;
+  nanos: number;
+}
+
+function timestamp(ms: number | undefined): WireTimestamp | null {
+  if (ms === undefined) return null;
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+}
+
+/** A record as a ferry.v1.Migration message. */
+export function toWireMigration(r: MigrationRecord): Record<string, unknown> {
+  const s = r.spec;
+  return {
+    id: r.id,
+    share: { backend: s.source.backend, shareId: s.source.shareId },
+    destination: `${s.destination.backend}#${s.destination.pool}`,
+    state: PREFIX + r.state,
+    progress: { ...r.progress, warning: r.progress.warning ?? '' },
+    writable: s.writable,
+    nondisruptive: s.nondisruptive,
+    preserveMetadata: s.preserveMetadata,
+    preserveSnapshots: s.preserveSnapshots,
+    newShareType: s.newShareType,
+    requestId: r.requestId,
+    maxBandwidthBytesPerSec: s.maxBandwidthBytesPerSec,
+    maxDowntimeMs: s.maxDowntimeMs,
+    cutoverAction: s.cutoverAction === 'force' ? 'CUTOVER_ACTION_FORCE' : 'CUTOVER_ACTION_ABORT',
+    createdAt: timestamp(r.createdAt),
+    startedAt: timestamp(r.startedAt),
+    phase1DoneAt: timestamp(r.phase1DoneAt),
+    completingAt: timestamp(r.completingAt),
+    cancellingAt: timestamp(r.cancellingAt),
+    finishedAt: timestamp(r.finishedAt),
+    updatedAt: timestamp(r.updatedAt),
+    error: r.error ?? null,
+    cutover: r.cutover ?? null,
+    lastCutoverAbort: r.lastCutoverAbort ?? null,
+  };
+}

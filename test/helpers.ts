@@ -1,0 +1,128 @@
+/**
+ * Test helpers: temp dirs, plugin dirs assembled from real plugin folders,
+ * daemons started in-process or as real child processes, and assertions on
+ * gRPC errors.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { FerryCallError, FerryClient, type Migration } from '../client/client.ts';
+import { loadConfig, type DaemonConfig } from '../daemon/config.ts';
+import { startDaemon, type Daemon } from '../daemon/daemon.ts';
+import { silentLog } from '../daemon/log.ts';
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A temp dir removed when the test ends. */
+export function tempDir(t: TestContext | { after(fn: () => unknown): void }, prefix = 'ferry-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Real plugin folders by name. */
+export const PLUGIN_SOURCES: Record<string, string> = {
+  simulator: join(ROOT, 'plugins/simulator'),
+  scripted: join(ROOT, 'test/fixtures/plugins/scripted'),
+};
+
+/** A plugins dir holding links to the named real plugins, plus extra plugins written from text. */
+export function pluginsDir(parent: string, names: string[], extra: Record<string, Record<string, string>> = {}): string {
+  const dir = join(parent, 'plugins');
+  mkdirSync(dir, { recursive: true });
+  for (const name of names) symlinkSync(PLUGIN_SOURCES[name]!, join(dir, name));
+  for (const [folder, files] of Object.entries(extra)) {
+    mkdirSync(join(dir, folder));
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, folder, file), text);
+  }
+  return dir;
+}
+
+/** A config for tests: loopback port 0, silent logs, the given data dir and file settings. */
+export function testConfig(dataDir: string, file: Record<string, unknown>, pluginsDirPath?: string): DaemonConfig {
+  const path = join(dataDir, '..', `config-${Math.random().toString(16).slice(2)}.json`);
+  writeFileSync(path, JSON.stringify(file));
+  return loadConfig({ listen: '127.0.0.1:0', dataDir, config: path, pluginsDir: pluginsDirPath, logLevel: 'silent' }, {});
+}
+
+/** A daemon in this process and a client to it; both closed when the test ends. */
+export async function inProcessDaemon(t: TestContext, config: DaemonConfig): Promise<{ daemon: Daemon; client: FerryClient }> {
+  const daemon = await startDaemon(config, silentLog());
+  const client = new FerryClient(daemon.address, 10_000);
+  t.after(async () => {
+    client.close();
+    await daemon.close(1_000);
+  });
+  return { daemon, client };
+}
+
+/** Asserts that a promise rejects with a gRPC status (by name) and a message matching `message`. */
+export async function rejectsWith(promise: Promise<unknown>, status: string, message?: RegExp): Promise<FerryCallError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof FerryCallError, `expected a FerryCallError, got ${String(err)}`);
+    const grpcStatus = (await import('@grpc/grpc-js')).status;
+    assert.equal(grpcStatus[err.status], status, `expected ${status}, got ${grpcStatus[err.status]}: ${err.message}`);
+    if (message) assert.match(err.message, message);
+    return err;
+  }
+  assert.fail(`expected ${status}, but the call succeeded`);
+}
+
+/** Waits (watching, not sleeping) until the migration satisfies `until`; fails if it ends first. */
+export async function waitForState(client: FerryClient, id: string, state: string): Promise<Migration> {
+  const m = await client.waitFor(id, (x) => x.state === `MIGRATION_STATE_${state}`);
+  assert.equal(m.state, `MIGRATION_STATE_${state}`, `migration ended in ${m.state} (${m.error?.message ?? ''}) while waiting for ${state}`);
+  return m;
+}
+
+/** A ferryd child process. */
+export interface ChildDaemon {
+  child: ChildProcess;
+  address: string;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Resolves with the exit code and signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `ferryd` as a real child process and resolves once it logs "ferryd ready". */
+export async function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildDaemon> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'daemon/main.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const address = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logs.push(entry);
+      if (entry.msg === 'ferryd ready') resolve(String(entry.address));
+    });
+    void exited.then(({ code, signal }) => reject(new Error(`ferryd exited (${code ?? signal}) before it was ready: ${stderr.trim()}`)));
+  });
+  return { child, address, logs, exited };
+}
+
+/** SIGKILLs a child and waits for it to be gone. */
+export async function kill9(d: ChildDaemon): Promise<void> {
+  d.child.kill('SIGKILL');
+  await d.exited;
+}

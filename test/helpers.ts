@@ -26,6 +26,20 @@ export function tempDir(t: TestContext | { after(fn: () => unknown): void }, pre
   return dir;
 }
 
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** A small array: 4 KiB blocks, 64 KiB chunks, a tiny pool for the capacity check. */
+export const SMALL_ARRAY = {
+  blockSizeBytes: 4 * KiB,
+  chunkSizeBytes: 64 * KiB,
+  workers: 2,
+  backends: [
+    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
+    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }, { name: 'tiny', capacityBytes: 1 * MiB }] },
+  ],
+};
+
 /** Real plugin folders by name. */
 export const PLUGIN_SOURCES: Record<string, string> = {
   simulator: join(ROOT, 'plugins/simulator'),

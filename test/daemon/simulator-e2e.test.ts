@@ -11,21 +11,10 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, rejectsWith, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, rejectsWith, SMALL_ARRAY, tempDir, testConfig, waitForState } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-/** A small array: 4 KiB blocks, 64 KiB chunks, a tiny pool for the capacity check. */
-export const SMALL_ARRAY = {
-  blockSizeBytes: 4 * KiB,
-  chunkSizeBytes: 64 * KiB,
-  workers: 2,
-  backends: [
-    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
-    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }, { name: 'tiny', capacityBytes: 1 * MiB }] },
-  ],
-};
 
 async function system(t: TestContext, extraPlugins: Record<string, Record<string, string>> = {}, file: Record<string, unknown> = {}) {
   const dir = tempDir(t);

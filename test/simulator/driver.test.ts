@@ -145,12 +145,12 @@ describe('simulator driver', () => {
   test('complete reports an aborted cutover once, and a later complete starts a new attempt', async (t) => {
     const { address, client } = await serveArray(t);
     await filledShare(client, 's1', MiB);
-    const driver = await driverFor(t, address, { callTimeoutMs: 400 });
+    const driver = await driverFor(t, address, { callTimeoutMs: 1000 });
     const m = spec('m1', 's1', { maxDowntimeMs: 20 });
     const { checkpoint } = await driver.start(call(m));
     const ready = await continueUntilPhase1(driver, m, checkpoint);
-    await client.call('SetFaults', { cutoverDelayMs: 300 });
-    // 300 ms of delay outlasts the driver's 200 ms wait: the first call answers in_progress, a repeat reports the abort.
+    await client.call('SetFaults', { cutoverDelayMs: 700 });
+    // 700 ms of delay outlasts the driver's 500 ms wait: the first call answers in_progress, a repeat reports the abort.
     let res = await driver.complete(call(m, ready.checkpoint));
     const seen = [res.status];
     while (res.status === 'in_progress') {

@@ -89,7 +89,7 @@ describe('copy and cutover', () => {
     await filledShare(client, 's1', MiB);
     await startJob(client, 'j1', 's1', { cutoverAction: 'CUTOVER_ACTION_FORCE', maxDowntimeMs: 10 });
     await phase1Done(client, 'j1');
-    await client.call('SetFaults', { cutoverDelayMs: 300 });
+    await client.call('SetFaults', { cutoverDelayMs: 600 });
     const cutting = await client.call('CutoverJob', { jobId: 'j1', waitMs: 1 });
     assert.equal(cutting.state, 'JOB_STATE_CUTTING_OVER');
     await waitForJob(client, 'j1', (j) => j.frozen, 'frozen');
@@ -100,7 +100,7 @@ describe('copy and cutover', () => {
     assert.deepEqual([share.backend, share.pool], ['beta', 'bronze']);
     const done = await client.call('CutoverJob', { jobId: 'j1' });
     assert.equal(done.state, 'JOB_STATE_DONE');
-    assert.ok(done.cutover.freezeMs >= 300, 'the freeze included the injected delay');
+    assert.ok(done.cutover.freezeMs >= 600, 'the freeze included the injected delay');
     const { data: read } = await client.call('ReadShare', { shareId: 's1', offset: 8 * KiB, length: 4 * KiB });
     assert.ok(Buffer.from(read).equals(data));
   });
@@ -110,7 +110,7 @@ describe('copy and cutover', () => {
     await filledShare(client, 's1', MiB);
     await startJob(client, 'j1', 's1', { nondisruptive: false, cutoverAction: 'CUTOVER_ACTION_FORCE', maxDowntimeMs: 10 });
     await phase1Done(client, 'j1');
-    await client.call('SetFaults', { cutoverDelayMs: 300 });
+    await client.call('SetFaults', { cutoverDelayMs: 600 });
     await client.call('CutoverJob', { jobId: 'j1', waitMs: 1 });
     await waitForJob(client, 'j1', (j) => j.frozen, 'frozen');
     await rejectsWith(client.call('WriteShare', { shareId: 's1', offset: 0, data: Buffer.alloc(10) }), grpc.status.UNAVAILABLE, /cutting over; retry/);

@@ -155,6 +155,7 @@ export class GuardedDriver {
     try {
       this.capabilities = checkCapabilities(driver.capabilities());
     } catch (err) {
+      if (err instanceof ShapeError) throw new FerryError('DRIVER_ERROR', `driver ${plugin.name} returned invalid capabilities: ${err.message}`);
       throw this.translate(err, 'capabilities');
     }
   }

@@ -125,11 +125,18 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
     throw new PluginError('PLUGIN_DIR_UNREADABLE', root, `cannot read plugins dir ${root}: ${(err as Error).message}`);
   }
   const scan: PluginScan = { plugins: new Map(), failures: new Map() };
+  const fail = (key: string, dir: string, err: unknown) => {
+    const failure = err instanceof PluginError ? err : new PluginError('PLUGIN_IMPORT_FAILED', key, String(err));
+    scan.failures.set(key, failure);
+    options.log.error({ plugin: key, dir, code: failure.code, reason: failure.message }, 'plugin failed to load');
+  };
+
+  // Read every manifest first (no plugin code runs yet), so that a name used twice fails for every folder using it.
+  const candidates: { folder: string; dir: string; manifest: PluginManifest }[] = [];
   for (const folder of folders) {
     const pluginDir = join(root, folder);
     const manifestPath = join(pluginDir, 'plugin.json');
     if (!existsSync(manifestPath)) continue;
-    let name = folder;
     try {
       let parsed: unknown;
       try {
@@ -137,22 +144,25 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
       } catch (err) {
         throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json is not valid JSON: ${(err as Error).message}`);
       }
-      const manifest = checkManifest(parsed, folder);
-      name = manifest.name;
-      if (scan.plugins.has(name) || scan.failures.has(name)) {
-        // Keep the first; a duplicate would make the config ambiguous.
-        options.log.error({ plugin: name, dir: pluginDir }, 'duplicate plugin name');
-        scan.failures.set(`${name}@${folder}`, new PluginError('PLUGIN_NAME_DUPLICATE', name, `plugin name ${name} in ${folder} is already used by another plugin folder`));
-        continue;
-      }
+      candidates.push({ folder, dir: pluginDir, manifest: checkManifest(parsed, folder) });
+    } catch (err) {
+      fail(folder, pluginDir, err);
+    }
+  }
+  const folderCount = new Map<string, string[]>();
+  for (const c of candidates) folderCount.set(c.manifest.name, [...(folderCount.get(c.manifest.name) ?? []), c.folder]);
+
+  for (const { folder, dir: pluginDir, manifest } of candidates) {
+    const name = manifest.name;
+    try {
+      const users = folderCount.get(name)!;
+      if (users.length > 1) throw new PluginError('PLUGIN_NAME_DUPLICATE', name, `plugin name ${name} is used by folders ${users.join(', ')}; none of them is loaded`);
       checkApiVersion(manifest, folder);
       const createDriver = await importPlugin(pluginDir, manifest, options.timeoutMs);
       scan.plugins.set(name, { manifest, dir: pluginDir, createDriver });
       options.log.info({ plugin: name, version: manifest.version, dir: pluginDir }, 'plugin loaded');
     } catch (err) {
-      const failure = err instanceof PluginError ? err : new PluginError('PLUGIN_IMPORT_FAILED', name, String(err));
-      scan.failures.set(name, failure);
-      options.log.error({ plugin: name, dir: pluginDir, code: failure.code, reason: failure.message }, 'plugin failed to load');
+      fail(name, pluginDir, err);
     }
   }
   return scan;

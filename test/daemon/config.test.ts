@@ -1,0 +1,70 @@
+/** The daemon's configuration: sources, precedence, and one-line errors that name the setting. */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, DEFAULT_PLUGINS_DIR, loadConfig } from '../../daemon/config.ts';
+import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
+import { tempDir } from '../helpers.ts';
+
+describe('loadConfig', () => {
+  test('defaults to loopback, ./ferry-data, the project plugins and an embedded two-backend simulator', () => {
+    const c = loadConfig({}, {}, '/srv/x');
+    assert.equal(c.listen, '127.0.0.1:50051');
+    assert.equal(c.dataDir, '/srv/x/ferry-data');
+    assert.equal(c.pluginsDir, DEFAULT_PLUGINS_DIR);
+    assert.equal(c.simulator.embedded, true);
+    assert.deepEqual(c.backends.map((b) => [b.name, b.plugin]), [['alpha', 'simulator'], ['beta', 'simulator']]);
+    assert.deepEqual(c.engine, DEFAULT_ENGINE_OPTIONS);
+  });
+
+  test('flags beat environment variables, which beat the config file', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'f.json');
+    writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:1', dataDir: 'from-file', logLevel: 'warn' }));
+    const fromFile = loadConfig({ config: file }, {}, '/cwd');
+    assert.equal(fromFile.listen, '127.0.0.1:1');
+    assert.equal(fromFile.dataDir, join(dir, 'from-file'), 'a path in the file is relative to the file');
+    assert.equal(fromFile.logLevel, 'warn');
+    const fromEnv = loadConfig({}, { FERRY_CONFIG: file, FERRY_LISTEN: '127.0.0.1:2', FERRY_DATA_DIR: 'env-dir' }, '/cwd');
+    assert.equal(fromEnv.listen, '127.0.0.1:2');
+    assert.equal(fromEnv.dataDir, '/cwd/env-dir');
+    const fromFlags = loadConfig({ config: file, listen: 'unix:/tmp/f.sock' }, { FERRY_LISTEN: '127.0.0.1:2' }, '/cwd');
+    assert.equal(fromFlags.listen, 'unix:/tmp/f.sock');
+  });
+
+  test('derives one simulator backend per array backend when none are configured', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'f.json');
+    writeFileSync(file, JSON.stringify({ simulator: { config: { backends: [{ name: 'x', pools: [] }, { name: 'y', pools: [] }, { name: 'z', pools: [] }] } } }));
+    assert.deepEqual(loadConfig({ config: file }, {}).backends.map((b) => b.name), ['x', 'y', 'z']);
+  });
+
+  const bad: [string, unknown, RegExp][] = [
+    ['an unknown top-level key', { lisen: 'x' }, /lisen is not a setting/],
+    ['a malformed listen address', { listen: 'localhost' }, /listen "localhost" must be HOST:PORT/],
+    ['a port out of range', { listen: '127.0.0.1:70000' }, /must be HOST:PORT \(port 0-65535\)/],
+    ['a backend without a plugin', { backends: [{ name: 'a' }] }, /backends\[0\]\.plugin must name a plugin/],
+    ['a backend named twice', { backends: [{ name: 'a', plugin: 'p' }, { name: 'a', plugin: 'p' }] }, /backends\[1\]\.name a is used twice/],
+    ['a negative engine setting', { engine: { stallTimeoutMs: -1 } }, /engine: stallTimeoutMs must be a number >= 0/],
+    ['an unknown engine setting', { engine: { fast: 1 } }, /engine\.fast is not a setting/],
+    ['poll bounds the wrong way round', { engine: { minPollMs: 10, maxPollMs: 5 } }, /minPollMs must not exceed/],
+    ['a bad log level', { logLevel: 'loud' }, /log level "loud" is not one of/],
+    ['a non-boolean simulator.embedded', { simulator: { embedded: 'yes' } }, /simulator\.embedded must be true or false/],
+  ];
+  for (const [what, file, message] of bad) {
+    test(`rejects ${what} with one line naming it`, (t) => {
+      const dir = tempDir(t);
+      const path = join(dir, 'f.json');
+      writeFileSync(path, JSON.stringify(file));
+      assert.throws(() => loadConfig({ config: path }, {}), (err: Error) => err instanceof ConfigError && message.test(err.message) && !err.message.includes('\n'));
+    });
+  }
+
+  test('rejects a config file that is missing or not JSON', (t) => {
+    const dir = tempDir(t);
+    assert.throws(() => loadConfig({ config: join(dir, 'none.json') }, {}), /cannot be read: ENOENT/);
+    writeFileSync(join(dir, 'bad.json'), '{');
+    assert.throws(() => loadConfig({ config: join(dir, 'bad.json') }, {}), /is not valid/);
+  });
+});

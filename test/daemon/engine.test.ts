@@ -196,6 +196,18 @@ describe('MigrationService with a scripted driver', () => {
     assert.ok(control.calls.every((c) => c.overlapping === 0));
   });
 
+  test('one slow driver call never stalls the other migrations', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    const held = control.hold('continue');
+    const slow = await client.startMigration(START);
+    await held.entered;
+    const fast = await client.startMigration({ ...START, share: { backend: 'a', shareId: 's2' } });
+    await waitForState(client, fast.id, 'PHASE1_DONE');
+    assert.equal((await client.getMigration(slow.id)).state, 'MIGRATION_STATE_IN_PROGRESS');
+    held.release();
+    await waitForState(client, slow.id, 'PHASE1_DONE');
+  });
+
   test('retries a driver call that fails with UNAVAILABLE and goes on', async (t) => {
     const { client } = await scriptedDaemon(t);
     control.fail('continue', 'UNAVAILABLE', 3);

@@ -107,9 +107,9 @@ export interface ChildDaemon {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `ferryd` as a real child process and resolves once it logs "ferryd ready". */
+/** Starts `ferryd` (through its bin, as `npx ferryd` does) as a real child process and resolves once it logs "ferryd ready". */
 export async function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildDaemon> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'daemon/main.ts'), ...args], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

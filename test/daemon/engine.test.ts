@@ -88,6 +88,15 @@ describe('MigrationService with a scripted driver', () => {
     assert.equal(control.count('start'), 0);
   });
 
+  test('serves on a unix socket when told to', async (t) => {
+    const dir = tempDir(t);
+    const file = { simulator: { embedded: false }, backends: [{ name: 'a', plugin: 'scripted' }, { name: 'b', plugin: 'scripted' }] };
+    const config = { ...testConfig(`${dir}/data`, file, pluginsDir(dir, ['scripted'])), listen: `unix:${dir}/ferry.sock` };
+    const { daemon, client } = await inProcessDaemon(t, config);
+    assert.equal(daemon.address, `unix:${dir}/ferry.sock`);
+    assert.equal((await client.listBackends()).backends.length, 2);
+  });
+
   test('accepts Manila-style host@backend#pool destinations', async (t) => {
     const { client } = await scriptedDaemon(t);
     const m = await client.startMigration({ ...START, destination: 'host1@b#p1' });

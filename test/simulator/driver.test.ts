@@ -9,13 +9,13 @@ import { silentLog } from '../../daemon/log.ts';
 import { FerryError } from '../../plugins/api/index.ts';
 import type { Checkpoint, Driver, MigrationCall, MigrationSpec } from '../../plugins/api/index.ts';
 import { createDriver } from '../../plugins/simulator/index.ts';
-import { dataFiles, filledShare, serveArray } from './helpers.ts';
+import { dataFiles, defer, filledShare, serveArray } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 
 async function driverFor(t: { after(fn: () => unknown): void }, endpoint: string, options: Record<string, unknown> = {}): Promise<Driver> {
   const driver = await createDriver({ backend: 'alpha', options: { endpoint, ...options }, daemonAddress: 'unused:1', log: silentLog() });
-  t.after(() => driver.close?.());
+  defer(t, () => driver.close?.());
   return driver;
 }
 

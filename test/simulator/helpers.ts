@@ -41,10 +41,30 @@ interface Cleanup {
   after(fn: () => unknown): void;
 }
 
-/** A temp dir removed when the test ends. */
+const cleanups = new WeakMap<Cleanup, Array<() => unknown>>();
+
+/**
+ * Runs `fn` when the test ends, in reverse order of registration (node's
+ * `t.after` runs hooks first-in first-out, which would remove a data dir
+ * before the array using it is closed).
+ */
+export function defer(t: Cleanup, fn: () => unknown): void {
+  let stack = cleanups.get(t);
+  if (!stack) {
+    const fns: Array<() => unknown> = [];
+    stack = fns;
+    cleanups.set(t, fns);
+    t.after(async () => {
+      while (fns.length > 0) await fns.pop()!();
+    });
+  }
+  stack.push(fn);
+}
+
+/** A temp dir removed when the test ends, after everything registered later is closed. */
 export async function tempDir(t: Cleanup): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-sim-test-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  defer(t, () => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -103,7 +123,7 @@ export async function serveArray(t: Cleanup, options: { dataDir?: string; config
       await shutdown(server, 1000);
       await array.close();
     })());
-  t.after(close);
+  defer(t, close);
   return { array, client, address, dataDir, close };
 }
 
@@ -204,7 +224,7 @@ export async function spawnSim(t: Cleanup, dataDir: string, config: string): Pro
     void exited.then(({ code, signal }) => reject(new Error(`ferry-sim exited (${code ?? signal}) before listening: ${stderr}`)));
   });
   const client = new SimClient(address);
-  t.after(async () => {
+  defer(t, async () => {
     client.close();
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');

@@ -18,7 +18,7 @@ import { MetaStore } from '../../simulator/metadata.ts';
 import { Mutex } from '../../simulator/mutex.ts';
 import { TokenBucket } from '../../simulator/rates.ts';
 import { workloadContent } from '../../simulator/workload.ts';
-import { tempDir } from './helpers.ts';
+import { defer, tempDir } from './helpers.ts';
 
 describe('Bitmap', () => {
   test('counts set bits, lists them in order and drains them', () => {
@@ -172,7 +172,7 @@ describe('small parts', () => {
     await writeFile(src, data);
     await writeFile(dst, Buffer.alloc(data.length));
     const pool = new CopyPool(1, silentLog());
-    t.after(() => pool.close());
+    defer(t, () => pool.close());
     const res = await pool.copy({ src, dst, runs: [[0, 2]], blockSize: 4096, fileSize: data.length, skipZero: false });
     assert.equal(res.bytes, data.length);
     const hashes = Buffer.from(res.hashes);

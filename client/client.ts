@@ -117,6 +117,13 @@ export class FerryCallError extends Error {
     readonly status: grpc.status,
     readonly code: string,
     message: string,
+    /**
+     * The `ferry-error-code` trailer, when ferryd sent one. Undefined when the
+     * status came from the transport (no daemon reached) or from a server
+     * that is not ferryd: this is how a caller tells "ferryd refused" from
+     * "ferryd could not be reached" when both are UNAVAILABLE.
+     */
+    readonly trailer?: string,
   ) {
     super(message);
     this.name = 'FerryCallError';
@@ -125,7 +132,12 @@ export class FerryCallError extends Error {
 
 function wrap(err: unknown): FerryCallError {
   const e = err as grpc.ServiceError;
-  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, errorCodeOf(err) ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', e.details || e.message);
+  const trailer = errorCodeOf(err);
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', e.details || e.message, trailer);
+}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
 let cachedCtor: grpc.ServiceClientConstructor | undefined;
@@ -173,6 +185,7 @@ export class FerryClient {
 
   /** Every value of a migration until it is terminal. Breaking out of the loop cancels the stream. */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<Migration> {
+    if (options.signal?.aborted) return;
     const stream = this.stub.WatchMigration!.call(this.stub, { id }) as grpc.ClientReadableStream<Migration>;
     const onAbort = () => stream.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -187,14 +200,18 @@ export class FerryClient {
     }
   }
 
-  /** Watches until `until` holds (or the migration is terminal); returns that value. */
-  async waitFor(id: string, until: (m: Migration) => boolean, onUpdate?: (m: Migration) => void): Promise<Migration> {
+  /**
+   * Watches until `until` holds (or the migration is terminal); returns that
+   * value. Rejects with the signal's reason when `signal` aborts first.
+   */
+  async waitFor(id: string, until: (m: Migration) => boolean, onUpdate?: (m: Migration) => void, options: { signal?: AbortSignal } = {}): Promise<Migration> {
     let last: Migration | undefined;
-    for await (const m of this.watch(id)) {
+    for await (const m of this.watch(id, options)) {
       last = m;
       onUpdate?.(m);
       if (until(m) || TERMINAL.has(m.state)) return m;
     }
+    if (options.signal?.aborted) throw abortError(options.signal);
     if (!last) throw new FerryCallError(grpc.status.UNAVAILABLE, 'UNAVAILABLE', `watch of ${id} ended without a value`);
     return last;
   }
@@ -203,18 +220,24 @@ export class FerryClient {
    * The one-phase migration, done on the client: start, wait for phase 1,
    * complete, wait for the end. A cutover that runs past its window and rolls
    * back is asked again, up to `cutoverAttempts` times. Resolves with the
-   * final migration (SUCCESS, CANCELLED or ERROR).
+   * final migration (SUCCESS, CANCELLED or ERROR), or with the migration in
+   * PHASE1_DONE when every cutover attempt ran past its window.
+   *
+   * `signal` stops the waiting (rejecting with the signal's reason), never
+   * the migration: it goes on in the daemon, and `onUpdate` has seen its id.
    */
-  async migrate(request: StartMigrationRequest, options: { onUpdate?: (m: Migration) => void; cutoverAttempts?: number } = {}): Promise<Migration> {
+  async migrate(request: StartMigrationRequest, options: { onUpdate?: (m: Migration) => void; cutoverAttempts?: number; signal?: AbortSignal } = {}): Promise<Migration> {
     let m = await this.startMigration(request);
     options.onUpdate?.(m);
     const attempts = options.cutoverAttempts ?? 3;
+    const wait = { signal: options.signal };
     for (let attempt = 1; ; attempt++) {
-      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate);
+      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate, wait);
       if (TERMINAL.has(m.state)) return m;
+      if (options.signal?.aborted) throw abortError(options.signal);
       m = await this.completeMigration(m.id);
       options.onUpdate?.(m);
-      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate);
+      m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate, wait);
       if (TERMINAL.has(m.state) || attempt >= attempts) return m;
     }
   }

@@ -1,0 +1,73 @@
+/**
+ * The installed command: `bin/ferry.mjs` run as a real child process (as
+ * `npx ferry` runs it) against a real ferryd with the embedded simulator.
+ * Proves the entry wiring: argv, FERRY_SERVER, stdout that is a pipe, exit
+ * codes, and that the process exits by itself when the work is done.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SimClient } from '../simulator/helpers.ts';
+import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig } from '../helpers.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const SMALL_ARRAY = {
+  blockSizeBytes: 4 * KiB,
+  chunkSizeBytes: 64 * KiB,
+  workers: 2,
+  backends: [
+    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
+    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }] },
+  ],
+};
+
+/** Runs bin/ferry.mjs with `args`; resolves with its exit code and output. */
+async function ferryProcess(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+test('bin/ferry.mjs runs as a process: JSON, a whole migration, usage and unreachable exit codes', async (t) => {
+  const dir = tempDir(t);
+  const { daemon } = await inProcessDaemon(t, testConfig(`${dir}/data`, { simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1 } }, pluginsDir(dir, ['simulator'])));
+  const sim = new SimClient(daemon.address);
+  t.after(() => sim.close());
+  await sim.call('CreateShare', { shareId: 'p1', backend: 'alpha', pool: 'gold', sizeBytes: 1 * MiB });
+
+  const closed = createServer().listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const deadPort = (closed.address() as { port: number }).port;
+  closed.close();
+  await once(closed, 'close');
+
+  const env = { FERRY_SERVER: daemon.address };
+  const [backends, migrate, usage, unreachable] = await Promise.all([
+    ferryProcess(['--json', 'backends'], env),
+    ferryProcess(['migrate', 'alpha/p1', 'beta#bronze', '--writable'], env),
+    ferryProcess(['start', 'alpha/p1', 'beta'], env),
+    ferryProcess(['--server', `127.0.0.1:${deadPort}`, 'list'], env),
+  ]);
+
+  assert.equal(backends.code, 0, backends.stderr);
+  assert.deepEqual((JSON.parse(backends.stdout) as { backends: { name: string }[] }).backends.map((b) => b.name), ['alpha', 'beta']);
+
+  assert.equal(migrate.code, 0, migrate.stderr);
+  assert.match(migrate.stdout.trimEnd().split('\n').at(-1)!, /^SUCCESS\s+100\.0%/);
+  assert.equal((await sim.call('GetShare', { shareId: 'p1' })).backend, 'beta');
+
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /^ferry: .*"beta" is not a destination/);
+
+  assert.equal(unreachable.code, 4);
+  assert.match(unreachable.stderr, /^ferry: UNAVAILABLE: cannot reach ferryd/);
+});

@@ -159,12 +159,12 @@ describe('the cutover window', () => {
   test('ABORT: a freeze past the window rolls back, writes resume on the source, and a later cutover succeeds', async (t) => {
     const { client, dataDir } = await serveArray(t);
     const content = await filledShare(client, 's1', MiB);
-    await startJob(client, 'j1', 's1', { maxDowntimeMs: 50, cutoverAction: 'CUTOVER_ACTION_ABORT' });
+    await startJob(client, 'j1', 's1', { maxDowntimeMs: 250, cutoverAction: 'CUTOVER_ACTION_ABORT' });
     await phase1Done(client, 'j1');
-    await client.call('SetFaults', { cutoverDelayMs: 300 });
+    await client.call('SetFaults', { cutoverDelayMs: 600 });
     const aborted = await client.call('CutoverJob', { jobId: 'j1' });
     assert.equal(aborted.state, 'JOB_STATE_SYNCING');
-    assert.match(aborted.lastAbortReason, /exceeded its 50 ms window/);
+    assert.match(aborted.lastAbortReason, /exceeded its 250 ms window/);
     assert.equal(aborted.lastAbortAttempt, 1);
     assert.equal(aborted.cutoverAttempts, 1);
     assert.equal(aborted.frozen, false);

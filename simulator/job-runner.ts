@@ -213,7 +213,7 @@ export class JobRunner {
       }
       let worked = false;
       if (this.dirty.count > 0) {
-        if (this.rec.phase1Done && this.dirtyBytes() < this.rec.chunkSizeBytes) await sleep(SYNC_PACE_MS, signal);
+        if (this.rec.phase1Done && this.dirtyBytes() < this.rec.chunkSizeBytes) await this.pace(signal);
         if (signal.aborted) break;
         await this.dirtyPass(signal);
         if (!signal.aborted) await this.evaluate();
@@ -227,6 +227,13 @@ export class JobRunner {
       if (this.rec.phase1Done && !signal.aborted && (await this.verifySweep(signal))) worked = true;
       if (!worked) await this.wake.wait(IDLE_WAIT_MS, signal);
     }
+  }
+
+  /** While syncing, let small dirty sets gather for SYNC_PACE_MS, verifying the destination meanwhile. */
+  private async pace(signal: AbortSignal): Promise<void> {
+    const until = Date.now() + SYNC_PACE_MS;
+    while (Date.now() < until && !signal.aborted && (await this.verifySweep(signal)));
+    await sleep(until - Date.now(), signal);
   }
 
   /** Pass 1: every chunk in order, each persisted as dispatched before a worker sees it and as copied after. */
@@ -441,10 +448,12 @@ export class JobRunner {
   private async verifySweep(signal: AbortSignal): Promise<boolean> {
     if (this.verified.count >= this.blockCount) return false;
     const eligible = (b: number) => this.hashed.has(b) && !this.dirty.has(b) && !this.inflight.has(b);
-    let batch = this.verified.list(this.verifyCursor, this.blockCount, this.chunkBlocks, false).filter(eligible);
+    // One chunk per worker, so a sweep reads as fast as the copy does.
+    const limit = this.chunkBlocks * this.deps.pool.size;
+    let batch = this.verified.list(this.verifyCursor, this.blockCount, limit, false).filter(eligible);
     if (batch.length === 0 && this.verifyCursor > 0) {
       this.verifyCursor = 0;
-      batch = this.verified.list(0, this.blockCount, this.chunkBlocks, false).filter(eligible);
+      batch = this.verified.list(0, this.blockCount, limit, false).filter(eligible);
     }
     if (batch.length === 0) return false;
     this.verifyCursor = batch[batch.length - 1]! + 1;

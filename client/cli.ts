@@ -199,7 +199,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
     action(async (ctx, share: { backend: string; shareId: string }, destination: string, opts: StartFlags) => {
       const m = await ctx.client.startMigration(startRequest(share, destination, opts));
       if (ctx.json) ctx.json1(migrationJson(m));
-      else ctx.out(`${migrationDetails(m)}\nnext: ferry watch ${m.id}   (ferry complete ${m.id} once it is PHASE1_DONE)\n`);
+      else ctx.out(`${migrationDetails(m)}\nnext: ferry watch --until PHASE1_DONE ${m.id}, then ferry complete ${m.id}\n`);
       return EXIT.OK;
     }),
   );

@@ -28,9 +28,10 @@ const SMALL_ARRAY = {
   ],
 };
 
-async function system(t: TestContext) {
+async function system(t: TestContext, options: { engine?: Record<string, number>; unixSocket?: boolean } = {}) {
   const dir = tempDir(t);
-  const config = testConfig(`${dir}/data`, { simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1 } }, pluginsDir(dir, ['simulator']));
+  const config = testConfig(`${dir}/data`, { simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1, ...options.engine } }, pluginsDir(dir, ['simulator']));
+  if (options.unixSocket) config.listen = `unix:${dir}/ferryd.sock`;
   const { daemon, client } = await inProcessDaemon(t, config);
   const sim = new SimClient(daemon.address);
   t.after(() => sim.close());
@@ -206,6 +207,26 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.equal((await client.getMigration(m.id)).state, 'MIGRATION_STATE_SUCCESS');
   });
 
+  test('migrate exits 5 when the migration ends in ERROR, printing the migration\'s error code', async (t) => {
+    // A copy that never moves, and a stall timeout short enough to end it.
+    const { ferry, sim } = await system(t, { engine: { stallTimeoutMs: 200 } });
+    await share(sim, 'stuck');
+    await sim.call('SetFaults', { stallCopy: true });
+    const r = exits(await ferry(['migrate', 'alpha/stuck', 'beta#bronze', '--json']), 5);
+    const m = JSON.parse(r.stdout) as { id: string; state: string; error: { code: string } };
+    assert.equal(m.state, 'MIGRATION_STATE_ERROR');
+    assert.equal(m.error.code, 'STALLED');
+    assert.match(r.stderr, new RegExp(`^ferry: migration ${m.id} ended in ERROR: STALLED: `));
+    assert.equal((await sim.call('GetShare', { shareId: 'stuck' })).backend, 'alpha');
+  });
+
+  test('--server unix:PATH reaches a daemon on a unix socket', async (t) => {
+    const { daemon } = await system(t, { unixSocket: true });
+    assert.match(daemon.address, /^unix:/);
+    const r = exits(await cli(['--server', daemon.address, '--json', 'backends']), 0);
+    assert.equal((JSON.parse(r.stdout) as { backends: unknown[] }).backends.length, 2);
+  });
+
   test('complete before phase 1 is done exits 3 naming FAILED_PRECONDITION; cancel works; watch then exits 5', async (t) => {
     const { ferry, sim } = await system(t);
     await share(sim, 'early');
@@ -238,6 +259,8 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     await sim.call('SetFaults', { stallCopy: true });
     await share(sim, 'l4');
     const active = (await client.startMigration({ share: { backend: 'alpha', shareId: 'l4' }, destination: 'beta#bronze' })).id;
+    // The stalled copy holds it in IN_PROGRESS: a state that stays put while the list is read.
+    await waitForState(client, active, 'IN_PROGRESS');
 
     const shown = exits(await ferry(['show', ids[0]!]), 0).stdout;
     assert.match(shown, new RegExp(`^id\\s+${ids[0]}$`, 'm'));
@@ -248,7 +271,7 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
 
     const table = lines(exits(await ferry(['list']), 0).stdout);
     assert.match(table[0]!, /^ID\s+STATE\s+SHARE\s+DESTINATION\s+PROGRESS\s+SIZE\s+CREATED$/);
-    assert.deepEqual(table.slice(1).map((l) => l.split(/\s+/).slice(0, 2)), [...ids.map((id) => [id, 'SUCCESS']), [active, (await client.getMigration(active)).state.replace('MIGRATION_STATE_', '')]]);
+    assert.deepEqual(table.slice(1).map((l) => l.split(/\s+/).slice(0, 2)), [...ids.map((id) => [id, 'SUCCESS']), [active, 'IN_PROGRESS']]);
 
     const success = JSON.parse(exits(await ferry(['list', '--state', 'success', '--json']), 0).stdout) as { migrations: { id: string }[]; nextPageToken: string };
     assert.deepEqual(success.migrations.map((m) => m.id), ids);

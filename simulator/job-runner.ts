@@ -36,6 +36,8 @@ const MiB = 1024 * 1024;
 const SYNC_PACE_MS = 50;
 /** How often an idle syncing job looks around when no write wakes it. */
 const IDLE_WAIT_MS = 1000;
+/** Tasks kept in flight per worker: a second one queued means a worker never waits for the main thread to persist and dispatch. */
+const QUEUE_PER_WORKER = 2;
 
 /** What a runner needs from the array. */
 export interface RunnerDeps {
@@ -251,7 +253,7 @@ export class JobRunner {
       const to = Math.min(this.blockCount, from + this.chunkBlocks);
       await this.throttle(this.bytesOf(range(from, to)), signal);
       if (signal.aborted) break;
-      await flight.slot(this.deps.pool.size);
+      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
       if (signal.aborted || flight.error) break;
       // Publish, then persist, then hand to a worker: see the note at the top of this file.
       rec.dispatchedEnd = to;
@@ -396,7 +398,7 @@ export class JobRunner {
         await this.deps.faults.whileStalled(signal);
         await this.throttle(this.bytesOf(expand(group)), signal);
       }
-      await flight.slot(this.deps.pool.size);
+      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
       if (signal?.aborted || flight.error) break;
       flight.add(this.copyRuns(group, false).then((n) => void (bytes += n)));
     }
@@ -415,7 +417,7 @@ export class JobRunner {
     const mismatched: number[] = [];
     let bytes = 0;
     for (const group of groups) {
-      await flight.slot(this.deps.pool.size);
+      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
       if (flight.error) break;
       flight.add(
         (async () => {
@@ -483,7 +485,7 @@ export class JobRunner {
     let recopied = 0;
     for (let from = 0; from < end && !signal.aborted && !flight.error; from += this.chunkBlocks) {
       const runs: Runs = [[from, Math.min(end, from + this.chunkBlocks) - from]];
-      await flight.slot(this.deps.pool.size);
+      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
       if (signal.aborted || flight.error) break;
       flight.add(
         (async () => {

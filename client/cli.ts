@@ -251,14 +251,19 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
     .description('follow a migration until it ends (a live bar on a terminal; plain lines otherwise)')
     .argument('<id>', 'the migration id (mig-...)')
     .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE', parseState)
-    .option('--interval-ms <ms>', 'without a terminal: print progress-only changes at most this often; 0 prints every one', integer(0, 3_600_000), 1_000)
+    .option('--interval-ms <ms>', INTERVAL_HELP, integer(0, 3_600_000), 1_000)
+    .option('--reconnect-ms <ms>', RECONNECT_HELP, integer(0, 2 ** 31 - 1), 60_000)
     .action(
-      action(async (ctx, id: string, opts: { until?: MigrationState; intervalMs: number }) => {
+      action(async (ctx, id: string, opts: { until?: MigrationState; intervalMs: number; reconnectMs: number }) => {
         // A unary call first: it has a deadline, so an unreachable daemon or an unknown id fails fast.
         let last = await ctx.client.getMigration(id);
         const view = progressView(viewKind(ctx), ctx.io.stdout, opts.intervalMs);
         try {
-          last = await ctx.client.waitFor(id, (m) => m.state === opts.until, (m) => view.update((last = m)), { signal: ctx.io.signal });
+          last = await ctx.client.waitFor(id, (m) => m.state === opts.until, (m) => view.update((last = m)), {
+            signal: ctx.io.signal,
+            reconnectMs: opts.reconnectMs,
+            onReconnect: (err) => lost(ctx, id, err, opts.reconnectMs),
+          });
         } catch (err) {
           if (!ctx.io.signal?.aborted) throw err;
           view.stop();
@@ -278,15 +283,18 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
       .argument('<share>', 'backend/share_id', parseShareRef)
       .argument('<destination>', 'backend#pool', parseDestination)
       .option('--cutover-attempts <n>', 'ask for the cutover again this many times in all when it runs past its window and rolls back', integer(1, 100), 3)
-      .option('--interval-ms <ms>', 'without a terminal: print progress-only changes at most this often; 0 prints every one', integer(0, 3_600_000), 1_000),
+      .option('--interval-ms <ms>', INTERVAL_HELP, integer(0, 3_600_000), 1_000)
+      .option('--reconnect-ms <ms>', RECONNECT_HELP, integer(0, 2 ** 31 - 1), 60_000),
   ).action(
-    action(async (ctx, share: { backend: string; shareId: string }, destination: string, opts: StartFlags & { cutoverAttempts: number; intervalMs: number }) => {
+    action(async (ctx, share: { backend: string; shareId: string }, destination: string, opts: StartFlags & { cutoverAttempts: number; intervalMs: number; reconnectMs: number }) => {
       const view = progressView(ctx.json ? 'none' : viewKind(ctx), ctx.io.stdout, opts.intervalMs);
       let last: Migration | undefined;
       try {
         last = await ctx.client.migrate(startRequest(share, destination, opts), {
           cutoverAttempts: opts.cutoverAttempts,
           signal: ctx.io.signal,
+          reconnectMs: opts.reconnectMs,
+          onReconnect: (err) => lost(ctx, last?.id ?? 'the migration', err, opts.reconnectMs),
           onUpdate: (m) => {
             last = m;
             view.update(m);
@@ -361,6 +369,16 @@ function startRequest(share: { backend: string; shareId: string }, destination: 
 function viewKind(ctx: Context): ViewKind {
   if (ctx.json) return 'json';
   return ctx.io.isTTY ? 'bar' : 'lines';
+}
+
+const INTERVAL_HELP = 'without a terminal: print progress-only changes at most this often; 0 prints every one';
+const RECONNECT_HELP = 'when ferryd restarts or goes away, watch again for this long before giving up (exit 4); 0 gives up at once';
+
+/** Says that the watch was lost and is being tried again. */
+function lost(ctx: Context, id: string, err: FerryCallError, reconnectMs: number): void {
+  // A live bar has no newline yet: end its line so the message stands on its own.
+  if (ctx.io.isTTY && !ctx.json) ctx.out('\n');
+  ctx.say(`lost ferryd at ${ctx.server} (${err.code}: ${err.message}); watching ${id} again for up to ${Math.round(reconnectMs / 1000)} s`);
 }
 
 /** Says how to pick up a migration that watch or migrate stopped following on SIGINT. */

@@ -140,6 +140,34 @@ function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** How `waitFor` and `migrate` wait. */
+export interface WaitOptions {
+  /** Stops the waiting (never the migration), rejecting with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * When the watch fails with UNAVAILABLE (ferryd restarting, or gone), watch
+   * again for up to this many ms, with backoff; the migration resumes in the
+   * restarted daemon. 0 (the default) rethrows at once.
+   */
+  reconnectMs?: number;
+  /** Told once per lost watch, before reconnecting. */
+  onReconnect?: (err: FerryCallError) => void;
+}
+
 let cachedCtor: grpc.ServiceClientConstructor | undefined;
 
 /** A connection to one ferryd. */
@@ -204,14 +232,35 @@ export class FerryClient {
    * Watches until `until` holds (or the migration is terminal); returns that
    * value. Rejects with the signal's reason when `signal` aborts first.
    */
-  async waitFor(id: string, until: (m: Migration) => boolean, onUpdate?: (m: Migration) => void, options: { signal?: AbortSignal } = {}): Promise<Migration> {
+  async waitFor(id: string, until: (m: Migration) => boolean, onUpdate?: (m: Migration) => void, options: WaitOptions = {}): Promise<Migration> {
+    const { signal, reconnectMs = 0 } = options;
     let last: Migration | undefined;
-    for await (const m of this.watch(id, options)) {
-      last = m;
-      onUpdate?.(m);
-      if (until(m) || TERMINAL.has(m.state)) return m;
+    let lostAt: number | undefined;
+    let backoffMs = 100;
+    for (;;) {
+      try {
+        for await (const m of this.watch(id, { signal })) {
+          last = m;
+          lostAt = undefined;
+          backoffMs = 100;
+          onUpdate?.(m);
+          if (until(m) || TERMINAL.has(m.state)) return m;
+        }
+        if (signal?.aborted) throw abortError(signal);
+        break;
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal);
+        if (!(err instanceof FerryCallError) || err.status !== grpc.status.UNAVAILABLE || reconnectMs <= 0) throw err;
+        if (lostAt === undefined) {
+          lostAt = Date.now();
+          options.onReconnect?.(err);
+        }
+        const left = lostAt + reconnectMs - Date.now();
+        if (left <= 0) throw new FerryCallError(grpc.status.UNAVAILABLE, 'UNAVAILABLE', `lost the watch of ${id}, and ferryd at ${this.address} did not serve it again within ${reconnectMs} ms (last: ${err.message})`);
+        await pause(Math.min(backoffMs, left), signal);
+        backoffMs = Math.min(backoffMs * 2, 2_000);
+      }
     }
-    if (options.signal?.aborted) throw abortError(options.signal);
     if (!last) throw new FerryCallError(grpc.status.UNAVAILABLE, 'UNAVAILABLE', `watch of ${id} ended without a value`);
     return last;
   }
@@ -225,12 +274,14 @@ export class FerryClient {
    *
    * `signal` stops the waiting (rejecting with the signal's reason), never
    * the migration: it goes on in the daemon, and `onUpdate` has seen its id.
+   * `reconnectMs` and `onReconnect` are as in `waitFor`.
    */
-  async migrate(request: StartMigrationRequest, options: { onUpdate?: (m: Migration) => void; cutoverAttempts?: number; signal?: AbortSignal } = {}): Promise<Migration> {
+  async migrate(request: StartMigrationRequest, options: { onUpdate?: (m: Migration) => void; cutoverAttempts?: number } & WaitOptions = {}): Promise<Migration> {
     let m = await this.startMigration(request);
     options.onUpdate?.(m);
     const attempts = options.cutoverAttempts ?? 3;
-    const wait = { signal: options.signal };
+    const { signal, reconnectMs, onReconnect } = options;
+    const wait: WaitOptions = { signal, reconnectMs, onReconnect };
     for (let attempt = 1; ; attempt++) {
       m = await this.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE', options.onUpdate, wait);
       if (TERMINAL.has(m.state)) return m;

@@ -62,9 +62,9 @@ interface Result {
   stderr: string;
 }
 
-async function cli(argv: string[], options: { isTTY?: boolean; signal?: AbortSignal; env?: Record<string, string>; onStdout?: (text: string) => void } = {}): Promise<Result> {
+async function cli(argv: string[], options: { isTTY?: boolean; signal?: AbortSignal; env?: Record<string, string>; onStdout?: (text: string) => void; onStderr?: (text: string) => void } = {}): Promise<Result> {
   const stdout = new Capture(options.onStdout);
-  const stderr = new Capture();
+  const stderr = new Capture(options.onStderr);
   if (options.isTTY) {
     stdout.isTTY = true;
     stdout.columns = 120;
@@ -225,6 +225,43 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(daemon.address, /^unix:/);
     const r = exits(await cli(['--server', daemon.address, '--json', 'backends']), 0);
     assert.equal((JSON.parse(r.stdout) as { backends: unknown[] }).backends.length, 2);
+  });
+
+  test('watch survives a ferryd restart: it watches again, and sees the resumed migration through to SUCCESS', async (t) => {
+    const dir = tempDir(t);
+    const config = testConfig(`${dir}/data`, { simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1 } }, pluginsDir(dir, ['simulator']));
+    // A unix socket: the restarted daemon is at the same address.
+    config.listen = `unix:${dir}/ferryd.sock`;
+    const first = await inProcessDaemon(t, config);
+    const sim1 = new SimClient(first.daemon.address);
+    t.after(() => sim1.close());
+    await share(sim1, 'restart');
+    await sim1.call('SetFaults', { stallCopy: true });
+    const m = await first.client.startMigration({ share: { backend: 'alpha', shareId: 'restart' }, destination: 'beta#bronze' });
+    await waitForState(first.client, m.id, 'IN_PROGRESS');
+
+    let watchingNow!: () => void;
+    let lostNow!: () => void;
+    const watchingSeen = new Promise<void>((resolve) => (watchingNow = resolve));
+    const lostSeen = new Promise<void>((resolve) => (lostNow = resolve));
+    const watching = cli(['--server', first.daemon.address, 'watch', m.id, '--interval-ms', '0'], {
+      onStdout: (text) => text.includes('IN_PROGRESS') && watchingNow(),
+      onStderr: (text) => text.includes('lost ferryd') && lostNow(),
+    });
+    await watchingSeen;
+    await first.daemon.close(1_000);
+    await lostSeen;
+
+    const second = await inProcessDaemon(t, config);
+    const sim2 = new SimClient(second.daemon.address);
+    t.after(() => sim2.close());
+    await sim2.call('ClearFaults', {});
+    await waitForState(second.client, m.id, 'PHASE1_DONE');
+    await second.client.completeMigration(m.id);
+
+    const r = exits(await watching, 0);
+    assert.match(lines(r.stdout).at(-1)!, /^SUCCESS\b/);
+    assert.match(r.stderr, new RegExp(`^ferry: lost ferryd at unix:.*\\(UNAVAILABLE: .*\\); watching ${m.id} again for up to 60 s$`, 'm'));
   });
 
   test('complete before phase 1 is done exits 3 naming FAILED_PRECONDITION; cancel works; watch then exits 5', async (t) => {

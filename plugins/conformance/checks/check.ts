@@ -1,0 +1,55 @@
+/**
+ * What a check is: a stable id (for --check and the JSON report), a title
+ * that reads as a sentence about behaviour, an optional gate that says why
+ * it does not apply (a capability the driver does not claim, an optional
+ * adapter feature), and the check itself.
+ */
+import { FerryCallError, type Migration } from '../../../client/client.ts';
+import type { Capabilities } from '../../api/index.ts';
+import type { CheckContext } from '../context.ts';
+import { describeError, expect, fail } from '../failure.ts';
+import type { Harness } from '../harness.ts';
+
+/** One check of the suite. */
+export interface Check {
+  /** Stable, kebab-case: what --check and the JSON report name it by. */
+  id: string;
+  /** A sentence about the behaviour checked. */
+  title: string;
+  /** Why the check does not apply to this driver or adapter, or null when it does. */
+  gate?: (h: Harness) => string | null;
+  run(c: CheckContext): Promise<void>;
+}
+
+/** The wire name of a capability, as the API and the docs spell it. */
+export const CAPABILITY_NAMES: Record<keyof Capabilities, string> = {
+  writable: 'writable',
+  nondisruptive: 'nondisruptive',
+  preserveMetadata: 'preserve_metadata',
+  preserveSnapshots: 'preserve_snapshots',
+};
+
+/** A gate: skip unless the driver claims every one of `flags`. */
+export function claims(...flags: (keyof Capabilities)[]): (h: Harness) => string | null {
+  return (h) => {
+    const missing = flags.filter((f) => !h.capabilities[f]);
+    return missing.length === 0 ? null : `driver does not claim ${missing.map((f) => CAPABILITY_NAMES[f]).join(' or ')}`;
+  };
+}
+
+/** Runs `fn`, expecting it to be refused with Ferry code `code`; fails naming the call otherwise. */
+export async function expectRefused(call: string, code: string, fn: () => Promise<unknown>): Promise<FerryCallError> {
+  let value: unknown;
+  try {
+    value = await fn();
+  } catch (err) {
+    expect(err instanceof FerryCallError, `${call} failed without a gRPC status: ${describeError(err)}`, call);
+    expect(err.code === code, `${call} was refused with ${err.code} (${err.message}); the contract says ${code}`, call);
+    return err;
+  }
+  const state = (value as Partial<Migration> | null)?.state;
+  return fail(`${call} was accepted${state ? ` (the migration is ${state.replace('MIGRATION_STATE_', '')})` : ''}; the contract says it is refused with ${code}`, call);
+}
+
+/** States a migration is in during phase 1 or after it. */
+export const PAST_STARTING = new Set(['MIGRATION_STATE_IN_PROGRESS', 'MIGRATION_STATE_PHASE1_DONE', 'MIGRATION_STATE_COMPLETING', 'MIGRATION_STATE_SUCCESS']);

@@ -1,0 +1,40 @@
+/**
+ * Every check of the suite, in the order it runs: cheap ones first, then
+ * whole migrations, then the ones that kill the engine.
+ */
+import { preserveMetadata, preserveSnapshots, nondisruptiveCutover, writableLosesNothing } from './capabilities.ts';
+import { cancelInPhase1Done, cancelInProgress, cancelInStarting } from './cancel.ts';
+import type { Check } from './check.ts';
+import { crashInCompleting, crashInProgress, crashInStarting } from './crash.ts';
+import { poolTooSmall, unknownPool, unknownShare } from './errors.ts';
+import { cancelRepeatedDriver, completeRepeatedApi, completeRepeatedDriver, startRepeatedApi, startRepeatedDriver } from './idempotency.ts';
+import { backendsServing, completeBeforePhase1, continueDeadline, happyPath, progressHonest } from './lifecycle.ts';
+
+export type { Check } from './check.ts';
+
+/** The checks after `manifest` (which index.ts runs itself, since it needs no harness). */
+export const CHECKS: readonly Check[] = [
+  backendsServing,
+  unknownShare,
+  unknownPool,
+  poolTooSmall,
+  happyPath,
+  progressHonest,
+  completeBeforePhase1,
+  continueDeadline,
+  startRepeatedApi,
+  startRepeatedDriver,
+  completeRepeatedApi,
+  completeRepeatedDriver,
+  cancelRepeatedDriver,
+  cancelInStarting,
+  cancelInProgress,
+  cancelInPhase1Done,
+  writableLosesNothing,
+  nondisruptiveCutover,
+  preserveMetadata,
+  preserveSnapshots,
+  crashInStarting,
+  crashInProgress,
+  crashInCompleting,
+];

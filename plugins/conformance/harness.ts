@@ -1,0 +1,300 @@
+/**
+ * Everything a run of the suite shares: the vendor's plugin loaded through
+ * ferryd's own loader (for the manifest check and for direct driver calls),
+ * the adapter and its array, and a real ferryd child process driving two
+ * backends with the plugin, which checks talk to over gRPC and may SIGKILL
+ * and restart on the same data dir.
+ *
+ *   <tmp>/direct-plugins/<folder> -> the vendor's plugin folder (symlink), scanned in this process
+ *   <tmp>/plugins/<name>/          the plugin as ferryd loads it: the vendor's module behind shim.ts
+ *   <tmp>/ferry.json               the daemon config: two backends, no embedded simulator
+ *   <tmp>/data/                    the daemon's data dir, kept across restarts
+ */
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { FerryClient, type Backend } from '../../client/client.ts';
+import { DEFAULT_DEADLINES, type GuardedDriver } from '../../daemon/guard.ts';
+import { silentLog, type Log } from '../../daemon/log.ts';
+import { createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../daemon/plugins.ts';
+import type { Capabilities } from '../api/index.ts';
+import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';
+import { ControlServer } from './control.ts';
+import { DaemonProcess, type LogLine } from './daemon-process.ts';
+
+/** How long the kit waits for things, in ms. */
+export interface Timeouts {
+  /** adapter.setup() and adapter.teardown(). */
+  setupMs: number;
+  /** A ferryd child to log "ferryd ready". */
+  daemonStartMs: number;
+  /** A migration to reach the state a check waits for. */
+  migrationMs: number;
+}
+
+/** Defaults: generous, since a wait that times out fails its check with what it waited for. */
+export const DEFAULT_TIMEOUTS: Timeouts = { setupMs: 120_000, daemonStartMs: 30_000, migrationMs: 120_000 };
+
+/** The plugin as ferryd's loader found it, or why it did not load. */
+export interface PluginLoad {
+  dir: string;
+  scan: PluginScan;
+  plugin?: LoadedPlugin;
+  failure?: PluginError;
+}
+
+/** How long the plugin load may take (the daemon's default pluginLoadTimeoutMs). */
+const LOAD_TIMEOUT_MS = 10_000;
+
+/** Loads the plugin folder through ferryd's loader (scanPlugins), alone in a plugins dir of its own. */
+export async function loadPlugin(pluginDir: string, scratch: string): Promise<PluginLoad> {
+  const dir = realpathSync(resolve(pluginDir));
+  const plugins = join(scratch, 'direct-plugins');
+  mkdirSync(plugins, { recursive: true });
+  symlinkSync(dir, join(plugins, basename(dir)));
+  const scan = await scanPlugins(plugins, { timeoutMs: LOAD_TIMEOUT_MS, log: silentLog() });
+  const plugin = [...scan.plugins.values()][0];
+  const failure = [...scan.failures.values()][0];
+  return plugin ? { dir, scan, plugin } : { dir, scan, failure };
+}
+
+/** Thrown when the harness cannot be set up; `stage` says which step failed. */
+export class HarnessError extends Error {
+  constructor(
+    readonly stage: 'load' | 'setup' | 'driver' | 'daemon',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HarnessError';
+  }
+}
+
+/** What a harness is opened with. */
+export interface HarnessOptions {
+  plugin: string;
+  adapter: () => ConformanceAdapter | Promise<ConformanceAdapter>;
+  timeouts: Timeouts;
+}
+
+/** A run's shared environment. Open with `Harness.open`, close with `close`. */
+export class Harness {
+  /** The kit's own log of ferryd lines, across every daemon of the run. */
+  readonly logs: LogLine[] = [];
+  private daemon?: DaemonProcess;
+  private currentClient?: FerryClient;
+  private readonly drivers = new Set<GuardedDriver>();
+  private readonly log: Log = silentLog();
+  private onExit = () => this.daemon?.killNow();
+  /** What the daemon reports about the source backend. */
+  capabilities!: Capabilities;
+  /** The source backend as ListBackends reported it after the first start. */
+  backendsReport: Backend[] = [];
+
+  private constructor(
+    readonly scratch: string,
+    readonly load: PluginLoad & { plugin: LoadedPlugin },
+    readonly adapter: ConformanceAdapter,
+    readonly setup: AdapterSetup,
+    readonly control: ControlServer,
+    readonly timeouts: Timeouts,
+  ) {}
+
+  /** Loads the plugin, sets the adapter up, starts ferryd. Throws HarnessError naming the step that failed. */
+  static async open(options: HarnessOptions): Promise<Harness> {
+    const scratch = mkdtempSync(join(tmpdir(), 'ferry-conformance-'));
+    let adapter: ConformanceAdapter | undefined;
+    let control: ControlServer | undefined;
+    let harness: Harness | undefined;
+    try {
+      const load = await loadPlugin(options.plugin, scratch);
+      if (!load.plugin) throw new HarnessError('load', `the plugin did not load: ${load.failure?.message ?? 'no plugin.json in the folder'}`);
+      let setup: AdapterSetup;
+      try {
+        adapter = await options.adapter();
+        setup = checkSetup(await within(adapter.setup(), options.timeouts.setupMs, 'adapter.setup()'));
+      } catch (err) {
+        throw new HarnessError('setup', `adapter setup failed: ${(err as Error)?.message ?? String(err)}`);
+      }
+      control = await ControlServer.open();
+      harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts);
+      for (const backend of setup.backends) await harness.openDriver(backend);
+      harness.writeDaemonFiles();
+      process.once('exit', harness.onExit);
+      await harness.startDaemon();
+      return harness;
+    } catch (err) {
+      if (harness) await harness.close();
+      else {
+        await control?.close();
+        await adapter?.teardown().catch(() => undefined);
+        rmSync(scratch, { recursive: true, force: true });
+      }
+      throw err;
+    }
+  }
+
+  /** The source backend (where the kit creates shares). */
+  get source(): AdapterBackend {
+    return this.setup.backends[0];
+  }
+
+  /** The destination backend. */
+  get destination(): AdapterBackend {
+    return this.setup.backends[1];
+  }
+
+  /** "backend#pool" of the destination pool. */
+  get destinationRef(): string {
+    return `${this.destination.name}#${this.setup.destinationPool}`;
+  }
+
+  /** A client of the current ferryd. */
+  get client(): FerryClient {
+    if (!this.currentClient) throw new Error('ferryd is not running');
+    return this.currentClient;
+  }
+
+  /** Whether a ferryd child is running. */
+  get daemonRunning(): boolean {
+    return this.daemon?.running === true;
+  }
+
+  /** The current ferryd's pid. */
+  get daemonPid(): number | undefined {
+    return this.daemon?.pid;
+  }
+
+  /**
+   * A new driver instance for `backend` from the plugin's factory, through
+   * ferryd's loader and guard (the daemon's default deadlines), as the
+   * engine creates one at each start. Closed when the harness closes, or
+   * earlier with `closeDriver`.
+   */
+  async openDriver(backend: AdapterBackend = this.source): Promise<GuardedDriver> {
+    try {
+      const driver = await createBackendDriver({ name: backend.name, plugin: this.load.plugin.manifest.name, options: backend.options }, this.load.scan, {
+        daemonAddress: this.daemon?.address ?? '127.0.0.1:1',
+        deadlines: DEFAULT_DEADLINES,
+        timeoutMs: LOAD_TIMEOUT_MS,
+        log: this.log,
+      });
+      this.drivers.add(driver);
+      return driver;
+    } catch (err) {
+      throw new HarnessError('driver', (err as Error).message);
+    }
+  }
+
+  /** Closes a driver instance from `openDriver`. */
+  async closeDriver(driver: GuardedDriver): Promise<void> {
+    if (this.drivers.delete(driver)) await driver.close();
+  }
+
+  /** SIGKILLs ferryd (the array lives on) and waits until it is gone. */
+  async killDaemon(): Promise<void> {
+    this.currentClient?.close();
+    this.currentClient = undefined;
+    await this.daemon?.kill();
+    this.daemon = undefined;
+  }
+
+  /** Starts ferryd again on the same data dir, config and plugins. */
+  async startDaemon(): Promise<void> {
+    if (this.daemon?.running) throw new Error('ferryd is already running');
+    try {
+      this.daemon = await DaemonProcess.start(
+        { dataDir: join(this.scratch, 'data'), configFile: join(this.scratch, 'ferry.json'), pluginsDir: join(this.scratch, 'plugins'), startTimeoutMs: this.timeouts.daemonStartMs },
+        this.logs,
+      );
+    } catch (err) {
+      throw new HarnessError('daemon', (err as Error).message);
+    }
+    this.currentClient = new FerryClient(this.daemon.address, 30_000);
+    if (!this.capabilities) {
+      this.backendsReport = (await this.client.listBackends()).backends;
+      const source = this.backendsReport.find((b) => b.name === this.source.name);
+      const caps = source?.capabilities;
+      if (!caps) throw new HarnessError('daemon', `ferryd reports no capabilities for backend ${this.source.name}: ${source?.healthReason || 'its driver did not load'}`);
+      this.capabilities = { writable: caps.writable, nondisruptive: caps.nondisruptive, preserveMetadata: caps.preserveMetadata, preserveSnapshots: caps.preserveSnapshots };
+    }
+  }
+
+  /** The last driver failure ferryd logged for a migration, as "call: CODE message". */
+  lastDriverFailure(migrationId: string): string | undefined {
+    for (let i = this.logs.length - 1; i >= 0; i--) {
+      const line = this.logs[i]!;
+      if (line.migration !== migrationId) continue;
+      if (line.msg === 'driver call failed') return `${String(line.step)} -> ${String(line.code)}: ${String(line.error)}`;
+      if (line.msg === 'driver returned an invalid result') return `${String(line.call)} -> invalid result: ${String(line.problem)}`;
+    }
+    return undefined;
+  }
+
+  /** Stops ferryd, the control server and the drivers, tears the adapter down and removes the scratch dir. */
+  async close(): Promise<void> {
+    process.off('exit', this.onExit);
+    await this.killDaemon();
+    for (const driver of this.drivers) await driver.close();
+    this.drivers.clear();
+    await this.control.close();
+    try {
+      await within(this.adapter.teardown(), this.timeouts.setupMs, 'adapter.teardown()');
+    } finally {
+      rmSync(this.scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** The config and the wrapped plugin folder ferryd is started with. */
+  private writeDaemonFiles(): void {
+    const { manifest, dir } = this.load.plugin;
+    const real = realpathSync(dir);
+    const entry = manifest.main ? join(real, manifest.main) : (['index.ts', 'index.js', 'index.mjs'].map((f) => join(real, f)).find((f) => existsSync(f)) ?? join(real, 'index.ts'));
+    const folder = join(this.scratch, 'plugins', manifest.name);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, 'plugin.json'), JSON.stringify({ ...manifest, main: 'index.mjs', description: `${manifest.description ?? manifest.name} (behind the conformance kit's pass-through wrapper)` }));
+    const shim = new URL('./shim.ts', import.meta.url).href;
+    writeFileSync(
+      join(folder, 'index.mjs'),
+      [
+        '// Written by ferry-conformance: the plugin under test behind a pass-through wrapper (see plugins/conformance/shim.ts).',
+        `import { wrapFactory } from ${JSON.stringify(shim)};`,
+        `import * as plugin from ${JSON.stringify(pathToFileURL(entry).href)};`,
+        `export const createDriver = wrapFactory(plugin.createDriver, ${JSON.stringify(this.control.url)});`,
+        '',
+      ].join('\n'),
+    );
+    const config = {
+      simulator: { embedded: false },
+      backends: this.setup.backends.map((b) => ({ name: b.name, plugin: manifest.name, options: b.options })),
+    };
+    writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));
+  }
+}
+
+/** Checks what adapter.setup() returned; the message names the field. */
+function checkSetup(value: unknown): AdapterSetup {
+  const s = value as Partial<AdapterSetup> | null;
+  const bad = (what: string) => new Error(`adapter.setup() returned ${what}`);
+  if (typeof s !== 'object' || s === null) throw bad('nothing');
+  if (!Array.isArray(s.backends) || s.backends.length !== 2) throw bad('no backends: it must return backends: [source, destination]');
+  for (const [i, b] of s.backends.entries()) {
+    if (typeof b?.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(b.name)) throw bad(`backends[${i}].name that is not a backend name`);
+    if (typeof b.options !== 'object' || b.options === null) throw bad(`backends[${i}].options that is not an object`);
+  }
+  if (s.backends[0]!.name === s.backends[1]!.name) throw bad('the same backend twice: the source and destination backends need two names');
+  if (typeof s.sourcePool !== 'string' || s.sourcePool === '') throw bad('no sourcePool');
+  if (typeof s.destinationPool !== 'string' || s.destinationPool === '') throw bad('no destinationPool');
+  if (s.smallPool !== undefined && (typeof s.smallPool !== 'string' || s.smallPool === '')) throw bad('a smallPool that is not a pool name');
+  return s as AdapterSetup;
+}
+
+/** Rejects if `promise` does not settle within `ms`, naming `what`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

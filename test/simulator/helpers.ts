@@ -80,7 +80,9 @@ export class SimClient {
 
   constructor(address: string) {
     const Client = clientConstructor(loadProtos([SIMULATOR_PROTO]), SIMULATOR_SERVICE);
-    this.client = new Client(address, grpc.credentials.createInsecure());
+    // Its own subchannels: grpc-js otherwise shares them per address, and a client made after a server
+    // restart on the same address would inherit the old client's reconnect backoff (UNAVAILABLE at once).
+    this.client = new Client(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
   }
 
   /** Calls `method`; rejects with the grpc ServiceError. */

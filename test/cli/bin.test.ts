@@ -11,20 +11,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig, SMALL_ARRAY } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const SMALL_ARRAY = {
-  blockSizeBytes: 4 * KiB,
-  chunkSizeBytes: 64 * KiB,
-  workers: 2,
-  backends: [
-    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
-    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }] },
-  ],
-};
 
 /** Runs bin/ferry.mjs with `args`; resolves with its exit code and output. */
 async function ferryProcess(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -12,21 +12,12 @@ import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { run, type CliIO } from '../../client/cli.ts';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, tempDir, testConfig, waitForState, SMALL_ARRAY } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** The small array of test/daemon/simulator-e2e.test.ts: 4 KiB blocks, 64 KiB chunks, a tiny pool. */
-const SMALL_ARRAY = {
-  blockSizeBytes: 4 * KiB,
-  chunkSizeBytes: 64 * KiB,
-  workers: 2,
-  backends: [
-    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
-    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }, { name: 'tiny', capacityBytes: 1 * MiB }] },
-  ],
-};
 
 async function system(t: TestContext, options: { engine?: Record<string, number>; unixSocket?: boolean } = {}) {
   const dir = tempDir(t);

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig, SMALL_ARRAY } from '../helpers.ts';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL_HINT = 'apt-get install python3-grpcio python3-grpc-tools';
@@ -23,15 +23,6 @@ const INSTALL_HINT = 'apt-get install python3-grpcio python3-grpc-tools';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const SMALL_ARRAY = {
-  blockSizeBytes: 4 * KiB,
-  chunkSizeBytes: 64 * KiB,
-  workers: 2,
-  backends: [
-    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 256 * MiB }] },
-    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 256 * MiB }] },
-  ],
-};
 
 /** Runs a process to its end without blocking this event loop (the daemon under test lives in it). */
 function runProcess(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
@@ -85,7 +76,7 @@ test('a Python client generated from the proto alone lists backends, is refused 
   assert.equal(r.code, 0, `migrate.py exited ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
   const out = r.stdout.trimEnd().split('\n');
   assert.equal(out.at(-1), 'PASS');
-  assert.match(r.stdout, /^ok: ListBackends: alpha \(1 pools, simulator\), beta \(1 pools, simulator\)$/m);
+  assert.match(r.stdout, /^ok: ListBackends: alpha \(1 pools, simulator\), beta \(2 pools, simulator\)$/m);
   assert.match(r.stdout, /^ok: early CompleteMigration refused: FAILED_PRECONDITION \(trailer FAILED_PRECONDITION\): /m);
   assert.match(r.stdout, /^ok: WatchMigration: .*PHASE1_DONE, 1048576 bytes$/m);
   assert.match(r.stdout, /^ok: SUCCESS after .*MIGRATION_STATE_SUCCESS; cutover froze writes for [\d.]+ ms$/m);

@@ -5,7 +5,7 @@
  * destination backend must hold nothing new.
  */
 import { expect, skip } from '../failure.ts';
-import { PAST_STARTING, type Check } from './check.ts';
+import { PAST_STARTING, stateName, type Check } from './check.ts';
 
 const CANCEL_STATES = ['MIGRATION_STATE_CANCELLING', 'MIGRATION_STATE_CANCELLED'];
 
@@ -13,7 +13,7 @@ async function cancelRepeatedly(c: Parameters<Check['run']>[0], id: string): Pro
   let phase1Done = false;
   for (let k = 1; k <= c.settings.repeat; k++) {
     const r = await c.cancel(id);
-    expect(CANCEL_STATES.includes(r.state), `CancelMigration call ${k} of ${c.settings.repeat} returned the migration in ${r.state}`, 'CancelMigration');
+    expect(CANCEL_STATES.includes(r.state), `CancelMigration call ${k} of ${c.settings.repeat} returned the migration in ${stateName(r.state)}`, 'CancelMigration');
     if (k === 1) phase1Done = r.phase1DoneAt !== null;
   }
   return phase1Done;
@@ -33,7 +33,7 @@ export const cancelInStarting: Check = {
     hold.release();
     await c.waitState(m.id, 'CANCELLED', 'the cancel to finish');
     const started = c.h.control.events.some((e) => e.phase === 'after' && e.call === 'start' && e.migration === m.id && e.ok);
-    c.note(started ? 'start reached the array after the cancel was accepted; cancel then removed its job' : 'start failed after the cancel was accepted');
+    c.note(started ? 'start reached the array after the cancel was accepted' : 'start failed after the cancel was accepted');
     await c.expectUntouched(share, before, 'after CANCELLED');
   },
 };

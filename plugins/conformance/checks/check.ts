@@ -48,7 +48,12 @@ export async function expectRefused(call: string, code: string, fn: () => Promis
     return err;
   }
   const state = (value as Partial<Migration> | null)?.state;
-  return fail(`${call} was accepted${state ? ` (the migration is ${state.replace('MIGRATION_STATE_', '')})` : ''}; the contract says it is refused with ${code}`, call);
+  return fail(`${call} was accepted${state ? ` (the migration is ${stateName(state)})` : ''}; the contract says it is refused with ${code}`, call);
+}
+
+/** A state without its MIGRATION_STATE_ prefix, for messages. */
+export function stateName(state: string): string {
+  return state.replace('MIGRATION_STATE_', '');
 }
 
 /** States a migration is in during phase 1 or after it. */

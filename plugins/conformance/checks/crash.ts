@@ -7,7 +7,7 @@
  * ferryd could persist what it returned.
  */
 import { expect } from '../failure.ts';
-import type { Check } from './check.ts';
+import { stateName, type Check } from './check.ts';
 
 export const crashInStarting: Check = {
   id: 'crash-starting',
@@ -23,7 +23,7 @@ export const crashInStarting: Check = {
     await c.restartEngine();
     await c.reached(again, 'the restarted ferryd to make start again');
     const resumed = await c.h.client.getMigration(m.id);
-    expect(resumed.state === 'MIGRATION_STATE_STARTING', `after the restart the migration is ${resumed.state}, not STARTING`);
+    expect(resumed.state === 'MIGRATION_STATE_STARTING', `after the restart the migration is ${stateName(resumed.state)}, not STARTING`);
     again.release();
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done after the restart');
     const made = await c.newOnDestination(before);
@@ -48,7 +48,7 @@ export const crashInProgress: Check = {
     } else c.note(`killed at ${now.progress.percent} %`);
     await c.restartEngine();
     const resumed = await c.h.client.getMigration(m.id);
-    expect(['MIGRATION_STATE_IN_PROGRESS', 'MIGRATION_STATE_PHASE1_DONE'].includes(resumed.state), `after the restart the migration is ${resumed.state}`);
+    expect(['MIGRATION_STATE_IN_PROGRESS', 'MIGRATION_STATE_PHASE1_DONE'].includes(resumed.state), `after the restart the migration is ${stateName(resumed.state)}`);
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done after the restart');
     await c.complete(m.id);
     await c.waitState(m.id, 'SUCCESS', 'the cutover to succeed');
@@ -74,7 +74,7 @@ export const crashInCompleting: Check = {
     await c.restartEngine();
     await c.reached(again, 'the restarted ferryd to make complete again');
     const resumed = await c.h.client.getMigration(m.id);
-    expect(resumed.state === 'MIGRATION_STATE_COMPLETING', `after the restart the migration is ${resumed.state}, not COMPLETING`);
+    expect(resumed.state === 'MIGRATION_STATE_COMPLETING', `after the restart the migration is ${stateName(resumed.state)}, not COMPLETING`);
     again.release();
     await c.waitState(m.id, 'SUCCESS', 'the cutover to succeed after the restart');
     await c.expectMoved(share, before, 'after SUCCESS');

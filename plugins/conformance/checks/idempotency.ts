@@ -10,7 +10,7 @@
 import type { Checkpoint, CompleteResult } from '../../api/index.ts';
 import { randomSuffix } from '../data.ts';
 import { expect } from '../failure.ts';
-import type { Check } from './check.ts';
+import { stateName, type Check } from './check.ts';
 
 const ORDINAL = (k: number, n: number) => `call ${k} of ${n}`;
 
@@ -75,7 +75,7 @@ export const completeRepeatedApi: Check = {
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done');
     for (let k = 1; k <= n; k++) {
       const r = await c.complete(m.id);
-      expect(['MIGRATION_STATE_COMPLETING', 'MIGRATION_STATE_SUCCESS'].includes(r.state), `CompleteMigration ${ORDINAL(k, n)} returned the migration in ${r.state}`, 'CompleteMigration');
+      expect(['MIGRATION_STATE_COMPLETING', 'MIGRATION_STATE_SUCCESS'].includes(r.state), `CompleteMigration ${ORDINAL(k, n)} returned the migration in ${stateName(r.state)}`, 'CompleteMigration');
     }
     await c.waitState(m.id, 'SUCCESS', 'the cutover to succeed');
     await c.expectMoved(share, before, 'after SUCCESS');

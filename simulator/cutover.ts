@@ -82,24 +82,25 @@ export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<
     }
 
     // The final delta: what is dirty, plus anything we hold no hash for (nothing, unless a restart intervened).
-    const final = new Set(runner.dirty.drain());
-    for (const b of runner.hashed.list(0, runner.blockCount, Infinity, false)) final.add(b);
+    const { state } = runner;
+    const final = new Set(state.dirty.drain());
+    for (const b of state.hashed.list(0, state.count, Infinity, false)) final.add(b);
     finalDeltaBytes = (await runner.copyBlocks([...final].sort((a, b) => a - b), { throttle: false })).bytes;
     check('copying the final delta');
     await deps.blocks.sync(rec.dest.fileId);
     check('flushing the destination');
 
     // Verify only what the background sweep has not: the final delta and anything written lately.
-    const first = await runner.verifyBlocks(runner.verified.list(0, runner.blockCount, Infinity, false));
+    const first = await state.verify(state.verified.list(0, state.count, Infinity, false));
     verifiedBytes += first.bytes;
     if (first.mismatched.length > 0) {
       log.warn({ job: rec.jobId, blocks: first.mismatched.length }, 'cutover: destination blocks failed verification; copying them again');
       await runner.copyBlocks(first.mismatched, { throttle: false });
       await deps.blocks.sync(rec.dest.fileId);
-      const second = await runner.verifyBlocks(first.mismatched);
+      const second = await state.verify(first.mismatched);
       verifiedBytes += second.bytes;
       if (second.mismatched.length > 0) {
-        for (const b of second.mismatched) runner.dirty.set(b);
+        for (const b of second.mismatched) state.dirty.set(b);
         throw new CutoverAbort(`verification failed: ${second.mismatched.length} destination blocks differ from what was copied, twice; writes resumed on the source`);
       }
     }

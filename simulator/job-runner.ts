@@ -3,14 +3,8 @@
  * passes (the blocks written meanwhile), a background verification sweep,
  * and after a restart the rebuild of the dirty set that was lost with the
  * process. The cutover (cutover.ts) uses the same building blocks with the
- * loop stopped and the share frozen.
- *
- * In memory, per block: dirty (written on the source since it was copied),
- * copied (pass 1's progress), hashed (we know the sha256 of what the
- * destination should hold), verified (the destination was read back and
- * matched that hash), in flight (a worker is copying it), and a generation
- * counter bumped by every write and every copy, so that a hash computed by
- * a worker is only trusted if nothing touched the block meanwhile.
+ * loop stopped and the share frozen. What the job knows about each block,
+ * and the worker operations on blocks, are in block-state.ts.
  *
  * Dirty tracking is race-free against the workers because a write marks its
  * blocks after its pwrite completed and before it is acknowledged, and pass 1
@@ -20,10 +14,9 @@
  * both (which is only wasteful).
  */
 import type { Log } from '../daemon/log.ts';
-import { Bitmap, toRuns } from './bitmap.ts';
+import { BlockState, Flight, expand } from './block-state.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';
-import { HASH_BYTES } from './copy-protocol.ts';
 import type { Runs } from './copy-protocol.ts';
 import type { Faults } from './faults.ts';
 import type { MetaStore } from './metadata.ts';
@@ -36,8 +29,6 @@ const MiB = 1024 * 1024;
 const SYNC_PACE_MS = 50;
 /** How often an idle syncing job looks around when no write wakes it. */
 const IDLE_WAIT_MS = 1000;
-/** Tasks kept in flight per worker: a second one queued means a worker never waits for the main thread to persist and dispatch. */
-const QUEUE_PER_WORKER = 2;
 
 /** What a runner needs from the array. */
 export interface RunnerDeps {
@@ -71,42 +62,11 @@ export interface ProgressView {
   verifiedBytes: number;
 }
 
-/** Tasks in flight, at most `max` at once; remembers the first failure. */
-class Flight {
-  private readonly tasks = new Set<Promise<void>>();
-  error: unknown = null;
-
-  add(task: Promise<void>): void {
-    const tracked: Promise<void> = task
-      .catch((err: unknown) => {
-        this.error ??= err;
-      })
-      .finally(() => this.tasks.delete(tracked));
-    this.tasks.add(tracked);
-  }
-
-  async slot(max: number): Promise<void> {
-    while (this.tasks.size >= max) await Promise.race(this.tasks);
-  }
-
-  async drain(): Promise<void> {
-    while (this.tasks.size > 0) await Promise.all([...this.tasks]);
-    if (this.error) throw this.error;
-  }
-}
-
 /** One active job's copy state and loop. */
 export class JobRunner {
   readonly rec: JobRecord;
-  /** Blocks in the share. */
-  readonly blockCount: number;
-  readonly dirty: Bitmap;
-  readonly copied: Bitmap;
-  readonly hashed: Bitmap;
-  readonly verified: Bitmap;
-  private readonly inflight: Bitmap;
-  private readonly hashes: Buffer;
-  private readonly gen: Uint32Array;
+  /** What the job knows about each block. */
+  readonly state: BlockState;
   private readonly deps: RunnerDeps;
   private readonly bucket: TokenBucket;
   private readonly throughput = new RateMeter();
@@ -130,14 +90,16 @@ export class JobRunner {
   constructor(rec: JobRecord, deps: RunnerDeps, options: { resumed: boolean }) {
     this.rec = rec;
     this.deps = deps;
-    this.blockCount = Math.ceil(rec.sizeBytes / rec.blockSizeBytes);
-    this.dirty = new Bitmap(this.blockCount);
-    this.copied = new Bitmap(this.blockCount);
-    this.hashed = new Bitmap(this.blockCount);
-    this.verified = new Bitmap(this.blockCount);
-    this.inflight = new Bitmap(this.blockCount);
-    this.hashes = Buffer.alloc(this.blockCount * HASH_BYTES);
-    this.gen = new Uint32Array(this.blockCount);
+    this.state = new BlockState(
+      {
+        sizeBytes: rec.sizeBytes,
+        blockSizeBytes: rec.blockSizeBytes,
+        chunkSizeBytes: rec.chunkSizeBytes,
+        srcPath: deps.blocks.path(rec.source.fileId),
+        dstPath: deps.blocks.path(rec.dest.fileId),
+      },
+      deps.pool,
+    );
     this.bucket = new TokenBucket(rec.spec.maxBandwidthBytesPerSec);
     this.needsRebuild = options.resumed && rec.dispatchedEnd > 0;
     if (options.resumed && rec.dispatchedEnd === 0) rec.cursor = 0;
@@ -147,29 +109,13 @@ export class JobRunner {
     return this.deps.log;
   }
 
-  private get chunkBlocks(): number {
-    return Math.max(1, Math.floor(this.rec.chunkSizeBytes / this.rec.blockSizeBytes));
-  }
-
-  /** The bytes of block `b` (the last one may be short). */
-  blockBytes(b: number): number {
-    return Math.min(this.rec.blockSizeBytes, this.rec.sizeBytes - b * this.rec.blockSizeBytes);
-  }
-
-  private bytesOf(blocks: Iterable<number>): number {
-    let n = 0;
-    for (const b of blocks) n += this.blockBytes(b);
-    return n;
-  }
-
-  /** Bytes of `count` blocks, clipped to the share's size. */
-  private countBytes(count: number): number {
-    return Math.min(this.rec.sizeBytes, count * this.rec.blockSizeBytes);
+  private get blockCount(): number {
+    return this.state.count;
   }
 
   /** Dirty bytes now. */
   dirtyBytes(): number {
-    return this.countBytes(this.dirty.count);
+    return this.state.countBytes(this.state.dirty.count);
   }
 
   /** Persists the job record (checkpoints need not be synced: a rebuild after a restart trusts nothing it cannot hash). */
@@ -214,7 +160,7 @@ export class JobRunner {
         continue;
       }
       let worked = false;
-      if (this.dirty.count > 0) {
+      if (this.state.dirty.count > 0) {
         if (this.rec.phase1Done && this.dirtyBytes() < this.rec.chunkSizeBytes) await this.pace(signal);
         if (signal.aborted) break;
         await this.dirtyPass(signal);
@@ -250,10 +196,10 @@ export class JobRunner {
       await this.deps.faults.whileStalled(signal);
       if (signal.aborted) break;
       const from = rec.dispatchedEnd;
-      const to = Math.min(this.blockCount, from + this.chunkBlocks);
-      await this.throttle(this.bytesOf(range(from, to)), signal);
+      const to = Math.min(this.blockCount, from + this.state.chunkBlocks);
+      await this.throttle(this.state.countBytes(to) - this.state.countBytes(from), signal);
       if (signal.aborted) break;
-      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
+      await flight.slot(this.state.parallelism);
       if (signal.aborted || flight.error) break;
       // Publish, then persist, then hand to a worker: see the note at the top of this file.
       rec.dispatchedEnd = to;
@@ -266,7 +212,7 @@ export class JobRunner {
           passBytes += bytes;
           while (pending[0]?.done) rec.cursor = pending.shift()!.end;
           await this.save();
-          if (this.copied.count * 2 >= this.blockCount) await this.deps.faults.crashIfAt('DURING_COPY');
+          if (this.state.copied.count * 2 >= this.blockCount) await this.deps.faults.crashIfAt('DURING_COPY');
         }),
       );
     }
@@ -276,12 +222,12 @@ export class JobRunner {
 
   /** A later pass: snapshot and clear the dirty set, copy it. Blocks not reached before a stop go back into the set. */
   private async dirtyPass(signal: AbortSignal): Promise<void> {
-    const blocks = this.dirty.drain();
+    const blocks = this.state.dirty.drain();
     if (blocks.length === 0) return;
     this.rec.pass++;
     const started = Date.now();
     const { bytes, leftover } = await this.copyBlocks(blocks, { throttle: true, signal });
-    for (const b of leftover) this.dirty.set(b);
+    for (const b of leftover) this.state.dirty.set(b);
     // Flush now, in the background, so that the cutover's fdatasync only has the final delta to write.
     await this.deps.blocks.sync(this.rec.dest.fileId);
     if (leftover.length === 0) this.measurePass(bytes, started);
@@ -346,47 +292,22 @@ export class JobRunner {
 
   // ------------------------------------------------------- copy and hash
 
-  /** Copies `runs` in one worker task and records what it wrote. Resolves with the bytes read. */
+  /** Copies `runs` in one worker task, counting the bytes sent. */
   private async copyRuns(runs: Runs, skipZero: boolean): Promise<number> {
-    const { rec } = this;
-    const blocks = expand(runs);
-    for (const b of blocks) {
-      this.inflight.set(b);
-      this.gen[b]!++;
-    }
-    try {
-      const res = await this.deps.pool.copy({
-        src: this.deps.blocks.path(rec.source.fileId),
-        dst: this.deps.blocks.path(rec.dest.fileId),
-        runs,
-        blockSize: rec.blockSizeBytes,
-        fileSize: rec.sizeBytes,
-        skipZero,
-      });
-      const hashes = Buffer.from(res.hashes);
-      blocks.forEach((b, i) => {
-        hashes.copy(this.hashes, b * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES);
-        this.hashed.set(b);
-        this.verified.clear(b);
-        this.copied.set(b);
-        this.gen[b]!++;
-      });
-      this.throughput.add(res.bytes);
-      rec.sentBytes += res.bytes;
-      return res.bytes;
-    } finally {
-      for (const b of blocks) this.inflight.clear(b);
-    }
+    const bytes = await this.state.copy(runs, skipZero);
+    this.throughput.add(bytes);
+    this.rec.sentBytes += bytes;
+    return bytes;
   }
 
   /**
-   * Copies a list of blocks, up to one task per worker at a time. With
+   * Copies a list of blocks, a few tasks per worker at a time. With
    * `throttle`, bandwidth caps and the stall fault apply (not during the
    * freeze: a cap there would only lengthen it). Stops dispatching when
    * `signal` aborts and returns the blocks it did not reach.
    */
   async copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }> {
-    const groups = groupRuns(toRuns(blocks, this.chunkBlocks), this.chunkBlocks);
+    const groups = this.state.tasks(blocks);
     const flight = new Flight();
     const { signal } = options;
     let bytes = 0;
@@ -396,9 +317,9 @@ export class JobRunner {
       const group = groups[i]!;
       if (options.throttle && signal) {
         await this.deps.faults.whileStalled(signal);
-        await this.throttle(this.bytesOf(expand(group)), signal);
+        await this.throttle(this.state.bytesOf(expand(group)), signal);
       }
-      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
+      await flight.slot(this.state.parallelism);
       if (signal?.aborted || flight.error) break;
       flight.add(this.copyRuns(group, false).then((n) => void (bytes += n)));
     }
@@ -406,67 +327,27 @@ export class JobRunner {
     return { bytes, leftover: groups.slice(i).flatMap(expand) };
   }
 
-  /**
-   * Reads `blocks` back from the destination and compares them with the
-   * hashes kept from the copy. Matching blocks become verified; blocks
-   * touched meanwhile are skipped; the others are returned.
-   */
-  async verifyBlocks(blocks: number[]): Promise<{ bytes: number; mismatched: number[] }> {
-    const groups = groupRuns(toRuns(blocks, this.chunkBlocks), this.chunkBlocks);
-    const flight = new Flight();
-    const mismatched: number[] = [];
-    let bytes = 0;
-    for (const group of groups) {
-      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
-      if (flight.error) break;
-      flight.add(
-        (async () => {
-          const list = expand(group);
-          const gens = list.map((b) => this.gen[b]!);
-          const res = await this.deps.pool.hash({
-            paths: [this.deps.blocks.path(this.rec.dest.fileId)],
-            runs: group,
-            blockSize: this.rec.blockSizeBytes,
-            fileSize: this.rec.sizeBytes,
-          });
-          const got = Buffer.from(res.hashes[0]!);
-          list.forEach((b, i) => {
-            if (this.gen[b] !== gens[i] || !this.hashed.has(b)) return;
-            if (got.compare(this.hashes, b * HASH_BYTES, (b + 1) * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES) === 0) {
-              this.verified.set(b);
-              bytes += this.blockBytes(b);
-            } else {
-              mismatched.push(b);
-            }
-          });
-        })(),
-      );
-    }
-    await flight.drain();
-    return { bytes, mismatched };
-  }
-
-  /** One batch of the background verification, when there is nothing to copy. Returns false when there was nothing to verify. */
+  /** One batch of the background verification. Returns false when there was nothing to verify. */
   private async verifySweep(signal: AbortSignal): Promise<boolean> {
-    if (this.verified.count >= this.blockCount) return false;
-    const eligible = (b: number) => this.hashed.has(b) && !this.dirty.has(b) && !this.inflight.has(b);
+    const { state } = this;
+    if (state.verified.count >= state.count) return false;
     // One chunk per worker, so a sweep reads as fast as the copy does.
-    const limit = this.chunkBlocks * this.deps.pool.size;
-    let batch = this.verified.list(this.verifyCursor, this.blockCount, limit, false).filter(eligible);
+    const limit = state.chunkBlocks * this.deps.pool.size;
+    let batch = state.verifiable(this.verifyCursor, limit);
     if (batch.length === 0 && this.verifyCursor > 0) {
       this.verifyCursor = 0;
-      batch = this.verified.list(0, this.blockCount, limit, false).filter(eligible);
+      batch = state.verifiable(0, limit);
     }
     if (batch.length === 0) return false;
     this.verifyCursor = batch[batch.length - 1]! + 1;
-    await this.throttle(this.bytesOf(batch), signal);
+    await this.throttle(state.bytesOf(batch), signal);
     if (signal.aborted) return true;
-    const { mismatched } = await this.verifyBlocks(batch);
+    const { mismatched } = await state.verify(batch);
     if (mismatched.length > 0) {
       this.log.warn({ job: this.rec.jobId, blocks: mismatched.length }, 'destination blocks did not match their copy hash; copying them again');
       for (const b of mismatched) {
-        this.hashed.clear(b);
-        this.dirty.set(b);
+        state.hashed.clear(b);
+        state.dirty.set(b);
       }
     }
     return true;
@@ -479,40 +360,14 @@ export class JobRunner {
    * are copied, hashed and verified.
    */
   private async rebuild(signal: AbortSignal): Promise<void> {
-    const { rec } = this;
+    const { rec, state } = this;
     const end = rec.dispatchedEnd;
     const flight = new Flight();
     let recopied = 0;
-    for (let from = 0; from < end && !signal.aborted && !flight.error; from += this.chunkBlocks) {
-      const runs: Runs = [[from, Math.min(end, from + this.chunkBlocks) - from]];
-      await flight.slot(this.deps.pool.size * QUEUE_PER_WORKER);
+    for (let from = 0; from < end && !signal.aborted && !flight.error; from += state.chunkBlocks) {
+      await flight.slot(state.parallelism);
       if (signal.aborted || flight.error) break;
-      flight.add(
-        (async () => {
-          const list = expand(runs);
-          const gens = list.map((b) => this.gen[b]!);
-          const res = await this.deps.pool.hash({
-            paths: [this.deps.blocks.path(rec.source.fileId), this.deps.blocks.path(rec.dest.fileId)],
-            runs,
-            blockSize: rec.blockSizeBytes,
-            fileSize: rec.sizeBytes,
-          });
-          const src = Buffer.from(res.hashes[0]!);
-          const dst = Buffer.from(res.hashes[1]!);
-          list.forEach((b, i) => {
-            this.copied.set(b);
-            const at = i * HASH_BYTES;
-            if (src.compare(dst, at, at + HASH_BYTES, at, at + HASH_BYTES) === 0) {
-              if (this.gen[b] !== gens[i]) return; // A write touched it meanwhile and marked it dirty itself.
-              src.copy(this.hashes, b * HASH_BYTES, at, at + HASH_BYTES);
-              this.hashed.set(b);
-              this.verified.set(b);
-            } else {
-              if (this.dirty.set(b)) recopied += this.blockBytes(b);
-            }
-          });
-        })(),
-      );
+      flight.add(state.compare([[from, Math.min(end, from + state.chunkBlocks) - from]]).then((n) => void (recopied += n)));
     }
     await flight.drain();
     if (signal.aborted) return;
@@ -521,7 +376,7 @@ export class JobRunner {
     this.needsRebuild = false;
     await this.save();
     this.rebuilt.notify();
-    this.log.info({ job: rec.jobId, checkedBytes: this.countBytes(end), recopiedBytes: recopied }, 'dirty set rebuilt after restart');
+    this.log.info({ job: rec.jobId, checkedBytes: state.countBytes(end), recopiedBytes: recopied }, 'dirty set rebuilt after restart');
   }
 
   private async throttle(bytes: number, signal: AbortSignal): Promise<void> {
@@ -535,17 +390,8 @@ export class JobRunner {
 
   /** A write landed on the source (called after its pwrite, before its acknowledgement). */
   noteWrite(offset: number, length: number): void {
-    const bs = this.rec.blockSizeBytes;
-    const first = Math.floor(offset / bs);
-    const last = Math.min(this.blockCount - 1, Math.floor((offset + length - 1) / bs));
-    let newly = 0;
-    for (let b = first; b <= last; b++) {
-      this.gen[b]!++;
-      this.verified.clear(b);
-      // Pass 1 copies blocks past the dispatched range later anyway; after pass 1 that range is everything.
-      if (b >= this.rec.dispatchedEnd) continue;
-      if (this.dirty.set(b)) newly += this.blockBytes(b);
-    }
+    // Pass 1 copies blocks past the dispatched range later anyway; after pass 1 that range is everything.
+    const newly = this.state.written(offset, length, this.rec.dispatchedEnd);
     if (newly > 0) {
       this.dirtyMeter.add(newly);
       this.wake.notify();
@@ -557,7 +403,7 @@ export class JobRunner {
   /** Progress now. */
   progress(): ProgressView {
     const { rec } = this;
-    const copiedBytes = this.countBytes(this.copied.count);
+    const copiedBytes = this.state.countBytes(this.state.copied.count);
     const dirtyBytes = this.dirtyBytes();
     const dirtyRate = this.dirtyMeter.rate();
     const throughput = this.throughput.rate();
@@ -578,40 +424,9 @@ export class JobRunner {
       warning: rec.warning,
       recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
       sentBytes: rec.sentBytes,
-      verifiedBytes: this.countBytes(this.verified.count),
+      verifiedBytes: this.state.countBytes(this.state.verified.count),
     };
   }
-}
-
-/** Every block index of `runs`, in order. */
-export function expand(runs: Runs): number[] {
-  const out: number[] = [];
-  for (const [start, count] of runs) for (let b = start; b < start + count; b++) out.push(b);
-  return out;
-}
-
-/** Packs runs into groups of at most `maxBlocks` blocks (one worker task each). */
-function groupRuns(runs: Runs, maxBlocks: number): Runs[] {
-  const groups: Runs[] = [];
-  let current: Runs = [];
-  let size = 0;
-  for (const run of runs) {
-    if (size + run[1] > maxBlocks && current.length > 0) {
-      groups.push(current);
-      current = [];
-      size = 0;
-    }
-    current.push(run);
-    size += run[1];
-  }
-  if (current.length > 0) groups.push(current);
-  return groups;
-}
-
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let b = from; b < to; b++) out.push(b);
-  return out;
 }
 
 function mib(bytes: number): string {

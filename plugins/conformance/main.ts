@@ -137,6 +137,8 @@ async function runCommand(flags: RunFlags): Promise<number> {
 
   const spec: RunSpec = { plugin: pluginDir, adapter, config: readConfig(flags.config), repeat: flags.repeat, shareSizeBytes: flags.shareSize, ...(flags.check ? { checks: flags.check } : {}) };
   process.env[RUN_ENV] = JSON.stringify(spec);
+  // Started from inside a node:test file (a vendor's CI, our own tests), run() would see this and refuse to run files.
+  delete process.env.NODE_TEST_CONTEXT;
   const results = await runSuite(out);
   const durationMs = performance.now() - t0;
   out(`\n${formatSummary(results, durationMs, CHECK_IDS.length)}`);

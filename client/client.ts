@@ -180,7 +180,9 @@ export class FerryClient {
     private readonly deadlineMs = 30_000,
   ) {
     cachedCtor ??= clientConstructor(loadProtos([MIGRATION_PROTO]), 'ferry.v1.MigrationService');
-    this.stub = new cachedCtor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+    // A private subchannel pool: a client made right after ferryd restarted on the same address must not
+    // inherit another client's subchannel that is still backing off from the old process.
+    this.stub = new cachedCtor(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & Record<string, Function>;
   }
 
   private unary<T>(method: string, request: object): Promise<T> {

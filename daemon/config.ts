@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_DEADLINES, type Deadlines } from './guard.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './engine.ts';
 import type { BackendConfig } from './plugins.ts';
+import { DEFAULT_SIMULATOR_CONFIG, resolveSimulatorConfig, SimulatorConfigError, type SimulatorConfig } from '../simulator/config.ts';
 
 /** Everything ferryd needs to run. */
 export interface DaemonConfig {
@@ -21,7 +22,7 @@ export interface DaemonConfig {
   /** pino level, or "silent". */
   logLevel: string;
   /** The embedded simulated array, served on the daemon's own address. */
-  simulator: { embedded: boolean; config?: Record<string, unknown> };
+  simulator: { embedded: boolean; config: SimulatorConfig };
   /** Which plugin drives which backend. */
   backends: BackendConfig[];
   engine: EngineOptions;
@@ -66,8 +67,6 @@ export const ENV_VARS = {
   pluginsDir: 'FERRY_PLUGINS_DIR',
   logLevel: 'FERRY_LOG_LEVEL',
 } as const;
-
-const DEFAULT_SIM_BACKENDS = ['alpha', 'beta'];
 
 type Json = Record<string, unknown>;
 
@@ -114,12 +113,6 @@ function backendsFrom(value: unknown, source: string): BackendConfig[] {
     if (b.options !== undefined && !isObject(b.options)) throw new ConfigError(`${at}.options must be an object`);
     return { name: b.name, plugin: b.plugin, options: (b.options as Json | undefined) ?? {} };
   });
-}
-
-function simulatorBackendNames(sim: Json | undefined): string[] {
-  const list = sim?.backends;
-  if (!Array.isArray(list)) return DEFAULT_SIM_BACKENDS;
-  return list.map((b) => (isObject(b) && typeof b.name === 'string' ? b.name : '')).filter(Boolean);
 }
 
 /**
@@ -171,21 +164,26 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ConfigError(`${logSrc}: log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
 
   let simulator: DaemonConfig['simulator'];
-  if (file.simulator === undefined) simulator = { embedded: file.backends === undefined };
+  if (file.simulator === undefined) simulator = { embedded: file.backends === undefined, config: { ...DEFAULT_SIMULATOR_CONFIG } };
   else if (!isObject(file.simulator)) throw new ConfigError(`${src}: simulator must be an object`);
   else {
     const embedded = file.simulator.embedded ?? true;
     if (typeof embedded !== 'boolean') throw new ConfigError(`${src}: simulator.embedded must be true or false`);
     const simConfig = file.simulator.config;
     if (simConfig !== undefined && !isObject(simConfig)) throw new ConfigError(`${src}: simulator.config must be an object`);
-    simulator = simConfig ? { embedded, config: simConfig } : { embedded };
+    try {
+      simulator = { embedded, config: resolveSimulatorConfig(simConfig as Partial<SimulatorConfig> | undefined) };
+    } catch (err) {
+      if (err instanceof SimulatorConfigError) throw new ConfigError(`${src}: simulator.config: ${err.message}`);
+      throw err;
+    }
   }
 
   const backends =
     file.backends !== undefined
       ? backendsFrom(file.backends, src)
       : simulator.embedded
-        ? simulatorBackendNames(simulator.config).map((name) => ({ name, plugin: 'simulator', options: {} }))
+        ? simulator.config.backends.map((b) => ({ name: b.name, plugin: 'simulator', options: {} }))
         : [];
 
   const engine = numbers(file.engine, DEFAULT_ENGINE_OPTIONS, `${src}: engine`);

@@ -51,7 +51,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     let array: Closable | undefined;
     if (config.simulator.embedded) {
       const sim = await import('../simulator/index.ts');
-      const simArray = await sim.SimArray.open({ dataDir: join(config.dataDir, 'simulator'), config: config.simulator.config as never, log: log.child({ component: 'simulator' }) });
+      const simArray = await sim.SimArray.open({ dataDir: join(config.dataDir, 'simulator'), config: config.simulator.config, log: log.child({ component: 'simulator' }) });
       array = simArray;
       cleanups.push(() => simArray.close());
       sim.addSimulatorService(server, simArray, log.child({ component: 'simulator' }));

@@ -90,7 +90,7 @@ program
   .command('serve', { isDefault: true })
   .description('serve the array over gRPC')
   .option('--listen <addr>', 'HOST:PORT or unix:PATH to serve on', '127.0.0.1:50061')
-  .option('--data-dir <dir>', 'where the array keeps its shares and metadata', './ferry-data/simulator')
+  .option('--data-dir <dir>', 'where the array keeps its shares and metadata', './ferry-sim-data')
   .option('--config <file>', 'a JSON file with backends, pools and copy settings (see simulator/config.ts)')
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
   .action((flags: ServeFlags) => serve(flags));

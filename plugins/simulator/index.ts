@@ -148,16 +148,20 @@ function throwIfEnded(job: ArrayJob): void {
 }
 
 /**
- * How soon to call `continue` again. Copying: a quarter of the ETA, between
- * 10 and 100 ms, so the daemon notices phase 1 done within 100 ms without
- * hammering the array on long copies more than 10 times a second. Syncing:
+ * How soon to call `continue` again. Copying: half the time the array needs
+ * for what is left (bytes to copy over the measured throughput), between 10
+ * and 100 ms (20 ms before the first measurement), so the daemon notices
+ * phase 1 done within tens of ms without
+ * calling the array more than 10 times a second on a long copy. Syncing:
  * every 500 ms is enough to report progress and notice a failure.
  */
 function nextPollMs(job: ArrayJob): number {
   if (job.phase1Done) return 500;
-  const eta = job.progress?.etaSeconds ?? 0;
-  if (eta <= 0) return 100;
-  return Math.min(100, Math.max(10, Math.round((eta * 1000) / 4)));
+  const p = job.progress;
+  // No throughput measured yet (the copy just began): a small share may already be done by the next look.
+  if (!p || p.throughputBytesPerSec <= 0) return 20;
+  const leftMs = ((p.totalBytes - Math.min(p.copiedBytes, p.totalBytes) + p.dirtyBytes) / p.throughputBytesPerSec) * 1000;
+  return Math.min(100, Math.max(10, Math.round(leftMs / 2)));
 }
 
 /** The simulator's driver. One instance per configured backend. */

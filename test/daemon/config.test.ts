@@ -36,7 +36,8 @@ describe('loadConfig', () => {
   test('derives one simulator backend per array backend when none are configured', (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'f.json');
-    writeFileSync(file, JSON.stringify({ simulator: { config: { backends: [{ name: 'x', pools: [] }, { name: 'y', pools: [] }, { name: 'z', pools: [] }] } } }));
+    const pools = [{ name: 'p', capacityBytes: 1 << 30 }];
+    writeFileSync(file, JSON.stringify({ simulator: { config: { backends: [{ name: 'x', pools }, { name: 'y', pools }, { name: 'z', pools }] } } }));
     assert.deepEqual(loadConfig({ config: file }, {}).backends.map((b) => b.name), ['x', 'y', 'z']);
   });
 
@@ -51,6 +52,7 @@ describe('loadConfig', () => {
     ['poll bounds the wrong way round', { engine: { minPollMs: 10, maxPollMs: 5 } }, /minPollMs must not exceed/],
     ['a bad log level', { logLevel: 'loud' }, /log level "loud" is not one of/],
     ['a non-boolean simulator.embedded', { simulator: { embedded: 'yes' } }, /simulator\.embedded must be true or false/],
+    ['a bad simulator setting', { simulator: { config: { blockSizeBytes: -4 } } }, /simulator\.config: .*blockSizeBytes/],
   ];
   for (const [what, file, message] of bad) {
     test(`rejects ${what} with one line naming it`, (t) => {

@@ -117,33 +117,41 @@ export class CheckContext {
     return [...(await this.destinationListing())].filter((name) => !before.has(name) && name !== except);
   }
 
-  /** The share lives at the destination pool with exactly its content, the source holds nothing of it, and no other destination was left. */
-  async expectMoved(share: TestShare, before: Set<string>, what: string): Promise<void> {
+  /**
+   * The share lives at the destination pool with exactly its content, the
+   * source holds nothing of it, and no other destination was left. `call` is
+   * the driver call to blame if not (default: complete, which moves it).
+   */
+  async expectMoved(share: TestShare, before: Set<string>, what: string, call = 'complete'): Promise<void> {
     const { adapter, destination, source, setup } = this.h;
     const where = await adapter.locate(share.id);
-    expect(where, `${what}: the array has no share ${share.id} any more`);
+    expect(where, `${what}: the array has no share ${share.id} any more`, call);
     expect(
       where.backend === destination.name && where.pool === setup.destinationPool,
       `${what}: share ${share.id} lives in ${where.backend}/${where.pool}, not at the destination ${destination.name}/${setup.destinationPool}`,
+      call,
     );
     const sum = await this.checksum(share);
-    expect(sum === sha256(share.content), `${what}: the share's content at the destination differs from what was written (checksum ${sum}, expected ${sha256(share.content)})`);
+    expect(sum === sha256(share.content), `${what}: the share's content at the destination differs from what was written (checksum ${sum}, expected ${sha256(share.content)})`, call);
     const onSource = await adapter.listShares(source.name);
-    expect(!onSource.includes(share.id), `${what}: the source backend ${source.name} still lists share ${share.id}`);
+    expect(!onSource.includes(share.id), `${what}: the source backend ${source.name} still lists share ${share.id}`, call);
     const extra = await this.newOnDestination(before, share.id);
-    expect(extra.length === 0, `${what}: besides the share, the destination backend now holds ${extra.join(', ')}`);
+    expect(extra.length === 0, `${what}: besides the share, the destination backend now holds ${extra.join(', ')}`, call);
   }
 
-  /** The share is where it was, with its content, and nothing new is on the destination backend. */
-  async expectUntouched(share: TestShare, before: Set<string>, what: string): Promise<void> {
+  /**
+   * The share is where it was, with its content, and nothing new is on the
+   * destination backend. `call` is the driver call to blame if not.
+   */
+  async expectUntouched(share: TestShare, before: Set<string>, what: string, call: string): Promise<void> {
     const { adapter, source, setup } = this.h;
     const where = await adapter.locate(share.id);
-    expect(where, `${what}: the source share ${share.id} is gone`);
-    expect(where.backend === source.name && where.pool === setup.sourcePool, `${what}: share ${share.id} moved to ${where.backend}/${where.pool}`);
+    expect(where, `${what}: the source share ${share.id} is gone`, call);
+    expect(where.backend === source.name && where.pool === setup.sourcePool, `${what}: share ${share.id} moved to ${where.backend}/${where.pool}`, call);
     const sum = await this.checksum(share);
-    expect(sum === sha256(share.content), `${what}: the source share's content changed (checksum ${sum}, expected ${sha256(share.content)})`);
+    expect(sum === sha256(share.content), `${what}: the source share's content changed (checksum ${sum}, expected ${sha256(share.content)})`, call);
     const left = await this.newOnDestination(before);
-    expect(left.length === 0, `${what}: the destination backend ${this.h.destination.name} still holds ${left.join(', ')}`);
+    expect(left.length === 0, `${what}: the destination backend ${this.h.destination.name} still holds ${left.join(', ')}`, call);
   }
 
   // ------------------------------------------------- through the engine

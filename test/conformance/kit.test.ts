@@ -40,10 +40,10 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
   {
     defect: 'cancel-leaves-destination',
     caughtBy: {
-      'cancel-repeated-driver': { reason: /after 3 cancel calls: the destination backend beta still holds job:mig-/, call: /.*/ },
-      'cancel-starting': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /.*/ },
-      'cancel-in-progress': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /.*/ },
-      'cancel-phase1-done': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /.*/ },
+      'cancel-repeated-driver': { reason: /after 3 cancel calls: the destination backend beta still holds job:mig-/, call: /^cancel$/ },
+      'cancel-starting': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /^cancel$/ },
+      'cancel-in-progress': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /^cancel$/ },
+      'cancel-phase1-done': { reason: /after CANCELLED: the destination backend beta still holds job:mig-/, call: /^cancel$/ },
     },
     unaffected: 'happy-path',
   },

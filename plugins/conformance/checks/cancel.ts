@@ -34,7 +34,7 @@ export const cancelInStarting: Check = {
     await c.waitState(m.id, 'CANCELLED', 'the cancel to finish');
     const started = c.h.control.events.some((e) => e.phase === 'after' && e.call === 'start' && e.migration === m.id && e.ok);
     c.note(started ? 'start reached the array after the cancel was accepted' : 'start failed after the cancel was accepted');
-    await c.expectUntouched(share, before, 'after CANCELLED');
+    await c.expectUntouched(share, before, 'after CANCELLED', 'cancel');
   },
 };
 
@@ -49,7 +49,7 @@ export const cancelInProgress: Check = {
     if (!PAST_STARTING.has(now.state)) c.failEnded(now, 'waiting for IN_PROGRESS');
     const phase1DoneAtCancel = await cancelRepeatedly(c, m.id);
     await c.waitState(m.id, 'CANCELLED', 'the cancel to finish');
-    await c.expectUntouched(share, before, 'after CANCELLED');
+    await c.expectUntouched(share, before, 'after CANCELLED', 'cancel');
     if (now.state !== 'MIGRATION_STATE_IN_PROGRESS' || phase1DoneAtCancel) skip('not exercised: phase 1 was done before the cancel arrived (does the driver honour max_bandwidth_bytes_per_sec? a larger shareSizeBytes helps); the cancel from PHASE1_DONE was correct');
   },
 };
@@ -64,6 +64,6 @@ export const cancelInPhase1Done: Check = {
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done');
     await cancelRepeatedly(c, m.id);
     await c.waitState(m.id, 'CANCELLED', 'the cancel to finish');
-    await c.expectUntouched(share, before, 'after CANCELLED');
+    await c.expectUntouched(share, before, 'after CANCELLED', 'cancel');
   },
 };

@@ -39,7 +39,7 @@ export const unknownPool: Check = {
     await expectRefused('StartMigration to an unknown pool', 'NOT_FOUND', () => c.h.client.startMigration({ share, destination }));
     await expectRefused('CheckCompatibility to an unknown pool', 'NOT_FOUND', () => c.h.client.checkCompatibility({ share, destination }));
     await expectNoMigration(c, s.id, before);
-    await c.expectUntouched(s, before, 'after the refused start');
+    await c.expectUntouched(s, before, 'after the refused start', 'checkCompatibility');
   },
 };
 
@@ -56,6 +56,6 @@ export const poolTooSmall: Check = {
     const report = await c.h.client.checkCompatibility({ share, destination });
     expect(!report.compatible, `CheckCompatibility says the share (${report.shareSizeBytes} bytes) fits a pool with ${report.destinationFreeBytes} bytes free`, 'checkCompatibility');
     await expectNoMigration(c, s.id, before);
-    await c.expectUntouched(s, before, 'after the refused start');
+    await c.expectUntouched(s, before, 'after the refused start', 'checkCompatibility');
   },
 };

@@ -130,7 +130,7 @@ export const cancelRepeatedDriver: Check = {
     }
     direct.checkpoint = last;
     await direct.cancelUntilDone(first, 'cancel (carrying on from the last checkpoint)');
-    await c.expectUntouched(share, before, `after ${n} cancel calls`);
+    await c.expectUntouched(share, before, `after ${n} cancel calls`, 'cancel');
 
     // The engine cancels with a null checkpoint when start failed or its result was lost (cleanup after ERROR in STARTING).
     before = await c.destinationListing();
@@ -138,10 +138,10 @@ export const cancelRepeatedDriver: Check = {
     await lost.start(await c.driver());
     lost.checkpoint = null;
     await lost.cancelUntilDone(await c.driver(), 'cancel (checkpoint null: the result of start was lost)');
-    await c.expectUntouched(share, before, 'after a cancel with the null checkpoint of a lost start result');
+    await c.expectUntouched(share, before, 'after a cancel with the null checkpoint of a lost start result', 'cancel (checkpoint null)');
 
     const never = c.direct(share);
     await never.cancelUntilDone(await c.driver(), 'cancel of a migration the array never saw');
-    await c.expectUntouched(share, before, 'after a cancel of a migration the array never saw');
+    await c.expectUntouched(share, before, 'after a cancel of a migration the array never saw', 'cancel (a migration the array never saw)');
   },
 };

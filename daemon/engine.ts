@@ -24,6 +24,7 @@ import {
   canTransition,
   emptyProgress,
   newMigrationId,
+  observeMigrationId,
   toProgress,
   type MigrationRecord,
   type RecordedError,
@@ -176,7 +177,10 @@ export class Engine {
   /** Loads every migration and resumes each one where it stood. */
   async start(): Promise<void> {
     const records = await this.store.loadMigrations();
-    for (const record of records) this.adopt(record);
+    for (const record of records) {
+      observeMigrationId(record.id);
+      this.adopt(record);
+    }
     let resumed = 0;
     for (const record of records) {
       if (this.stepFor(record)) {

@@ -202,20 +202,17 @@ export class GuardedDriver {
   private async invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => Promise<unknown>, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
     const controller = new AbortController();
     const timeoutMs = this.deadlines[name];
-    let timer: NodeJS.Timeout | undefined;
+    // The call ends at its deadline or at shutdown, whether or not the driver heeds the signal.
     const onOuterAbort = () => controller.abort(outer?.reason);
     outer?.addEventListener('abort', onOuterAbort, { once: true });
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new FerryError('DEADLINE_EXCEEDED', `driver ${this.plugin.name} (backend ${this.backend}) did not answer ${name} within ${timeoutMs} ms`);
-        controller.abort(err);
-        reject(err);
-      }, timeoutMs);
-    });
+    const timer = setTimeout(() => {
+      controller.abort(new FerryError('DEADLINE_EXCEEDED', `driver ${this.plugin.name} (backend ${this.backend}) did not answer ${name} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const ended = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
     try {
       let value: unknown;
       try {
-        value = await Promise.race([Promise.resolve().then(() => fn(controller.signal)), deadline]);
+        value = await Promise.race([Promise.resolve().then(() => fn(controller.signal)), ended]);
       } catch (err) {
         throw this.translate(err, name, migrationId);
       }

@@ -141,6 +141,18 @@ export function newMigrationId(now = Date.now()): string {
   return `mig-${time}${count}-${randomBytes(4).toString('hex')}`;
 }
 
+/**
+ * Makes later ids sort after `id` even if the clock went back since it was
+ * made (called for every id loaded at start, so creation order survives restarts).
+ */
+export function observeMigrationId(id: string): void {
+  const ms = parseInt(id.slice(4, 16), 16);
+  if (Number.isFinite(ms) && ms > lastMs) {
+    lastMs = ms;
+    sameMsCount = parseInt(id.slice(16, 20), 16);
+  }
+}
+
 /** Whether a string has the shape of a migration id. */
 export function isMigrationId(id: string): boolean {
   return /^mig-[0-9a-f]{16}-[0-9a-f]{8}$/.test(id);

@@ -93,6 +93,18 @@ export class DaemonProcess {
     await this.exited;
   }
 
+  /** SIGTERM (ferryd shuts down in order), then SIGKILL if it is not gone within `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.running) return this.exited;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.killNow(), graceMs);
+    try {
+      await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** SIGKILL without waiting (for a process 'exit' handler). */
   killNow(): void {
     if (this.running) this.child.kill('SIGKILL');

@@ -44,6 +44,9 @@ export interface PluginLoad {
   failure?: PluginError;
 }
 
+/** How long driver calls in flight may take when the kit stops ferryd at the end of a run. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
 /** How long the plugin load may take (the daemon's default pluginLoadTimeoutMs). */
 const LOAD_TIMEOUT_MS = 10_000;
 
@@ -231,10 +234,13 @@ export class Harness {
     return undefined;
   }
 
-  /** Stops ferryd, the control server and the drivers, tears the adapter down and removes the scratch dir. */
+  /** Stops ferryd (gracefully), the control server and the drivers, tears the adapter down and removes the scratch dir. */
   async close(): Promise<void> {
     process.off('exit', this.onExit);
-    await this.killDaemon();
+    this.currentClient?.close();
+    this.currentClient = undefined;
+    await this.daemon?.stop(SHUTDOWN_GRACE_MS * 2);
+    this.daemon = undefined;
     for (const driver of this.drivers) await driver.close();
     this.drivers.clear();
     await this.control.close();
@@ -266,6 +272,7 @@ export class Harness {
     );
     const config = {
       simulator: { embedded: false },
+      shutdownGraceMs: SHUTDOWN_GRACE_MS,
       backends: this.setup.backends.map((b) => ({ name: b.name, plugin: manifest.name, options: b.options })),
     };
     writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));

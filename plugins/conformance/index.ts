@@ -13,16 +13,15 @@
  *
  * The command (`ferry-conformance`, main.ts) runs this same suite.
  */
-import { basename } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { describe as nodeDescribe, test as nodeTest } from 'node:test';
 import type { ConformanceAdapter } from './adapter.ts';
 import { CHECKS, type Check } from './checks/index.ts';
 import { CheckContext, type KitSettings } from './context.ts';
 import { CheckFailure, CheckSkipped, describeError } from './failure.ts';
 import { DEFAULT_TIMEOUTS, Harness, HarnessError, loadPlugin, type Timeouts } from './harness.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 export type { AdapterBackend, AdapterModule, AdapterSetup, ConformanceAdapter, ShareLocation } from './adapter.ts';
 export type { Timeouts } from './harness.ts';
@@ -176,12 +175,13 @@ async function manifestCheck(plugin: string, open: () => Promise<Harness>, t: Ru
   }
   if (problem instanceof HarnessError && problem.stage === 'load') throw new CheckFailure(problem.message, "ferryd's plugin loader");
   if (problem instanceof HarnessError && problem.stage === 'driver') throw new CheckFailure(problem.message, 'createDriver');
+  const tried = problem instanceof HarnessError && problem.stage === 'daemon' ? 'createDriver made drivers for both backends, but' : 'createDriver was not tried:';
   // Setup failed after the plugin loaded, or before we could tell: load it on its own to judge the manifest.
   const scratch = mkdtempSync(join(tmpdir(), 'ferry-conformance-'));
   try {
     const load = await loadPlugin(plugin, scratch);
     if (!load.plugin) throw new CheckFailure(`the plugin did not load: ${load.failure?.message ?? 'no plugin.json in the folder'}`, "ferryd's plugin loader");
-    t.diagnostic?.(`plugin ${load.plugin.manifest.name} ${load.plugin.manifest.version} loads; createDriver was not tried: ${describeError(problem)}`);
+    t.diagnostic?.(`plugin ${load.plugin.manifest.name} ${load.plugin.manifest.version} loads; ${tried} ${describeError(problem)}`);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

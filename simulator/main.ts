@@ -7,6 +7,8 @@
  *   ferry-sim workload --target HOST:PORT --share ID [--rate BYTES] ...
  *       runs a workload on a share through the array's API until Ctrl-C or
  *       --seconds, then stops and verifies it.
+ *   ferry-sim create-share --target HOST:PORT --backend B --pool P --size 64MiB [--id ID]
+ *   ferry-sim shares --target HOST:PORT
  *
  * Exit codes: 0 after a clean shutdown, 1 on a runtime failure, 2 for a bad
  * flag or config, 3 when the data dir is in use by another process.
@@ -20,7 +22,8 @@ import { SIMULATOR_PROTO, bind, loadProtos, shutdown } from '../daemon/rpc.ts';
 import { SimArray } from './array.ts';
 import { SimulatorConfigError, loadSimulatorConfig } from './config.ts';
 import { SIMULATOR_SERVICE, addSimulatorService } from './service.ts';
-import { runWorkloadCommand } from './workload-cli.ts';
+import { parseSize } from '../client/args.ts';
+import { runCreateShareCommand, runListSharesCommand, runWorkloadCommand } from './array-cli.ts';
 
 interface ServeFlags {
   listen: string;
@@ -100,11 +103,33 @@ program
   .description('run a workload on a share of a running array, then verify it')
   .requiredOption('--target <addr>', 'the array: HOST:PORT (ferry-sim, or ferryd with the embedded array)')
   .requiredOption('--share <id>', 'the share to write to')
-  .option('--rate <bytesPerSec>', 'bytes per second, 0 for as fast as possible', '20971520')
-  .option('--block-size <bytes>', 'bytes per write', '65536')
+  .option('--rate <bytesPerSec>', 'bytes per second (20MiB, 1048576, ...), 0 for as fast as possible', parseSize, 20 * 1024 * 1024)
+  .option('--block-size <bytes>', 'bytes per write (64KiB, ...)', parseSize, 64 * 1024)
   .option('--pattern <pattern>', 'sequential|random|hotspot', 'random')
   .option('--concurrency <n>', 'writes in flight', '4')
   .option('--seconds <n>', 'stop after this long (default: at Ctrl-C)')
   .action((flags) => runWorkloadCommand(flags));
 
-await program.parseAsync();
+program
+  .command('create-share')
+  .description('create a share on a running array (it reads as zeros until written)')
+  .requiredOption('--target <addr>', 'the array: HOST:PORT (ferry-sim, or ferryd with the embedded array)')
+  .requiredOption('--backend <name>', 'the backend, e.g. alpha')
+  .requiredOption('--pool <name>', 'the pool, e.g. gold')
+  .requiredOption('--size <bytes>', 'the size: 64MiB, 1GiB, 1048576, ...', parseSize)
+  .option('--id <share_id>', 'the share id (default: generated)')
+  .action((flags) => runCreateShareCommand(flags));
+
+program
+  .command('shares')
+  .description('list the shares of a running array, where each lives now')
+  .requiredOption('--target <addr>', 'the array: HOST:PORT (ferry-sim, or ferryd with the embedded array)')
+  .action((flags) => runListSharesCommand(flags));
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  // A refusal from the array (unknown share, full pool, ...) is one line, not a stack trace.
+  process.stderr.write(`ferry-sim: ${(err as Error).message}\n`);
+  process.exit(1);
+}

@@ -7,6 +7,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { TERMINAL, type Migration, type StartMigrationRequest } from '../../client/client.ts';
+import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
 import type { GuardedDriver } from '../../daemon/guard.ts';
 import { silentLog } from '../../daemon/log.ts';
 import { newMigrationId } from '../../daemon/migration.ts';
@@ -35,10 +36,8 @@ export interface TestShare {
   content: Buffer;
 }
 
-/** The engine's poll bounds (DEFAULT_ENGINE_OPTIONS), applied to direct continue calls. */
-const MIN_POLL_MS = 5;
-const MAX_POLL_MS = 2_000;
-const DEFAULT_POLL_MS = 250;
+/** The engine's poll bounds, applied to direct calls as the engine applies them. */
+const { minPollMs: MIN_POLL_MS, maxPollMs: MAX_POLL_MS, defaultPollMs: DEFAULT_POLL_MS } = DEFAULT_ENGINE_OPTIONS;
 
 const short = (m: Migration) => `${m.state.replace('MIGRATION_STATE_', '')} at ${m.progress?.percent ?? 0} %`;
 

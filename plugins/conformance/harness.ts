@@ -223,15 +223,26 @@ export class Harness {
     }
   }
 
-  /** The last driver failure ferryd logged for a migration, as "call: CODE message". */
+  /**
+   * The last driver failure ferryd logged for a migration, as "call -> CODE:
+   * message", with the driver's own error when it threw something other
+   * than a FerryError (ferryd tells callers only that it did).
+   */
   lastDriverFailure(migrationId: string): string | undefined {
+    let failure: string | undefined;
     for (let i = this.logs.length - 1; i >= 0; i--) {
       const line = this.logs[i]!;
       if (line.migration !== migrationId) continue;
-      if (line.msg === 'driver call failed') return `${String(line.step)} -> ${String(line.code)}: ${String(line.error)}`;
-      if (line.msg === 'driver returned an invalid result') return `${String(line.call)} -> invalid result: ${String(line.problem)}`;
+      if (failure === undefined) {
+        if (line.msg !== 'driver call failed') continue;
+        failure = `${String(line.step)} -> ${String(line.code)}: ${String(line.error)}`;
+        if (line.code !== 'DRIVER_ERROR') return failure;
+        continue;
+      }
+      if (line.msg === 'driver threw an unexpected error') return `${failure}: ${String((line.err as { message?: unknown } | undefined)?.message ?? line.err)}`;
+      if (line.msg === 'driver call failed') break;
     }
-    return undefined;
+    return failure;
   }
 
   /** Stops ferryd (gracefully), the control server and the drivers, tears the adapter down and removes the scratch dir. */

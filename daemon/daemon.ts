@@ -73,7 +73,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     cleanups.push(() => shutdownServer(server, 0));
     log.info({ address }, 'listening');
 
-    const scan = await scanPlugins(config.pluginsDir, { timeoutMs: config.pluginLoadTimeoutMs, log });
+    const scan = await scanPlugins(config.pluginsDir, { timeoutMs: config.pluginLoadTimeoutMs, log, only: new Set(config.backends.map((b) => b.plugin)) });
     for (const backend of config.backends) {
       const entry = backends.get(backend.name)!;
       try {

@@ -519,6 +519,10 @@ export class Engine {
           break;
         case 'complete':
           result = await driver.complete(call, this.shutdown.signal);
+          if ((result as CompleteResult).status === 'in_progress') {
+            // continue is not called during a cutover: ask for progress so watchers see the cutover move.
+            record.progress = toProgress(await driver.progress({ ...call, checkpoint: (result as CompleteResult).checkpoint }, this.shutdown.signal).catch(() => record.progress), true);
+          }
           break;
         case 'cancel':
         case 'cleanup':

@@ -190,6 +190,11 @@ export class GuardedDriver {
     return this.invoke('cancel', call.migration.id, (signal) => this.driver.cancel({ ...call, signal }), checkers.cancel, outer);
   }
 
+  /** Progress, read-only (used while a cutover reports in_progress, when continue is not called). */
+  progress(call: Omit<MigrationCall, 'signal'>, outer?: AbortSignal): Promise<DriverProgress> {
+    return this.invoke('progress', call.migration.id, (signal) => this.driver.progress({ ...call, signal }), checkers.progress, outer);
+  }
+
   /** Releases the driver's resources; errors are logged, never thrown. */
   async close(): Promise<void> {
     try {

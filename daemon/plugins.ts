@@ -113,10 +113,11 @@ async function importPlugin(dir: string, manifest: PluginManifest, timeoutMs: nu
 }
 
 /**
- * Loads every plugin in `dir`. Never throws for a bad plugin: each failure is
- * recorded and the rest load. Throws only if `dir` cannot be read at all.
+ * Loads the plugins in `dir`: every one, or with `only`, those it names (the
+ * manifests of all are still checked). Never throws for a bad plugin: each
+ * failure is recorded and the rest load. Throws only if `dir` cannot be read.
  */
-export async function scanPlugins(dir: string, options: { timeoutMs: number; log: Log }): Promise<PluginScan> {
+export async function scanPlugins(dir: string, options: { timeoutMs: number; log: Log; only?: ReadonlySet<string> }): Promise<PluginScan> {
   const root = resolve(dir);
   let folders: string[];
   try {
@@ -157,6 +158,11 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
     try {
       const users = folderCount.get(name)!;
       if (users.length > 1) throw new PluginError('PLUGIN_NAME_DUPLICATE', name, `plugin name ${name} is used by folders ${users.join(', ')}; none of them is loaded`);
+      if (options.only && !options.only.has(name)) {
+        // No backend uses it: its code is not run (a broken or slow plugin nobody uses cannot hold up the daemon).
+        options.log.debug({ plugin: name, dir: pluginDir }, 'plugin not used by any backend; not loaded');
+        continue;
+      }
       checkApiVersion(manifest, folder);
       const createDriver = await importPlugin(pluginDir, manifest, options.timeoutMs);
       scan.plugins.set(name, { manifest, dir: pluginDir, createDriver });

@@ -129,7 +129,11 @@ export interface StartResult {
 /** Returned by `continue`. */
 export interface ContinueResult {
   progress: DriverProgress;
-  /** True once the remaining delta fits the cutover window. May turn false again if writes surge. */
+  /**
+   * True once the remaining delta fits the cutover window. The daemon keeps
+   * the migration in PHASE1_DONE even if a later call says false (writes
+   * surged): the cutover window, not this flag, bounds the freeze.
+   */
   phase1Done: boolean;
   /** When the daemon should call again, in ms. The daemon clamps it to its configured bounds. */
   nextPollMs?: number;
@@ -222,22 +226,29 @@ export interface Driver {
   continue(call: MigrationCall): Promise<ContinueResult>;
 
   /**
-   * The cutover. Called once the caller asked for it, and again until it
-   * reports `done` or `aborted`, and again after a crash in COMPLETING:
-   * idempotent and resumable from `checkpoint`. Before its commit point a
-   * failure must leave the source authoritative; after it, the call must
-   * roll forward.
+   * The cutover. Called once the caller asked for it (only after phase 1
+   * was reported done), and again until it reports `done` or `aborted`, and
+   * again after a crash in COMPLETING: idempotent and resumable from
+   * `checkpoint`. Before its commit point a failure must leave the source
+   * authoritative; after it, the call must roll forward. If the array says
+   * the job cannot be cut over yet, throw FAILED_PRECONDITION.
    */
   complete(call: MigrationCall): Promise<CompleteResult>;
 
   /**
    * Stop the job and remove everything on the destination; the source stays
    * untouched and writable. Called until it reports `done`; idempotent,
-   * including for a job the array never saw.
+   * including for a job the array never saw. Also called to clean up after
+   * a migration failed before its cutover. The checkpoint may be null (a
+   * start whose result was lost): find the job by `migration.id`.
    */
   cancel(call: MigrationCall): Promise<CancelResult>;
 
-  /** Progress, read-only and cheap. May be called at any time, concurrently with other calls. */
+  /**
+   * Progress, read-only and cheap. The daemon calls it while a cutover
+   * reports `in_progress` (continue is not called then); tools may call it
+   * at any time, concurrently with other calls.
+   */
   progress(call: MigrationCall): Promise<DriverProgress>;
 
   /** Release connections. Called once at shutdown, after the last call. */

@@ -247,6 +247,7 @@ describe('MigrationService with a scripted driver', () => {
     control.completeOutcome = 'in_progress';
     await client.completeMigration(m.id);
     await control.calls$('complete', 3, m.id);
+    assert.ok(control.count('progress', m.id) >= 2, 'progress was not asked for while the cutover ran');
     control.completeOutcome = 'done';
     await waitForState(client, m.id, 'SUCCESS');
   });

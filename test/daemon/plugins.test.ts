@@ -47,6 +47,16 @@ describe('scanPlugins', () => {
     assert.match(result.failures.get('good')!.message, /used by folders dup, good; none of them is loaded/);
   });
 
+  test('with `only`, runs no code of a plugin no backend uses', async (t) => {
+    const dir = pluginsDir(tempDir(t), [], {
+      used: { 'plugin.json': manifest('used'), 'index.mjs': driverModule(fullDriver) },
+      unused: { 'plugin.json': manifest('unused'), 'index.mjs': "throw new Error('imported');\n" },
+    });
+    const result = await scanPlugins(dir, { timeoutMs: 300, log: silentLog(), only: new Set(['used']) });
+    assert.deepEqual([...result.plugins.keys()], ['used']);
+    assert.equal(result.failures.size, 0);
+  });
+
   test('an unreadable plugins dir is an error naming the dir', async (t) => {
     await assert.rejects(scanPlugins(`${tempDir(t)}/absent`, { timeoutMs: 100, log: silentLog() }), /PLUGIN_DIR_UNREADABLE: cannot read plugins dir .*absent/);
   });

@@ -3,7 +3,7 @@
  * plugins/template, with the plugin's name filled in and the imports of
  * Ferry's driver API and the kit's adapter types pointed at this checkout.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, symlinkSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,7 +47,8 @@ export function initPlugin(dir: string, name = nameFrom(dir)): InitResult {
       text = text
         .replaceAll("'../api/index.ts'", `'${importPath(target, join(PLUGINS_DIR, 'api', 'index.ts'))}'`)
         .replaceAll("'../conformance/adapter.ts'", `'${importPath(target, join(PLUGINS_DIR, 'conformance', 'adapter.ts'))}'`)
-        .replaceAll('template: implement', `${name}: implement`);
+        .replaceAll('template: implement', `${name}: implement`)
+        .replaceAll('YOUR ARRAY, from the template', `${name}, from the template`);
     }
     writeFileSync(join(target, file), text);
     files.push(file);
@@ -55,6 +56,19 @@ export function initPlugin(dir: string, name = nameFrom(dir)): InitResult {
   // Outside this repository nothing says the .ts files are ES modules; tsx would load them as CommonJS.
   writeFileSync(join(target, 'package.json'), `${JSON.stringify({ name: `ferry-driver-${name}`, version: '0.1.0', private: true, type: 'module' }, null, 2)}\n`);
   files.push('package.json');
+  // For `npx tsc -p DIR`: the settings Ferry's own code is checked with (ferryd loads .ts through tsx, unchecked).
+  const tsconfig = {
+    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, skipLibCheck: true, types: ['node'] },
+    include: ['*.ts'],
+  };
+  writeFileSync(join(target, 'tsconfig.json'), `${JSON.stringify(tsconfig, null, 2)}\n`);
+  files.push('tsconfig.json');
+  // Outside the checkout, the plugin's own imports (@grpc/grpc-js, ...) resolve from its node_modules: lend it Ferry's.
+  const ferryModules = join(PLUGINS_DIR, '..', 'node_modules');
+  if (!target.startsWith(resolve(PLUGINS_DIR, '..') + sep) && existsSync(ferryModules)) {
+    symlinkSync(ferryModules, join(target, 'node_modules'), 'dir');
+    files.push('node_modules -> ' + ferryModules);
+  }
   return { dir: target, name, files };
 }
 

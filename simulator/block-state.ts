@@ -1,6 +1,6 @@
 /**
  * What a job knows about each block of its share, and the worker-thread
- * operations that change it: copy (source -> destination, keeping a sha256
+ * operations that change it: copy (source -> destination, keeping a digest
  * per block written), verify (read the destination back against those
  * hashes), and compare (hash both sides, to rebuild the dirty set after a
  * restart).
@@ -14,8 +14,8 @@
  */
 import { Bitmap, toRuns } from './bitmap.ts';
 import type { CopyPool } from './copy-pool.ts';
-import { HASH_BYTES } from './copy-protocol.ts';
-import type { Runs } from './copy-protocol.ts';
+import { DIGEST_BYTES } from './copy-protocol.ts';
+import type { BlockDigest, Runs } from './copy-protocol.ts';
 
 /** Tasks kept in flight per worker: a second one queued means a worker never waits for the main thread to dispatch. */
 export const QUEUE_PER_WORKER = 2;
@@ -55,6 +55,8 @@ export interface BlockLayout {
   chunkSizeBytes: number;
   srcPath: string;
   dstPath: string;
+  /** How blocks are digested for verification. */
+  digest: BlockDigest;
 }
 
 /** The per-block state of one job. */
@@ -69,6 +71,8 @@ export class BlockState {
   readonly verified: Bitmap;
   private readonly inflight: Bitmap;
   private readonly hashes: Buffer;
+  /** Bytes per entry of `hashes`. */
+  private readonly hashBytes: number;
   private readonly gen: Uint32Array;
   private readonly layout: BlockLayout;
   private readonly pool: CopyPool;
@@ -83,7 +87,8 @@ export class BlockState {
     this.hashed = new Bitmap(this.count);
     this.verified = new Bitmap(this.count);
     this.inflight = new Bitmap(this.count);
-    this.hashes = Buffer.alloc(this.count * HASH_BYTES);
+    this.hashBytes = DIGEST_BYTES[layout.digest];
+    this.hashes = Buffer.alloc(this.count * this.hashBytes);
     this.gen = new Uint32Array(this.count);
   }
 
@@ -141,11 +146,12 @@ export class BlockState {
       this.gen[b]!++;
     }
     try {
-      const { sizeBytes, blockSizeBytes, srcPath, dstPath } = this.layout;
-      const res = await this.pool.copy({ src: srcPath, dst: dstPath, runs, blockSize: blockSizeBytes, fileSize: sizeBytes, skipZero });
+      const { sizeBytes, blockSizeBytes, srcPath, dstPath, digest } = this.layout;
+      const res = await this.pool.copy({ src: srcPath, dst: dstPath, runs, blockSize: blockSizeBytes, fileSize: sizeBytes, skipZero, digest });
       const hashes = Buffer.from(res.hashes);
+      const n = this.hashBytes;
       blocks.forEach((b, i) => {
-        hashes.copy(this.hashes, b * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES);
+        hashes.copy(this.hashes, b * n, i * n, (i + 1) * n);
         this.hashed.set(b);
         this.verified.clear(b);
         this.copied.set(b);
@@ -171,9 +177,10 @@ export class BlockState {
       if (flight.error) break;
       flight.add(
         this.hashTask(runs, [this.layout.dstPath]).then(({ list, gens, hashes: [got] }) => {
+          const n = this.hashBytes;
           list.forEach((b, i) => {
             if (this.gen[b] !== gens[i] || !this.hashed.has(b)) return;
-            if (got!.compare(this.hashes, b * HASH_BYTES, (b + 1) * HASH_BYTES, i * HASH_BYTES, (i + 1) * HASH_BYTES) === 0) {
+            if (got!.compare(this.hashes, b * n, (b + 1) * n, i * n, (i + 1) * n) === 0) {
               this.verified.set(b);
               bytes += this.blockBytes(b);
             } else {
@@ -197,13 +204,14 @@ export class BlockState {
     const { list, gens, hashes } = await this.hashTask(runs, [this.layout.srcPath, this.layout.dstPath]);
     const [src, dst] = hashes as [Buffer, Buffer];
     let differing = 0;
+    const n = this.hashBytes;
     list.forEach((b, i) => {
       this.copied.set(b);
-      const at = i * HASH_BYTES;
-      if (src.compare(dst, at, at + HASH_BYTES, at, at + HASH_BYTES) !== 0) {
+      const at = i * n;
+      if (src.compare(dst, at, at + n, at, at + n) !== 0) {
         if (this.dirty.set(b)) differing += this.blockBytes(b);
       } else if (this.gen[b] === gens[i]) {
-        src.copy(this.hashes, b * HASH_BYTES, at, at + HASH_BYTES);
+        src.copy(this.hashes, b * n, at, at + n);
         this.hashed.set(b);
         this.verified.set(b);
       }
@@ -219,7 +227,7 @@ export class BlockState {
   private async hashTask(runs: Runs, paths: string[]): Promise<{ list: number[]; gens: number[]; hashes: Buffer[] }> {
     const list = expand(runs);
     const gens = list.map((b) => this.gen[b]!);
-    const res = await this.pool.hash({ paths, runs, blockSize: this.layout.blockSizeBytes, fileSize: this.layout.sizeBytes });
+    const res = await this.pool.hash({ paths, runs, blockSize: this.layout.blockSizeBytes, fileSize: this.layout.sizeBytes, digest: this.layout.digest });
     return { list, gens, hashes: res.hashes.map((h) => Buffer.from(h)) };
   }
 }

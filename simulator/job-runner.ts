@@ -17,7 +17,7 @@ import type { Log } from '../daemon/log.ts';
 import { BlockState, Flight, expand } from './block-state.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';
-import type { Runs } from './copy-protocol.ts';
+import type { BlockDigest, Runs } from './copy-protocol.ts';
 import type { Faults } from './faults.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys } from './model.ts';
@@ -39,6 +39,8 @@ export interface RunnerDeps {
   log: Log;
   maxPasses: number;
   maxSentFactor: number;
+  /** How blocks are digested for verification. */
+  blockDigest: BlockDigest;
   /** The array-wide cap. */
   arrayBucket: TokenBucket;
   /** The slow-disk fault's cap. */
@@ -97,6 +99,7 @@ export class JobRunner {
         chunkSizeBytes: rec.chunkSizeBytes,
         srcPath: deps.blocks.path(rec.source.fileId),
         dstPath: deps.blocks.path(rec.dest.fileId),
+        digest: deps.blockDigest,
       },
       deps.pool,
     );

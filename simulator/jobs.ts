@@ -117,6 +117,7 @@ export class JobManager implements WriteObserver {
         log: this.deps.log,
         maxPasses: this.deps.config.maxPasses,
         maxSentFactor: this.deps.config.maxSentFactor,
+        blockDigest: this.deps.config.blockDigest,
         arrayBucket: this.arrayBucket,
         diskBucket: this.diskBucket,
         failed: (runner, err) => this.fail(runner, err),

@@ -1,13 +1,14 @@
 /**
  * The array's small parts on their own: bitmaps and runs, configuration
  * checks, the freeze gate, the token bucket, the mutex, the metadata
- * store's write ordering, and the copy worker's hashes.
+ * store's write ordering, and the copy worker's block digests.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { FerryError } from '../../plugins/api/index.ts';
 import { silentLog } from '../../daemon/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
@@ -50,7 +51,7 @@ describe('Bitmap', () => {
 });
 
 describe('configuration', () => {
-  test('defaults: two backends, 64 KiB blocks, 8 MiB chunks, Xen-like bounds', () => {
+  test('defaults: two backends, 64 KiB blocks, 8 MiB chunks, CRC-32 block digests, Xen-like bounds', () => {
     const c = resolveSimulatorConfig();
     assert.deepEqual(
       c.backends.map((b) => b.name),
@@ -58,6 +59,7 @@ describe('configuration', () => {
     );
     assert.equal(c.blockSizeBytes, 64 * 1024);
     assert.equal(c.chunkSizeBytes, 8 * 1024 * 1024);
+    assert.equal(c.blockDigest, 'crc32');
     assert.equal(c.maxPasses, 30);
     assert.equal(c.maxSentFactor, 3);
     assert.ok(c.workers >= 2 && c.workers <= 4);
@@ -73,6 +75,7 @@ describe('configuration', () => {
       [{ backends: [{ name: 'a', pools: [{ name: 'p', capacityBytes: -1 }] }] }, /^backends\[0\]\.pools\[0\]\.capacityBytes/],
       [{ backends: [{ name: 'a b', pools: [{ name: 'p', capacityBytes: 1 }] }] }, /^backends\[0\]\.name/],
       [{ arrayBandwidthBytesPerSec: -5 }, /^arrayBandwidthBytesPerSec/],
+      [{ blockDigest: 'md5' }, /^blockDigest must be "crc32" or "sha256"/],
     ];
     for (const [config, message] of bad) assert.throws(() => resolveSimulatorConfig(config), (err: unknown) => err instanceof SimulatorConfigError && message.test(err.message));
   });
@@ -164,7 +167,7 @@ describe('small parts', () => {
     await store.close();
   });
 
-  test('a copy worker hashes every block it writes with sha256', async (t) => {
+  test('a copy worker digests every block it writes, with sha256 or crc32 as asked', async (t) => {
     const dir = await tempDir(t);
     const src = path.join(dir, 'src.img');
     const dst = path.join(dir, 'dst.img');
@@ -173,13 +176,20 @@ describe('small parts', () => {
     await writeFile(dst, Buffer.alloc(data.length));
     const pool = new CopyPool(1, silentLog());
     defer(t, () => pool.close());
-    const res = await pool.copy({ src, dst, runs: [[0, 2]], blockSize: 4096, fileSize: data.length, skipZero: false });
+    const res = await pool.copy({ src, dst, runs: [[0, 2]], blockSize: 4096, fileSize: data.length, skipZero: false, digest: 'sha256' });
     assert.equal(res.bytes, data.length);
     const hashes = Buffer.from(res.hashes);
     assert.ok(hashes.subarray(0, 32).equals(createHash('sha256').update(data.subarray(0, 4096)).digest()));
     assert.ok(hashes.subarray(32, 64).equals(createHash('sha256').update(data.subarray(4096)).digest()), 'the short last block is hashed as it is');
-    const back = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length });
+    const back = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length, digest: 'sha256' });
     assert.ok(Buffer.from(back.hashes[0]!).equals(hashes));
-    await assert.rejects(pool.copy({ src: path.join(dir, 'missing'), dst, runs: [[0, 1]], blockSize: 4096, fileSize: 4096, skipZero: false }), /ENOENT/);
+
+    const crcs = Buffer.from((await pool.copy({ src, dst, runs: [[0, 2]], blockSize: 4096, fileSize: data.length, skipZero: false, digest: 'crc32' })).hashes);
+    assert.equal(crcs.length, 8, 'four bytes per block');
+    assert.equal(crcs.readUInt32LE(0), crc32(data.subarray(0, 4096)));
+    assert.equal(crcs.readUInt32LE(4), crc32(data.subarray(4096)), 'the short last block is digested as it is');
+    const crcBack = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length, digest: 'crc32' });
+    assert.ok(Buffer.from(crcBack.hashes[0]!).equals(crcs));
+    await assert.rejects(pool.copy({ src: path.join(dir, 'missing'), dst, runs: [[0, 1]], blockSize: 4096, fileSize: 4096, skipZero: false, digest: 'crc32' }), /ENOENT/);
   });
 });

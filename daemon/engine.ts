@@ -162,6 +162,13 @@ export class Engine {
   private readonly writes = new Map<string, Promise<void>>();
   private readonly watchers = new Map<string, Set<WatchListener>>();
   private readonly semaphore: Semaphore;
+  /**
+   * Starts hold at most a quarter of the driver-call slots. An array may
+   * create destinations one at a time, so a burst of starts would otherwise
+   * fill every slot and keep the migrations already copying from being
+   * polled: with 1,000 starts at once, phase 1 was noticed seconds late.
+   */
+  private readonly startSlots: Semaphore;
   private readonly shutdown = new AbortController();
   private stopping = false;
 
@@ -172,6 +179,7 @@ export class Engine {
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
   ) {
     this.semaphore = new Semaphore(options.maxConcurrentCalls);
+    this.startSlots = new Semaphore(Math.max(1, Math.floor(options.maxConcurrentCalls / 4)));
   }
 
   /** Loads every migration and resumes each one where it stood. */
@@ -507,6 +515,8 @@ export class Engine {
   private async step(record: MigrationRecord, step: Step, runner: Runner): Promise<number> {
     const driver = this.driverFor(record);
     const call = { migration: record.spec, checkpoint: record.checkpoint, log: runner.log };
+    const starting = step === 'start';
+    if (starting) await this.startSlots.acquire();
     await this.semaphore.acquire();
     let result: unknown;
     try {
@@ -531,6 +541,7 @@ export class Engine {
       }
     } finally {
       this.semaphore.release();
+      if (starting) this.startSlots.release();
     }
     return this.apply(record, step, runner, result);
   }

@@ -29,6 +29,8 @@ const MiB = 1024 * 1024;
 const SYNC_PACE_MS = 50;
 /** How often an idle syncing job looks around when no write wakes it. */
 const IDLE_WAIT_MS = 1000;
+/** Pass 1 starts an fdatasync of the destination in the background after every this many bytes copied. */
+const FLUSH_EVERY_BYTES = 64 * MiB;
 
 /** What a runner needs from the array. */
 export interface RunnerDeps {
@@ -84,6 +86,10 @@ export class JobRunner {
   private budgetPass = 0;
   private budgetSent = 0;
   private verifyCursor = 0;
+  /** Pass 1's background flush of the destination: the one running, where it started, and the first failure. */
+  private flushing: Promise<void> | null = null;
+  private flushedUpTo = 0;
+  private flushError: unknown = null;
   /** A cancel or a cutover that owns the job now; the other must not start. */
   op: 'cancel' | 'cutover' | null = null;
   /** The running cutover, for callers that join it. */
@@ -152,6 +158,8 @@ export class JobRunner {
     }
     if (this.rec.cursor < this.blockCount) {
       await this.firstPass(signal);
+      await this.flushing;
+      if (this.flushError) throw this.flushError;
       if (signal.aborted) return;
       await this.deps.blocks.sync(this.rec.dest.fileId);
       await this.evaluate();
@@ -195,6 +203,7 @@ export class JobRunner {
     const pending: Array<{ end: number; done: boolean }> = [];
     const started = Date.now();
     let passBytes = 0;
+    this.flushedUpTo = 0;
     while (rec.dispatchedEnd < this.blockCount && !signal.aborted && !flight.error) {
       await this.deps.faults.whileStalled(signal);
       if (signal.aborted) break;
@@ -213,6 +222,7 @@ export class JobRunner {
         this.copyRuns([[from, to - from]], true).then(async (bytes) => {
           entry.done = true;
           passBytes += bytes;
+          this.flushInBackground(passBytes);
           while (pending[0]?.done) rec.cursor = pending.shift()!.end;
           await this.save();
           if (this.state.copied.count * 2 >= this.blockCount) await this.deps.faults.crashIfAt('DURING_COPY');
@@ -221,6 +231,22 @@ export class JobRunner {
     }
     await flight.drain();
     if (rec.cursor >= this.blockCount) this.measurePass(passBytes, started);
+  }
+
+  /**
+   * Starts an fdatasync of the destination once FLUSH_EVERY_BYTES more have
+   * been copied, without waiting for it: the disk writes back what pass 1
+   * copied while the workers copy the rest, instead of all of it at the end.
+   * A failure is kept and fails the job after the pass: an fsync error is
+   * reported once per descriptor, so the final sync might not see it again.
+   */
+  private flushInBackground(passBytes: number): void {
+    if (this.flushing || passBytes - this.flushedUpTo < FLUSH_EVERY_BYTES) return;
+    this.flushedUpTo = passBytes;
+    this.flushing = this.deps.blocks
+      .sync(this.rec.dest.fileId)
+      .catch((err: unknown) => void (this.flushError ??= err))
+      .finally(() => (this.flushing = null));
   }
 
   /** A later pass: snapshot and clear the dirty set, copy it. Blocks not reached before a stop go back into the set. */

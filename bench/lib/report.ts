@@ -114,7 +114,7 @@ export function describeMachine(scratch: string): Machine {
   const df = sh('df', ['-T', scratch]).split('\n')[1]?.split(/\s+/) ?? [];
   const fs = statfsSync(scratch);
   const dev = df[0] ?? '?';
-  const rotational = sh('cat', [`/sys/block/${path.basename(dev).replace(/\d+$/, '')}/queue/rotational`]);
+  const driver = path.basename(sh('readlink', ['-f', `/sys/block/${path.basename(dev).replace(/\d+$/, '')}/device/driver`]));
   const cpuinfo = (() => {
     try {
       return readFileSync('/proc/cpuinfo', 'utf8');
@@ -127,7 +127,7 @@ export function describeMachine(scratch: string): Machine {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     cores: os.availableParallelism(),
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    disk: `${dev} ${df[1] ?? ''}, ${Math.round((fs.blocks * fs.bsize) / 2 ** 30)} GiB${rotational === '0' ? ', non-rotational' : rotational === '1' ? ', rotational' : ''}`,
+    disk: `${df[1] ?? '?'} on ${dev}${driver ? ` (${driver})` : ''}, ${Math.round((fs.blocks * fs.bsize) / 2 ** 30)} GiB`,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
     commit: `${sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']) || 'unknown'}${dirty}`,

@@ -24,6 +24,7 @@
  *            target allows one chunk per migration (plus what was dirty:
  *            nothing here, no writes run).
  */
+import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,6 +72,7 @@ interface CrashResult {
 /** Watches every migration until each reports more than `before[id]` copied; returns ms after `t0` per migration (NaN if not within `limitMs`). */
 async function untilProgressing(client: FerryClient, before: Map<string, number>, t0: number, limitMs: number): Promise<{ ms: number[]; regressed: number; maxRegress: number }> {
   const abort = new AbortController();
+  setMaxListeners(before.size + 10, abort.signal); // One listener per watch, on purpose.
   const timer = setTimeout(() => abort.abort(), limitMs);
   let regressed = 0;
   let maxRegress = 0;

@@ -4,7 +4,7 @@
  * wait for phase 1, complete, wait for the end.
  */
 import * as grpc from '@grpc/grpc-js';
-import { clientConstructor, errorCodeOf, loadProtos, MIGRATION_PROTO } from '../daemon/rpc.ts';
+import { clientConstructor, errorCodeOf } from '../daemon/rpc.ts';
 
 /** MigrationState names as they travel. */
 export type MigrationState =
@@ -179,7 +179,7 @@ export class FerryClient {
     readonly address: string,
     private readonly deadlineMs = 30_000,
   ) {
-    cachedCtor ??= clientConstructor(loadProtos([MIGRATION_PROTO]), 'ferry.v1.MigrationService');
+    cachedCtor ??= clientConstructor('ferry.v1.MigrationService');
     // A private subchannel pool: a client made right after ferryd restarted on the same address must not
     // inherit another client's subchannel that is still backing off from the old process.
     this.stub = new cachedCtor(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & Record<string, Function>;

@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from '../lib/api.ts';
+import { encodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
 import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
 import type { Log } from './log.ts';
 
@@ -22,20 +23,26 @@ export const FERRY_ERROR_DOMAIN = 'ferry.v1';
 export const ERROR_CODE_METADATA = 'ferry-error-code';
 
 /**
- * Turns anything thrown by a handler into the status sent on the wire.
- * FerryErrors keep their message and code; anything else is logged with its
- * stack and sent as a bare INTERNAL, so internals never leak to callers.
+ * Turns anything thrown by a handler into the status sent on the wire, twice
+ * over: our `ferry-error-code` trailer, and a google.rpc.Status with an
+ * ErrorInfo (reason = the stable code, `domain`, the error's details as
+ * metadata) that any gRPC client can read (AIP-193). FerryErrors keep their
+ * message and code; anything else is logged with its stack and sent as a
+ * bare INTERNAL, so internals never leak to callers.
  */
-export function toServiceError(err: unknown, log: Log, method: string, _domain = FERRY_ERROR_DOMAIN): Partial<grpc.StatusObject> {
-  const metadata = new grpc.Metadata();
+export function toServiceError(err: unknown, log: Log, method: string, domain = FERRY_ERROR_DOMAIN): Partial<grpc.StatusObject> {
+  let status: { code: grpc.status; details: string; reason: string; info: Record<string, string> };
   if (err instanceof FerryError) {
-    metadata.set(ERROR_CODE_METADATA, err.code);
     if (err.code === 'INTERNAL' || err.code === 'DRIVER_ERROR') log.error({ err, method }, 'call failed');
-    return { code: ErrorCodes[err.code], details: err.message, metadata };
+    status = { code: ErrorCodes[err.code], details: err.message, reason: err.code, info: err.details };
+  } else {
+    log.error({ err, method }, 'unexpected error in handler');
+    status = { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, reason: 'INTERNAL', info: {} };
   }
-  log.error({ err, method }, 'unexpected error in handler');
-  metadata.set(ERROR_CODE_METADATA, 'INTERNAL');
-  return { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, metadata };
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_METADATA, status.reason);
+  metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(status.code, status.details, { reason: status.reason, domain, metadata: status.info }));
+  return { code: status.code, details: status.details, metadata };
 }
 
 /** An async unary handler. */

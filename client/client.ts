@@ -67,6 +67,8 @@ export interface Migration {
   error: { code: string; message: string } | null;
   cutover: { freezeMs: number; finalDeltaBytes: number; verifiedBytes: number } | null;
   lastCutoverAbort: { code: string; message: string } | null;
+  /** Set while the driver has not answered complete or cancel for too long: what is unknown and what to check. */
+  stuck: { code: string; message: string } | null;
 }
 
 /** ferry.v1.StartMigrationRequest (every field optional here; the server checks). */

@@ -119,6 +119,7 @@ export function progressLine(m: Migration): string {
   if (p.iteration > 1) parts.push(`pass ${p.iteration}`);
   if (p.warning) parts.push(`warning: ${p.warning}`);
   if (m.lastCutoverAbort && m.state === 'MIGRATION_STATE_PHASE1_DONE') parts.push(`last cutover aborted: ${m.lastCutoverAbort.message}`);
+  if (m.stuck) parts.push(`STUCK ${m.stuck.code}: ${m.stuck.message}`);
   return parts.join('  ');
 }
 
@@ -146,6 +147,7 @@ export function migrationDetails(m: Migration): string {
     time('cancelling', m.cancellingAt),
     time('finished', m.finishedAt),
     ['error', m.error ? `${m.error.code}: ${m.error.message}` : ''],
+    ['stuck', m.stuck ? `${m.stuck.code}: ${m.stuck.message}` : ''],
     ['cutover', m.cutover ? `freeze ${formatMs(m.cutover.freezeMs)}, final delta ${formatBytes(m.cutover.finalDeltaBytes)}, verified in freeze ${formatBytes(m.cutover.verifiedBytes)}` : ''],
     ['last abort', m.lastCutoverAbort ? `${m.lastCutoverAbort.code}: ${m.lastCutoverAbort.message}` : ''],
   ]);

@@ -63,7 +63,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
 
     const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
     let engine: Engine | null = null;
-    const monitor = new BackendHealthMonitor(health, backends, log);
+    const monitor = new BackendHealthMonitor(health, backends, log, (name) => engine?.stuckReason(name));
     server.addService(
       serviceDefinition('ferry.v1.MigrationService'),
       migrationHandlers({ engine: () => engine, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
@@ -85,7 +85,9 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
       }
     }
 
-    const started = new Engine(store, backends, log.child({ component: 'engine' }), config.engine);
+    const started = new Engine(store, backends, log.child({ component: 'engine' }), config.engine, {
+      stuckChanged: (name) => void monitor.probe(name),
+    });
     await started.start();
     engine = started;
     await monitor.start(config.healthProbeMs);

@@ -26,6 +26,7 @@ import {
   newMigrationId,
   observeMigrationId,
   toProgress,
+  type MigrationOnlyCode,
   type MigrationRecord,
   type RecordedError,
   type State,
@@ -52,6 +53,18 @@ export interface EngineOptions {
   progressPersistMs: number;
   /** How many times cleanup after an error is tried before it is given up (and logged). */
   cleanupAttempts: number;
+  /**
+   * A cutover or cancel whose driver has not answered (every call timed out
+   * or was UNAVAILABLE) for this long is marked `stuck`, and its backend
+   * NOT_SERVING. The retries go on: a driver that answers again resumes it.
+   */
+  unresponsiveAfterMs: number;
+}
+
+/** What the engine tells the rest of the daemon. */
+export interface EngineHooks {
+  /** A migration of this backend became stuck, or answered again. */
+  stuckChanged?(backend: string): void;
 }
 
 /** Defaults: notice phase 1 within tens of ms, give up on a silent copy after 5 minutes. */
@@ -66,6 +79,7 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   backoffMaxMs: 10_000,
   progressPersistMs: 1_000,
   cleanupAttempts: 20,
+  unresponsiveAfterMs: 600_000,
 };
 
 /** A backend as the engine sees it: its driver, or why it has none. */
@@ -99,6 +113,8 @@ interface Runner {
   wake?: () => void;
   /** Consecutive failed driver calls, for backoff. */
   failures: number;
+  /** When the current run of failed calls began (undefined after a success). */
+  failingSince?: number;
   /** When progress last moved (for the stall timeout). */
   lastAdvanceAt: number;
   lastPersistAt: number;
@@ -147,7 +163,7 @@ const STATE_ADVICE: Partial<Record<State, string>> = {
   CANCELLING: 'it is being cancelled; start a new migration',
   CANCELLED: 'it was cancelled; start a new migration',
   ERROR: 'it failed; see its error and start a new migration',
-  COMPLETING: 'the cutover is past the point of rollback; wait for SUCCESS',
+  COMPLETING: 'a cutover attempt is running; wait for SUCCESS, or, if it aborts, for PHASE1_DONE, where it can be cancelled',
   SUCCESS: 'it has already succeeded',
 };
 
@@ -170,6 +186,14 @@ export class Engine {
    */
   private readonly startSlots: Semaphore;
   private readonly shutdown = new AbortController();
+  /**
+   * Starts under way (between their first check and their first write), by
+   * share. A second start of the same share waits for the first to be
+   * decided, so it is answered from what the first did (ALREADY_EXISTS, or
+   * the same migration for the same request id), never from a driver check
+   * that raced the first one's job.
+   */
+  private readonly starting = new Map<string, Promise<unknown>>();
   private stopping = false;
 
   constructor(
@@ -177,6 +201,7 @@ export class Engine {
     private readonly backends: ReadonlyMap<string, BackendEntry>,
     private readonly log: Log,
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
+    private readonly hooks: EngineHooks = {},
   ) {
     this.semaphore = new Semaphore(options.maxConcurrentCalls);
     this.startSlots = new Semaphore(Math.max(1, Math.floor(options.maxConcurrentCalls / 4)));
@@ -218,6 +243,19 @@ export class Engine {
 
   /** Validates and persists a new migration, and sets it going. Returns it in STARTING. */
   async startMigration(input: StartInput): Promise<MigrationRecord> {
+    const key = shareKey(input.source.backend, input.source.shareId);
+    for (let other = this.starting.get(key); other; other = this.starting.get(key)) await other.catch(() => undefined);
+    const started = this.admitAndCreate(input);
+    this.starting.set(key, started);
+    try {
+      return await started;
+    } finally {
+      if (this.starting.get(key) === started) this.starting.delete(key);
+    }
+  }
+
+  /** Checks a start against the request ids, the share, the driver and the pool, then persists it. */
+  private async admitAndCreate(input: StartInput): Promise<MigrationRecord> {
     this.assertRunning();
     const fp = fingerprint(input);
     const retried = this.byRequestId(input.requestId, fp);
@@ -250,10 +288,9 @@ export class Engine {
       );
     }
 
-    // The checks above awaited the driver: a concurrent start may have claimed the share or the request id.
+    // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
     const raced = this.byRequestId(input.requestId, fp);
     if (raced) return raced;
-    this.assertShareFree(source.backend, source.shareId);
 
     const now = Date.now();
     const record: MigrationRecord = {
@@ -469,7 +506,8 @@ export class Engine {
     const existing = this.runners.get(id);
     if (existing) return existing;
     const now = Date.now();
-    const runner: Runner = { log: this.log.child({ migration: id }), failures: 0, lastAdvanceAt: now, lastPersistAt: now, cleanupAttempts: 0, done: Promise.resolve() };
+    const backend = this.records.get(id)?.spec.source.backend;
+    const runner: Runner = { log: this.log.child({ migration: id, backend }), failures: 0, lastAdvanceAt: now, lastPersistAt: now, cleanupAttempts: 0, done: Promise.resolve() };
     this.runners.set(id, runner);
     runner.done = this.run(id, runner)
       .catch((err: unknown) => runner.log.error({ err }, 'runner stopped by an unexpected failure; the migration resumes at the next start'))
@@ -492,6 +530,7 @@ export class Engine {
       try {
         delay = await this.step(record, step, runner);
         runner.failures = 0;
+        runner.failingSince = undefined;
       } catch (err) {
         delay = await this.failed(record, step, runner, err);
       }
@@ -549,6 +588,7 @@ export class Engine {
       this.semaphore.release();
       if (starting) this.startSlots.release();
     }
+    if (record.stuck) this.unstick(record, runner);
     return this.apply(record, step, runner, result);
   }
 
@@ -597,7 +637,7 @@ export class Engine {
           this.transition(record, 'SUCCESS', { cutover: r.cutover });
         } else if (r.status === 'aborted') {
           runner.log.warn({ reason: r.reason }, 'cutover ran past its window and rolled back');
-          this.transition(record, 'PHASE1_DONE', { lastCutoverAbort: { code: 'CUTOVER_WINDOW_EXCEEDED', message: r.reason } });
+          this.transition(record, 'PHASE1_DONE', { lastCutoverAbort: { code: 'CUTOVER_WINDOW_EXCEEDED' satisfies MigrationOnlyCode, message: r.reason } });
         }
         await this.persist(record);
         return r.status === 'in_progress' ? this.pollDelay(r.nextPollMs) : 0;
@@ -624,11 +664,19 @@ export class Engine {
     if (!(err instanceof FerryError) || error.code === 'INTERNAL') runner.log.error({ err, step }, 'unexpected failure');
     runner.failures++;
     const now = Date.now();
+    runner.failingSince ??= now;
     const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffInitialMs * 2 ** Math.min(runner.failures - 1, 20));
     const delay = Math.round(backoff * (0.75 + Math.random() * 0.5));
     runner.log.warn({ step, code: error.code, error: error.message, failures: runner.failures, retryInMs: error.retryable ? delay : undefined }, 'driver call failed');
 
     if (step === 'cleanup') {
+      if (!error.retryable) {
+        // The driver answered: there is nothing it will roll back (for example, its cutover had committed).
+        runner.log.warn({ code: error.code, error: error.message }, 'driver refused the clean-up after error; nothing was rolled back');
+        record.cleanupPending = false;
+        await this.persist(record);
+        return 0;
+      }
       if (++runner.cleanupAttempts >= this.options.cleanupAttempts) {
         runner.log.error({ attempts: runner.cleanupAttempts }, 'giving up cleanup after error; the destination may hold a partial copy');
         record.cleanupPending = false;
@@ -638,6 +686,9 @@ export class Engine {
       return delay;
     }
     if (error.retryable) {
+      if ((step === 'complete' || step === 'cancel') && !record.stuck && now - runner.failingSince >= this.options.unresponsiveAfterMs) {
+        await this.markStuck(record, step, runner, error, now - runner.failingSince);
+      }
       const stalling = record.state === 'STARTING' || record.state === 'IN_PROGRESS';
       if (stalling && this.options.stallTimeoutMs > 0 && now - runner.lastAdvanceAt > this.options.stallTimeoutMs) {
         this.fail(record, { code: 'STALLED', message: `no progress for ${Math.round((now - runner.lastAdvanceAt) / 1000)} s; last error: ${error.message}` }, true);
@@ -648,11 +699,55 @@ export class Engine {
     }
     // A complete or cancel arrived while the failed call was out: go on to that instead.
     if (this.stepFor(record) !== step) return 0;
-    // Not retryable. A failed cancel or complete ends in ERROR: the driver owns rollback there.
-    const beforeCommit = step === 'start' || step === 'continue';
-    this.fail(record, { code: error.code, message: error.message }, beforeCommit);
+    // Not retryable: the migration ends in ERROR, and the driver's cancel is asked to clean up. After a
+    // failed complete that is safe too: a driver whose cutover had committed refuses that cancel (see
+    // cancel in docs/writing-a-driver.md), and the clean-up stops there.
+    this.fail(record, { code: error.code, message: error.message }, true);
     await this.persist(record);
     return 0;
+  }
+
+  /**
+   * A cutover or cancel whose driver has stopped answering: say what is
+   * unknown and what to check, and tell the backend's health. The retries go on.
+   */
+  private async markStuck(record: MigrationRecord, step: 'complete' | 'cancel', runner: Runner, error: FerryError, silentMs: number): Promise<void> {
+    const { source, destination } = record.spec;
+    const shareId = source.shareId;
+    const driver = this.backends.get(source.backend)?.driver?.plugin.name ?? source.backend;
+    const silent = `driver ${driver} (backend ${source.backend}) has not answered ${step} for ${Math.round(silentMs / 1000)} s (last: ${error.message})`;
+    const retrying = `ferryd keeps retrying ${step} every ${Math.round(this.options.backoffMaxMs / 1000)} s or less; once the driver answers, the migration resumes from its checkpoint`;
+    record.stuck =
+      step === 'complete'
+        ? {
+            code: 'CUTOVER_OUTCOME_UNKNOWN' satisfies MigrationOnlyCode,
+            message: `${silent}. Whether the cutover committed is unknown: check on the array whether share ${shareId} lives on ${destination.backend}#${destination.pool} or still on ${source.backend}. ${retrying}`,
+          }
+        : {
+            code: 'CANCEL_OUTCOME_UNKNOWN' satisfies MigrationOnlyCode,
+            message: `${silent}. The source share ${source.backend}/${shareId} is untouched and stays in use; whether the destination on ${destination.backend}#${destination.pool} was removed is unknown: check the array for leftovers. ${retrying}`,
+          };
+    record.updatedAt = Date.now();
+    runner.log.error({ step, code: record.stuck.code, silentMs }, 'driver is not answering; the migration is stuck until it does');
+    await this.persist(record);
+    this.hooks.stuckChanged?.(source.backend);
+  }
+
+  /** The driver answered a stuck migration again; `apply` persists what it answered. */
+  private unstick(record: MigrationRecord, runner: Runner): void {
+    runner.log.info({ code: record.stuck?.code }, 'driver answered again; the migration is no longer stuck');
+    delete record.stuck;
+    this.hooks.stuckChanged?.(record.spec.source.backend);
+  }
+
+  /** Why a backend's driver is not answering, if a migration of it is stuck. */
+  stuckReason(backend: string): string | undefined {
+    for (const record of this.records.values()) {
+      if (record.stuck && record.spec.source.backend === backend && !TERMINAL_STATES.has(record.state)) {
+        return `its driver is not answering: migration ${record.id} is stuck in ${record.state} (${record.stuck.code})`;
+      }
+    }
+    return undefined;
   }
 
   /** Moves a migration to ERROR; before the commit point its destination is cleaned up by later cancel calls. */

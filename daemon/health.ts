@@ -1,7 +1,8 @@
 /**
  * Health as grpc.health.v1 reports it: "" and "ferry.v1.MigrationService" for
  * the daemon, and "backend:<name>" for each backend, NOT_SERVING when its
- * plugin failed to load or its driver's `describe` probe fails.
+ * plugin failed to load, its driver's `describe` probe fails, or one of its
+ * migrations is stuck because the driver does not answer complete or cancel.
  */
 import type { HealthImplementation } from 'grpc-health-check';
 import type { PoolInfo } from '../plugins/api/index.ts';
@@ -25,11 +26,15 @@ export interface ProbeResult {
 export class BackendHealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The last reason logged per backend ('' = serving), so that only changes are logged. */
+  private readonly logged = new Map<string, string>();
 
   constructor(
     private readonly health: HealthImplementation,
     private readonly backends: ReadonlyMap<string, BackendEntry>,
     private readonly log: Log,
+    /** Why a backend's driver is not answering its migrations, if it is not (the engine knows). */
+    private readonly stuckReason: (backend: string) => string | undefined = () => undefined,
   ) {}
 
   /** Probes one backend now. Never throws. */
@@ -41,13 +46,25 @@ export class BackendHealthMonitor {
     } else {
       try {
         const { pools } = await entry.driver.describe();
-        result = { serving: true, reason: '', pools };
+        const stuck = this.stuckReason(name);
+        result = stuck ? { serving: false, reason: stuck, pools } : { serving: true, reason: '', pools };
       } catch (err) {
         result = { serving: false, reason: (err as Error).message, pools: [] };
       }
     }
     if (!this.stopped) this.health.setStatus(backendHealthName(name), result.serving ? 'SERVING' : 'NOT_SERVING');
+    this.logChange(name, result);
     return result;
+  }
+
+  /** Logs a backend's health when it changes, not on every probe. */
+  private logChange(name: string, result: ProbeResult): void {
+    const reason = result.serving ? '' : result.reason;
+    const before = this.logged.get(name);
+    if (before === reason || this.stopped) return;
+    this.logged.set(name, reason);
+    if (!result.serving) this.log.warn({ backend: name, reason }, 'backend not serving');
+    else if (before !== undefined) this.log.info({ backend: name }, 'backend serving again');
   }
 
   /** Probes every backend now and then every `intervalMs`. */
@@ -66,7 +83,6 @@ export class BackendHealthMonitor {
   }
 
   private async probeAll(): Promise<void> {
-    const results = await Promise.all([...this.backends.keys()].map(async (name) => [name, await this.probe(name)] as const));
-    for (const [name, r] of results) if (!r.serving) this.log.warn({ backend: name, reason: r.reason }, 'backend not serving');
+    await Promise.all([...this.backends.keys()].map((name) => this.probe(name)));
   }
 }

@@ -79,7 +79,24 @@ export interface MigrationRecord {
    * driver's `cancel` (across restarts) until it reports done.
    */
   cleanupPending?: boolean;
+  /**
+   * Set while the migration cannot move because its driver has not answered
+   * complete or cancel for longer than the engine's `unresponsiveAfterMs`:
+   * says what is unknown and what the operator should check. Cleared when
+   * the driver answers again (the retries never stop).
+   */
+  stuck?: RecordedError;
 }
+
+/**
+ * The stable codes that only migrations carry (in `error`, `stuck` and
+ * `last_cutover_abort`), beside the FerryError codes. Listed with the rest
+ * in proto/ferry/v1/error_reason.proto.
+ */
+export const MIGRATION_ONLY_CODES = ['CUTOVER_WINDOW_EXCEEDED', 'CUTOVER_OUTCOME_UNKNOWN', 'CANCEL_OUTCOME_UNKNOWN'] as const;
+
+/** One of MIGRATION_ONLY_CODES. */
+export type MigrationOnlyCode = (typeof MIGRATION_ONLY_CODES)[number];
 
 /** The progress of a migration that has not copied anything yet. */
 export function emptyProgress(): Progress {

@@ -186,5 +186,6 @@ export function toWireMigration(r: MigrationRecord): Record<string, unknown> {
     error: r.error ?? null,
     cutover: r.cutover ?? null,
     lastCutoverAbort: r.lastCutoverAbort ?? null,
+    stuck: r.stuck ?? null,
   };
 }

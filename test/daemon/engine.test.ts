@@ -182,7 +182,7 @@ describe('MigrationService with a scripted driver', () => {
     const held = control.hold('complete');
     for (let i = 0; i < 3; i++) assert.equal((await client.completeMigration(m.id)).state, 'MIGRATION_STATE_COMPLETING');
     await held.entered;
-    await rejectsWith(client.cancelMigration(m.id), 'FAILED_PRECONDITION', /past the point of rollback/);
+    await rejectsWith(client.cancelMigration(m.id), 'FAILED_PRECONDITION', /a cutover attempt is running; wait for SUCCESS, or, if it aborts, for PHASE1_DONE, where it can be cancelled/);
     held.release();
     await waitForState(client, m.id, 'SUCCESS');
     assert.equal((await client.completeMigration(m.id)).state, 'MIGRATION_STATE_SUCCESS');

@@ -149,6 +149,40 @@ describe('ferryd with the embedded simulator', () => {
     assert.equal(await healthCheck(health, 'ferry.v1.MigrationService'), 'SERVING');
   });
 
+  test('a complete that returns garbage before the cutover began leaves the share usable at its source: the array job is cancelled', async (t) => {
+    const simulatorDriver = JSON.stringify(new URL('../../plugins/simulator/index.ts', import.meta.url).pathname);
+    const { client, sim } = await system(
+      t,
+      {
+        'garbage-complete': {
+          'plugin.json': JSON.stringify({ name: 'garbage-complete', version: '1.0.0', apiVersion: 1, main: 'index.ts' }),
+          'index.ts': `import { createDriver as real } from ${simulatorDriver};\nexport const createDriver = (ctx) => Object.assign(real(ctx), { complete: async () => ({ status: 'maybe' }) });\n`,
+        },
+      },
+      { backends: [{ name: 'alpha', plugin: 'garbage-complete' }, { name: 'beta', plugin: 'simulator' }] },
+    );
+    const before = await shareWithData(sim, 'garbage1');
+    const m = await client.startMigration({ share: { backend: 'alpha', shareId: 'garbage1' }, destination: 'beta#bronze', writable: true });
+    await waitForState(client, m.id, 'PHASE1_DONE');
+    await client.completeMigration(m.id);
+    const end = await client.waitFor(m.id, () => false);
+    assert.equal(end.state, 'MIGRATION_STATE_ERROR');
+    assert.equal(end.error?.code, 'DRIVER_ERROR');
+    // The engine's clean-up cancels the array's job: the share is no longer marked migrating, and can move again.
+    for (;;) {
+      const job = await sim.call('GetJob', { jobId: m.id });
+      if (job.state === 'JOB_STATE_CANCELLED') break;
+      assert.notEqual(job.state, 'JOB_STATE_DONE');
+      await new Promise((resolve) => setTimeout(resolve, 10)); // the clean-up has no event of its own to wait for
+    }
+    const share = await sim.call('GetShare', { shareId: 'garbage1' });
+    assert.equal(share.migrating, false);
+    assert.equal(share.backend, 'alpha');
+    assert.equal((await sim.call('ChecksumShare', { shareId: 'garbage1' })).sha256, before);
+    const again = await client.startMigration({ share: { backend: 'alpha', shareId: 'garbage1' }, destination: 'beta#bronze' });
+    assert.equal(again.state, 'MIGRATION_STATE_STARTING');
+  });
+
   test('serves reflection (v1 and v1alpha) listing the migration and simulator services, with no proto files on the client', async (t) => {
     const { daemon } = await system(t);
     for (const version of ['v1', 'v1alpha']) {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import { loadApi, LOADER_OPTIONS } from '../../lib/api.ts';
 import { ErrorCodes } from '../../plugins/api/index.ts';
+import { MIGRATION_ONLY_CODES } from '../../daemon/migration.ts';
 
 const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url));
 
@@ -35,6 +36,6 @@ test('every message and service loads from the descriptor set exactly as from th
 test('the stable codes listed in error_reason.proto are exactly those ferryd sends', () => {
   const reason = loadApi().packageDefinition['ferry.v1.ErrorReason'] as protoLoader.EnumTypeDefinition;
   const reasons = (reason.type as { value: { name: string }[] }).value.map((v) => v.name);
-  const sent = [...Object.keys(ErrorCodes), 'CUTOVER_WINDOW_EXCEEDED'];
+  const sent = [...Object.keys(ErrorCodes), ...MIGRATION_ONLY_CODES];
   assert.deepEqual([...reasons].filter((r) => r !== 'ERROR_REASON_UNSPECIFIED').sort(), sent.sort());
 });

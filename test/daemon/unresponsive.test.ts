@@ -197,3 +197,28 @@ describe('concurrent starts of one share', () => {
     }
   });
 });
+
+describe('health logs', () => {
+  test('a backend whose plugin can never load is logged NOT_SERVING once, not on every probe', async (t) => {
+    const { pino } = await import('pino');
+    const { Writable } = await import('node:stream');
+    const { startDaemon } = await import('../../daemon/daemon.ts');
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(JSON.parse(chunk.toString())), done()) });
+    const dir = tempDir(t);
+    const config = testConfig(
+      `${dir}/data`,
+      { simulator: { embedded: false }, backends: [{ name: 'a', plugin: 'scripted' }, { name: 'gone', plugin: 'nosuch' }], healthProbeMs: 60_000 },
+      pluginsDir(dir, ['scripted']),
+    );
+    const daemon = await startDaemon(config, pino({ level: 'info' }, sink));
+    t.after(() => daemon.close(100));
+    const { FerryClient } = await import('../../client/client.ts');
+    const client = new FerryClient(daemon.address, 5_000);
+    t.after(() => client.close());
+    // Every ListBackends probes every backend.
+    for (let i = 0; i < 5; i++) assert.equal((await client.listBackends()).backends.find((b) => b.name === 'gone')?.health, 'BACKEND_HEALTH_NOT_SERVING');
+    const notServing = lines.filter((l) => l.msg === 'backend not serving' && l.backend === 'gone');
+    assert.equal(notServing.length, 1, JSON.stringify(notServing));
+  });
+});

@@ -18,7 +18,7 @@ import { FerryError } from '../plugins/api/index.ts';
 import type { Log } from '../daemon/log.ts';
 import type { DataPath } from './datapath.ts';
 import type { MetaStore } from './metadata.ts';
-import { keys } from './model.ts';
+import { keys, shareNotFound } from './model.ts';
 import type { ShareRecord } from './model.ts';
 import { TokenBucket, sleep } from './rates.ts';
 
@@ -143,7 +143,7 @@ export class WorkloadManager {
   /** StartWorkload (fields already checked, except against the share). */
   async start(spec: WorkloadSpec): Promise<WorkloadRecord> {
     const share = this.shares.get(spec.shareId);
-    if (!share) throw new FerryError('NOT_FOUND', `share ${spec.shareId} not found`);
+    if (!share) throw shareNotFound(spec.shareId);
     if (spec.blockSize > share.sizeBytes) {
       throw new FerryError('INVALID_ARGUMENT', `block_size ${spec.blockSize} is larger than share ${share.shareId} (${share.sizeBytes} bytes)`);
     }

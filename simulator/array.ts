@@ -251,7 +251,7 @@ export class SimArray {
   /** ListShares, by share id. */
   listShares(backend: string): ShareView[] {
     if (backend && !this.config.backends.some((b) => b.name === backend)) {
-      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array`);
+      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
     }
     return [...this.shares.values()]
       .filter((s) => !backend || s.backend === backend)

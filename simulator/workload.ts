@@ -178,6 +178,14 @@ export class WorkloadManager {
     return rec;
   }
 
+  /** ListWorkloads: oldest first, optionally only those of one share (which may be gone). */
+  list(shareId = ''): WorkloadRecord[] {
+    return [...this.records.values()]
+      .filter((rec) => !shareId || rec.spec.shareId === shareId)
+      .sort((a, b) => a.startedAtMs - b.startedAtMs || (a.workloadId < b.workloadId ? -1 : 1))
+      .map((rec) => this.get(rec.workloadId));
+  }
+
   /** StopWorkload: no new writes; waits for those in flight. */
   async stop(workloadId: string, reason = ''): Promise<WorkloadRecord> {
     const rec = this.get(workloadId);

@@ -24,7 +24,7 @@ import { DataPath } from './datapath.ts';
 import { Faults } from './faults.ts';
 import { JobManager, newFileId } from './jobs.ts';
 import { MetaStore } from './metadata.ts';
-import { ACTIVE_JOB_STATES, keys } from './model.ts';
+import { ACTIVE_JOB_STATES, keys, shareNotFound } from './model.ts';
 import type { ShareRecord } from './model.ts';
 import { Mutex } from './mutex.ts';
 import { WorkloadManager } from './workload.ts';
@@ -136,7 +136,7 @@ export class SimArray {
       for (const [, share] of await store.entries<ShareRecord>('share!')) shares.set(share.shareId, share);
       const lookup = (shareId: string) => {
         const share = shares.get(shareId);
-        if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+        if (!share) throw shareNotFound(shareId);
         return share;
       };
       const data = new DataPath(lookup, blocks, pool);
@@ -244,14 +244,14 @@ export class SimArray {
   /** GetShare. */
   getShare(shareId: string): ShareView {
     const share = this.shares.get(shareId);
-    if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+    if (!share) throw shareNotFound(shareId);
     return this.view(share);
   }
 
   /** ListShares, by share id. */
   listShares(backend: string): ShareView[] {
     if (backend && !this.config.backends.some((b) => b.name === backend)) {
-      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array`);
+      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
     }
     return [...this.shares.values()]
       .filter((s) => !backend || s.backend === backend)
@@ -263,7 +263,7 @@ export class SimArray {
   deleteShare(shareId: string): Promise<void> {
     return this.lock.run(async () => {
       const share = this.shares.get(shareId);
-      if (!share) throw new FerryError('NOT_FOUND', `share ${shareId} not found`);
+      if (!share) throw shareNotFound(shareId);
       const job = this.jobs.activeJob(share);
       if (job) throw new FerryError('FAILED_PRECONDITION', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
       await this.workloads.stopForShare(shareId, 'share deleted');

@@ -16,7 +16,7 @@ import type { Faults } from './faults.ts';
 import { JobRunner } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
-import { ACTIVE_JOB_STATES, keys } from './model.ts';
+import { ACTIVE_JOB_STATES, keys, shareNotFound } from './model.ts';
 import type { JobRecord, JobSpec, JobState, ShareRecord } from './model.ts';
 import type { Mutex } from './mutex.ts';
 import { TokenBucket, sleep } from './rates.ts';
@@ -152,7 +152,7 @@ export class JobManager implements WriteObserver {
         return this.view(existing);
       }
       const share = this.deps.shares.get(spec.shareId);
-      if (!share) throw new FerryError('NOT_FOUND', `share ${spec.shareId} not found`);
+      if (!share) throw shareNotFound(spec.shareId);
       this.deps.checkPool(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
       if (share.backend === spec.destBackend && share.pool === spec.destPool) {
         throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);

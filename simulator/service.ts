@@ -290,6 +290,7 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
     return workloadOut(rec);
   });
   rpc('GetWorkload', (req) => workloadOut(array.workloads.get(required(req, 'workload_id'))));
+  rpc('ListWorkloads', (req) => ({ workloads: array.workloads.list(str(req, 'share_id')).map(workloadOut) }));
   rpc('StopWorkload', async (req) => workloadOut(await array.workloads.stop(required(req, 'workload_id'))));
   rpc('VerifyWorkload', async (req) => array.workloads.verify(required(req, 'workload_id')));
 

@@ -18,7 +18,7 @@ import { FerryError } from '../plugins/api/index.ts';
 import type { Log } from '../daemon/log.ts';
 import type { DataPath } from './datapath.ts';
 import type { MetaStore } from './metadata.ts';
-import { keys } from './model.ts';
+import { keys, shareNotFound } from './model.ts';
 import type { ShareRecord } from './model.ts';
 import { TokenBucket, sleep } from './rates.ts';
 
@@ -143,7 +143,7 @@ export class WorkloadManager {
   /** StartWorkload (fields already checked, except against the share). */
   async start(spec: WorkloadSpec): Promise<WorkloadRecord> {
     const share = this.shares.get(spec.shareId);
-    if (!share) throw new FerryError('NOT_FOUND', `share ${spec.shareId} not found`);
+    if (!share) throw shareNotFound(spec.shareId);
     if (spec.blockSize > share.sizeBytes) {
       throw new FerryError('INVALID_ARGUMENT', `block_size ${spec.blockSize} is larger than share ${share.shareId} (${share.sizeBytes} bytes)`);
     }
@@ -176,6 +176,14 @@ export class WorkloadManager {
     const w = this.running.get(workloadId);
     if (w) this.updateLatency(w);
     return rec;
+  }
+
+  /** ListWorkloads: oldest first, optionally only those of one share (which may be gone). */
+  list(shareId = ''): WorkloadRecord[] {
+    return [...this.records.values()]
+      .filter((rec) => !shareId || rec.spec.shareId === shareId)
+      .sort((a, b) => a.startedAtMs - b.startedAtMs || (a.workloadId < b.workloadId ? -1 : 1))
+      .map((rec) => this.get(rec.workloadId));
   }
 
   /** StopWorkload: no new writes; waits for those in flight. */

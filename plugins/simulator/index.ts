@@ -189,7 +189,13 @@ class SimulatorDriver implements Driver {
   async checkCompatibility(call: Omit<MigrationCall, 'checkpoint'>): Promise<CompatibilityResult> {
     const { migration, signal } = call;
     // The share must exist on this backend: NOT_FOUND otherwise (the contract's "unknown share").
-    const share = await this.array.call<ArrayShare>('GetShare', { shareId: migration.source.shareId }, signal);
+    const share = await this.array.call<ArrayShare>('GetShare', { shareId: migration.source.shareId }, signal).catch((err: unknown) => {
+      // The array knows no backend with the id; the migration names one, so the message does too.
+      if (err instanceof FerryError && err.code === 'NOT_FOUND') {
+        throw new FerryError('NOT_FOUND', `share ${migration.source.shareId} not found on backend ${migration.source.backend}`, { cause: err });
+      }
+      throw err;
+    });
     if (share.backend !== migration.source.backend) {
       throw new FerryError('NOT_FOUND', `share ${share.shareId} is not on backend ${migration.source.backend} (it lives on ${share.backend})`);
     }
@@ -203,7 +209,7 @@ class SimulatorDriver implements Driver {
       reasons.push(`destination backend ${destBackend} is not on this array (${this.options.endpoint})`);
     } else {
       const pool = dest.pools.find((p) => p.name === destPool);
-      if (!pool) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend}`);
+      if (!pool) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend} (it has ${dest.pools.map((p) => p.name).join(', ') || 'no pools'})`);
       destinationFreeBytes = pool.freeBytes;
     }
     if (share.backend === destBackend && share.pool === destPool) reasons.push(`share ${share.shareId} already lives in ${destBackend}#${destPool}`);

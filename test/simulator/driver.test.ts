@@ -101,8 +101,8 @@ describe('simulator driver', () => {
     assert.match(elsewhere.reasons.join('\n'), /destination backend netapp is not on this array/);
     const same = await driver.checkCompatibility(call(spec('m1', 's1', { destination: { backend: 'alpha', pool: 'gold' } })));
     assert.match(same.reasons.join('\n'), /already lives in alpha#gold/);
-    await rejectsCode(driver.checkCompatibility(call(spec('m1', 'nope'))), 'NOT_FOUND', /share nope not found/);
-    await rejectsCode(driver.checkCompatibility(call(spec('m1', 's1', { destination: { backend: 'beta', pool: 'lead' } }))), 'NOT_FOUND', /pool lead/);
+    await rejectsCode(driver.checkCompatibility(call(spec('m1', 'nope'))), 'NOT_FOUND', /^share nope not found on backend alpha$/);
+    await rejectsCode(driver.checkCompatibility(call(spec('m1', 's1', { destination: { backend: 'beta', pool: 'lead' } }))), 'NOT_FOUND', /^pool lead not found on backend beta \(it has bronze, tiny\)$/);
     await rejectsCode(driver.checkCompatibility(call(spec('m1', 's1', { source: { backend: 'beta', shareId: 's1' } }))), 'NOT_FOUND', /not on backend beta/);
 
     await client.call('SetFaults', { stallCopy: true });

@@ -203,11 +203,11 @@ export async function configFile(dir: string, config: Partial<SimulatorConfig> =
   return file;
 }
 
-/** Starts `ferry-sim` as a real child process on 127.0.0.1:0 and connects to it; killed when the test ends. */
-export async function spawnSim(t: Cleanup, dataDir: string, config: string): Promise<SimProcess> {
+/** Starts `ferry-sim` as a real child process on `listen` (default 127.0.0.1:0) and connects to it; killed when the test ends. */
+export async function spawnSim(t: Cleanup, dataDir: string, config: string, listen = '127.0.0.1:0'): Promise<SimProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'simulator/main.ts', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--config', config, '--log-level', 'info'],
+    ['--import', 'tsx', 'simulator/main.ts', '--listen', listen, '--data-dir', dataDir, '--config', config, '--log-level', 'info'],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -234,4 +234,64 @@ export async function spawnSim(t: Cleanup, dataDir: string, config: string): Pro
     }
   });
   return { child, address, client, exited };
+}
+
+/** What a finished command printed, and how it ended. */
+export interface CommandResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A ferry-sim client command running as a child process, the way a user runs it. */
+export interface SimCommand {
+  child: ChildProcess;
+  /** The first line on `stream` matching `re`, printed before or after this call; rejects if the command exits first. */
+  line(re: RegExp, stream?: 'stdout' | 'stderr'): Promise<RegExpExecArray>;
+  /** Resolves when the command exits. */
+  exited: Promise<CommandResult>;
+}
+
+/** Starts `bin/ferry-sim.mjs ARGS` (what `npx ferry-sim` runs); killed when the test ends. */
+export function ferrySim(t: Cleanup, args: string[]): SimCommand {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/ferry-sim.mjs'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const seen = { stdout: [] as string[], stderr: [] as string[] };
+  const waiters = new Set<{ stream: 'stdout' | 'stderr'; re: RegExp; resolve: (m: RegExpExecArray) => void }>();
+  for (const stream of ['stdout', 'stderr'] as const) {
+    createInterface({ input: child[stream]! }).on('line', (line) => {
+      seen[stream].push(line);
+      for (const w of waiters) {
+        const m = w.stream === stream ? w.re.exec(line) : null;
+        if (m) {
+          waiters.delete(w);
+          w.resolve(m);
+        }
+      }
+    });
+  }
+  const exited = new Promise<CommandResult>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal, stdout: seen.stdout.map((l) => `${l}\n`).join(''), stderr: seen.stderr.map((l) => `${l}\n`).join('') })),
+  );
+  const line = (re: RegExp, stream: 'stdout' | 'stderr' = 'stdout') =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      for (const l of seen[stream]) {
+        const m = re.exec(l);
+        if (m) return resolve(m);
+      }
+      waiters.add({ stream, re, resolve });
+      void exited.then((r) => reject(new Error(`ferry-sim ${args[0]} exited (${r.code ?? r.signal}) before printing ${re} on ${stream}:\n${r.stdout}${r.stderr}`)));
+    });
+  defer(t, async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { child, line, exited };
+}
+
+/** Runs a ferry-sim client command to its end. */
+export function runFerrySim(t: Cleanup, args: string[]): Promise<CommandResult> {
+  return ferrySim(t, args).exited;
 }

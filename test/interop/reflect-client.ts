@@ -90,7 +90,7 @@ export function callFailure(run: Run): CallFailure {
 }
 
 /** grpcurl's exit code for a call that failed with this status: 64 + the code's number. */
-export const STATUS_EXIT: Record<string, number> = { INVALID_ARGUMENT: 67, NOT_FOUND: 69, ALREADY_EXISTS: 70, FAILED_PRECONDITION: 73 };
+export const STATUS_EXIT: Record<string, number> = { INVALID_ARGUMENT: 67, DEADLINE_EXCEEDED: 68, NOT_FOUND: 69, ALREADY_EXISTS: 70, FAILED_PRECONDITION: 73 };
 
 /** A real ferryd child process with the embedded simulator (SMALL_ARRAY); stopped when the test ends, before `dir` goes. */
 export async function ferrydProcess(t: { after(fn: () => unknown): void }, dir: string): Promise<ChildDaemon> {

@@ -114,6 +114,11 @@ test('a whole migration runs on reflection alone: snake_case or camelCase JSON i
   assert.equal(phase1.at(-1).state, 'MIGRATION_STATE_PHASE1_DONE');
   assert.equal(phase1.at(-1).progress.percent, 100);
   assert.ok(phase1.every((m) => m.id === started.id));
+  // A message that does not match --until does not end the watch; --max-time does (DEADLINE_EXCEEDED, exit 64 + 4).
+  const bounded = await reflect(address, '--max-time', '1', 'call', `${mig}/WatchMigration`, '-d', id, '--until', 'state=MIGRATION_STATE_SUCCESS');
+  assert.equal(bounded.code, STATUS_EXIT.DEADLINE_EXCEEDED, bounded.stderr);
+  assert.equal(callFailure(bounded).code, 'DEADLINE_EXCEEDED');
+  assert.equal(messages(bounded)[0].state, 'MIGRATION_STATE_PHASE1_DONE');
 
   const [completing] = messages(await reflectOk(address, 'call', `${mig}/CompleteMigration`, '-d', id));
   assert.equal(completing.id, started.id);

@@ -4,7 +4,8 @@
  * wait for phase 1, complete, wait for the end.
  */
 import * as grpc from '@grpc/grpc-js';
-import { clientConstructor, errorCodeOf, loadProtos, MIGRATION_PROTO } from '../daemon/rpc.ts';
+import { clientConstructor, errorCodeOf } from '../daemon/rpc.ts';
+import { decodeStatusDetails, STATUS_DETAILS_METADATA, type ErrorInfo } from '../lib/status.ts';
 
 /** MigrationState names as they travel. */
 export type MigrationState =
@@ -124,6 +125,8 @@ export class FerryCallError extends Error {
      * "ferryd could not be reached" when both are UNAVAILABLE.
      */
     readonly trailer?: string,
+    /** The google.rpc.ErrorInfo the daemon sent (reason, domain, metadata such as `migration` and `state`). */
+    readonly errorInfo?: ErrorInfo,
   ) {
     super(message);
     this.name = 'FerryCallError';
@@ -133,7 +136,10 @@ export class FerryCallError extends Error {
 function wrap(err: unknown): FerryCallError {
   const e = err as grpc.ServiceError;
   const trailer = errorCodeOf(err);
-  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', e.details || e.message, trailer);
+  const details = e.metadata?.get(STATUS_DETAILS_METADATA)[0];
+  const errorInfo = Buffer.isBuffer(details) ? decodeStatusDetails(details)?.errorInfo : undefined;
+  const code = trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN';
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, code, e.details || e.message, trailer, errorInfo);
 }
 
 function abortError(signal: AbortSignal): unknown {
@@ -179,7 +185,7 @@ export class FerryClient {
     readonly address: string,
     private readonly deadlineMs = 30_000,
   ) {
-    cachedCtor ??= clientConstructor(loadProtos([MIGRATION_PROTO]), 'ferry.v1.MigrationService');
+    cachedCtor ??= clientConstructor('ferry.v1.MigrationService');
     // A private subchannel pool: a client made right after ferryd restarted on the same address must not
     // inherit another client's subchannel that is still backing off from the old process.
     this.stub = new cachedCtor(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & Record<string, Function>;

@@ -14,12 +14,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { ReflectionService } from '@grpc/reflection';
 import { Engine, type BackendEntry } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
 import type { Log } from './log.ts';
 import { createBackendDriver, scanPlugins } from './plugins.ts';
-import { bind, loadProtos, MIGRATION_PROTO, serviceDefinition, shutdown as shutdownServer, SIMULATOR_PROTO } from './rpc.ts';
+import { Reflection } from '../lib/reflection.ts';
+import { bind, serviceDefinition, shutdown as shutdownServer } from './rpc.ts';
 import { migrationHandlers } from './service.ts';
 import { Store } from './store.ts';
 import type { DaemonConfig } from './config.ts';
@@ -47,7 +47,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
   };
   try {
     const server = new grpc.Server();
-    const protos = [MIGRATION_PROTO];
+    const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
     let array: Closable | undefined;
     if (config.simulator.embedded) {
       const sim = await import('../simulator/index.ts');
@@ -55,18 +55,17 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
       array = simArray;
       cleanups.push(() => simArray.close());
       sim.addSimulatorService(server, simArray, log.child({ component: 'simulator' }));
-      protos.push(SIMULATOR_PROTO);
+      services.push(sim.SIMULATOR_SERVICE);
     }
-    const pkg = loadProtos(protos);
     const health = new HealthImplementation(Object.fromEntries(DAEMON_HEALTH_NAMES.map((n) => [n, 'NOT_SERVING' as const])));
     health.addToServer(server);
-    new ReflectionService(pkg).addToServer(server);
+    new Reflection(services).addToServer(server);
 
     const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
     let engine: Engine | null = null;
     const monitor = new BackendHealthMonitor(health, backends, log);
     server.addService(
-      serviceDefinition(pkg, 'ferry.v1.MigrationService'),
+      serviceDefinition('ferry.v1.MigrationService'),
       migrationHandlers({ engine: () => engine, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
     );
     const address = await bind(server, config.listen);

@@ -305,7 +305,7 @@ export class Engine {
   /** One migration, as it stands. Throws NOT_FOUND. */
   get(id: string): MigrationRecord {
     const record = this.records.get(id);
-    if (!record) throw new FerryError('NOT_FOUND', `no migration has id ${id}`);
+    if (!record) throw new FerryError('NOT_FOUND', `no migration has id ${id}`, { details: { migration: id } });
     return record;
   }
 
@@ -359,7 +359,9 @@ export class Engine {
     const other = this.active.get(shareKey(backend, shareId));
     if (other) {
       const state = this.records.get(other)?.state;
-      throw new FerryError('ALREADY_EXISTS', `share ${backend}/${shareId} already has an active migration ${other} (${state}); watch it or cancel it`);
+      throw new FerryError('ALREADY_EXISTS', `share ${backend}/${shareId} already has an active migration ${other} (${state}); watch it or cancel it`, {
+        details: { migration: other, state: state ? `MIGRATION_STATE_${state}` : '', backend, share: shareId },
+      });
     }
   }
 
@@ -368,13 +370,17 @@ export class Engine {
     const id = this.requests.get(requestId);
     if (!id) return undefined;
     const record = this.get(id);
-    if (record.fingerprint !== fp) throw new FerryError('ALREADY_EXISTS', `request_id ${requestId} was used for migration ${id} with different fields; use a new request_id`);
+    if (record.fingerprint !== fp) {
+      throw new FerryError('ALREADY_EXISTS', `request_id ${requestId} was used for migration ${id} with different fields; use a new request_id`, { details: { migration: id, request_id: requestId } });
+    }
     return record;
   }
 
   private wrongState(record: MigrationRecord, call: string, wanted: string): FerryError {
     const advice = STATE_ADVICE[record.state] ?? '';
-    return new FerryError('FAILED_PRECONDITION', `migration ${record.id} is ${record.state}, and ${call} is accepted only in ${wanted}: ${advice}`);
+    return new FerryError('FAILED_PRECONDITION', `migration ${record.id} is ${record.state}, and ${call} is accepted only in ${wanted}: ${advice}`, {
+      details: { migration: record.id, state: `MIGRATION_STATE_${record.state}` },
+    });
   }
 
   /** Makes a record known to the indexes (at load and at creation). */

@@ -4,90 +4,63 @@
  * that answers exactly once, and the translation of errors to status codes.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
-import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { serviceDefinition } from '../lib/api.ts';
+import { encodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
 import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
 import type { Log } from './log.ts';
 
-/** The folder that holds our .proto files. */
-export const PROTO_ROOT = fileURLToPath(new URL('../proto/', import.meta.url));
+export { serviceDefinition } from '../lib/api.ts';
 
-/** The migration API, relative to PROTO_ROOT. */
-export const MIGRATION_PROTO = 'ferry/v1/migration.proto';
-/** The simulator's array API, relative to PROTO_ROOT. */
-export const SIMULATOR_PROTO = 'ferry/simulator/v1/simulator.proto';
-
-/**
- * How every Ferry process loads protos: camelCase fields, enums as their
- * names, 64-bit integers as JS numbers (sizes stay below 2^53), defaults
- * filled in so handlers never see `undefined` for a scalar.
- */
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_ROOT],
-};
-
-/**
- * Loads the given protos (and the health proto, so that reflection can
- * describe the health service too) as one package definition.
- */
-export function loadProtos(files: string[]): protoLoader.PackageDefinition {
-  return protoLoader.loadSync([...files, healthProtoPath], LOADER_OPTIONS);
+/** A client constructor for a service of the compiled API, for tests, the CLI and drivers. */
+export function clientConstructor(fullName: string): grpc.ServiceClientConstructor {
+  return grpc.makeGenericClientConstructor(serviceDefinition(fullName), fullName.split('.').pop() ?? fullName);
 }
 
-/** Looks up a service definition by its full name, e.g. "ferry.v1.MigrationService". */
-export function serviceDefinition(pkg: protoLoader.PackageDefinition, fullName: string): grpc.ServiceDefinition {
-  const def = pkg[fullName];
-  if (!def || 'format' in def) throw new Error(`service ${fullName} is not in the loaded protos`);
-  return def as grpc.ServiceDefinition;
-}
-
-/** A client constructor for a service, for tests, the CLI and drivers. */
-export function clientConstructor(pkg: protoLoader.PackageDefinition, fullName: string): grpc.ServiceClientConstructor {
-  return grpc.makeGenericClientConstructor(serviceDefinition(pkg, fullName), fullName.split('.').pop() ?? fullName);
-}
+/** The ErrorInfo domain of the migration API's errors. */
+export const FERRY_ERROR_DOMAIN = 'ferry.v1';
 
 /** The trailer that carries our stable error code beside the gRPC status. */
 export const ERROR_CODE_METADATA = 'ferry-error-code';
 
 /**
- * Turns anything thrown by a handler into the status sent on the wire.
- * FerryErrors keep their message and code; anything else is logged with its
- * stack and sent as a bare INTERNAL, so internals never leak to callers.
+ * Turns anything thrown by a handler into the status sent on the wire, twice
+ * over: our `ferry-error-code` trailer, and a google.rpc.Status with an
+ * ErrorInfo (reason = the stable code, `domain`, the error's details as
+ * metadata) that any gRPC client can read (AIP-193). FerryErrors keep their
+ * message and code; anything else is logged with its stack and sent as a
+ * bare INTERNAL, so internals never leak to callers.
  */
-export function toServiceError(err: unknown, log: Log, method: string): Partial<grpc.StatusObject> {
-  const metadata = new grpc.Metadata();
+export function toServiceError(err: unknown, log: Log, method: string, domain = FERRY_ERROR_DOMAIN): Partial<grpc.StatusObject> {
+  let status: { code: grpc.status; details: string; reason: string; info: Record<string, string> };
   if (err instanceof FerryError) {
-    metadata.set(ERROR_CODE_METADATA, err.code);
     if (err.code === 'INTERNAL' || err.code === 'DRIVER_ERROR') log.error({ err, method }, 'call failed');
-    return { code: ErrorCodes[err.code], details: err.message, metadata };
+    status = { code: ErrorCodes[err.code], details: err.message, reason: err.code, info: err.details };
+  } else {
+    log.error({ err, method }, 'unexpected error in handler');
+    status = { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, reason: 'INTERNAL', info: {} };
   }
-  log.error({ err, method }, 'unexpected error in handler');
-  metadata.set(ERROR_CODE_METADATA, 'INTERNAL');
-  return { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, metadata };
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_METADATA, status.reason);
+  metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(status.code, status.details, { reason: status.reason, domain, metadata: status.info }));
+  return { code: status.code, details: status.details, metadata };
 }
 
 /** An async unary handler. */
 export type UnaryFn<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
 /** Wraps an async function as a grpc-js unary handler that answers exactly once. */
-export function unary<Req, Res>(method: string, log: Log, fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(method: string, log: Log, fn: UnaryFn<Req, Res>, domain = FERRY_ERROR_DOMAIN): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let promise: Promise<Res>;
     try {
       promise = fn(call.request, call);
     } catch (err) {
-      callback(toServiceError(err, log, method));
+      callback(toServiceError(err, log, method, domain));
       return;
     }
     promise.then(
       (response) => callback(null, response),
-      (err: unknown) => callback(toServiceError(err, log, method)),
+      (err: unknown) => callback(toServiceError(err, log, method, domain)),
     );
   };
 }

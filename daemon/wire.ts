@@ -48,11 +48,21 @@ export function requireName(value: unknown, field: string): string {
   return value;
 }
 
-/** Checks a migration id field. */
+/** The longest id any daemon makes, with room to spare; longer ones are refused unread. */
+export const MAX_ID_BYTES = 128;
+
+/**
+ * Checks a migration id field. Ids are opaque to clients (as CSI's volume
+ * ids are): an id that merely names no migration is the engine's NOT_FOUND,
+ * and only an id no daemon could have made is INVALID_ARGUMENT — empty,
+ * longer than MAX_ID_BYTES, or with a character outside printable ASCII.
+ */
 export function requireId(value: unknown, field = 'id'): string {
-  const id = requireName(value, field);
-  if (!isMigrationId(id)) throw invalid(`${field} "${id}" is not a migration id (ids look like mig-0123456789abcdef-01234567)`);
-  return id;
+  if (typeof value !== 'string' || value.length === 0) throw invalid(`${field} is required`);
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_ID_BYTES) throw invalid(`${field} is ${bytes} bytes long; migration ids are at most ${MAX_ID_BYTES}`);
+  if (!/^[\x20-\x7e]+$/.test(value)) throw invalid(`${field} contains a character that is not printable ASCII; migration ids never do`);
+  return value;
 }
 
 /** Parses "backend#pool", or Manila's "host@backend#pool" (the host is ignored). */

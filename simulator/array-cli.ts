@@ -4,7 +4,7 @@
  * API, the way any client would, and print one JSON object per line.
  */
 import * as grpc from '@grpc/grpc-js';
-import { SIMULATOR_PROTO, clientConstructor, loadProtos } from '../daemon/rpc.ts';
+import { clientConstructor } from '../daemon/rpc.ts';
 import { SIMULATOR_SERVICE } from './service.ts';
 
 /** The flags of `ferry-sim workload`, as commander gives them. */
@@ -32,7 +32,7 @@ type ArrayCall = (method: string, req: unknown) => Promise<Record<string, unknow
 
 /** A promise-returning caller of SimulatorService at `target`, and its close. */
 function connect(target: string): { call: ArrayCall; close: () => void } {
-  const Client = clientConstructor(loadProtos([SIMULATOR_PROTO]), SIMULATOR_SERVICE);
+  const Client = clientConstructor(SIMULATOR_SERVICE);
   const client = new Client(target, grpc.credentials.createInsecure()) as unknown as Record<string, Call> & grpc.Client;
   const call: ArrayCall = (method, req) =>
     new Promise((resolve, reject) => client[method]!.call(client, req, (err, res) => (err ? reject(new Error(`${method}: ${err.details || err.message}`)) : resolve(res))));

@@ -14,11 +14,11 @@
  * flag or config, 3 when the data dir is in use by another process.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { Command } from 'commander';
 import { HealthImplementation } from 'grpc-health-check';
 import { createLog } from '../daemon/log.ts';
-import { SIMULATOR_PROTO, bind, loadProtos, shutdown } from '../daemon/rpc.ts';
+import { bind, shutdown } from '../daemon/rpc.ts';
+import { Reflection } from '../lib/reflection.ts';
 import { SimArray } from './array.ts';
 import { SimulatorConfigError, loadSimulatorConfig } from './config.ts';
 import { SIMULATOR_SERVICE, addSimulatorService } from './service.ts';
@@ -58,7 +58,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   addSimulatorService(server, array, log);
   const health = new HealthImplementation({ '': 'SERVING', [SIMULATOR_SERVICE]: 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(loadProtos([SIMULATOR_PROTO])).addToServer(server);
+  new Reflection([SIMULATOR_SERVICE, 'grpc.health.v1.Health']).addToServer(server);
   const address = await bind(server, flags.listen);
   log.info({ address, dataDir: flags.dataDir }, 'listening');
 

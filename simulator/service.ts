@@ -8,7 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { FerryError } from '../plugins/api/index.ts';
 import type { Log } from '../daemon/log.ts';
-import { SIMULATOR_PROTO, loadProtos, serviceDefinition, unary } from '../daemon/rpc.ts';
+import { serviceDefinition, unary } from '../daemon/rpc.ts';
 import type { SimArray, ShareView } from './array.ts';
 import { INJECTABLE_CODES, isInjectableCode } from './faults.ts';
 import type { CrashPoint, FaultSet } from './faults.ts';
@@ -24,7 +24,7 @@ let definition: grpc.ServiceDefinition | undefined;
 
 /** SimulatorService's definition, loaded once. */
 export function simulatorServiceDefinition(): grpc.ServiceDefinition {
-  definition ??= serviceDefinition(loadProtos([SIMULATOR_PROTO]), SIMULATOR_SERVICE);
+  definition ??= serviceDefinition(SIMULATOR_SERVICE);
   return definition;
 }
 
@@ -216,7 +216,7 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
     handlers[method] = unary<Req, unknown>(method, log, async (req) => {
       await array.faults.beforeCall(method);
       return fn(req);
-    });
+    }, 'ferry.simulator.v1');
   };
 
   rpc('ListBackends', () => ({ backends: array.listBackends() }));

@@ -50,11 +50,17 @@ export class FerryError extends Error {
   readonly code: ErrorCode;
   /** Set when the error came from somewhere else (a gRPC call, a thrown value). */
   override readonly cause?: unknown;
+  /**
+   * Machine-readable facts about the failure (e.g. `migration`, `state`),
+   * sent to clients as google.rpc.ErrorInfo metadata. Values are short strings.
+   */
+  readonly details: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, string> }) {
     super(message);
     this.name = 'FerryError';
     this.code = code;
+    this.details = { ...options?.details };
     if (options?.cause !== undefined) this.cause = options.cause;
     Object.defineProperty(this, BRAND, { value: true });
   }

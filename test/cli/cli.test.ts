@@ -316,7 +316,8 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(exits(await ferry(['list', '--backend', 'nosuch']), 0).stdout, /^no migrations$/m);
 
     assert.match(exits(await ferry(['show', 'mig-0000000000000000-00000000']), 3).stderr, /^ferry: NOT_FOUND: /);
-    assert.match(exits(await ferry(['show', 'not-an-id']), 3).stderr, /^ferry: INVALID_ARGUMENT: id "not-an-id"/);
+    assert.match(exits(await ferry(['show', 'not-an-id']), 3).stderr, /^ferry: NOT_FOUND: no migration has id not-an-id/);
+    assert.match(exits(await ferry(['show', 'x'.repeat(200)]), 3).stderr, /^ferry: INVALID_ARGUMENT: id is 200 bytes long/);
   });
 
   test('usage errors exit 2 naming the bad argument, before any call', async () => {

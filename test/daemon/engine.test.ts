@@ -81,11 +81,36 @@ describe('MigrationService with a scripted driver', () => {
     await rejectsWith(client.startMigration({ ...START, destination: '' }), 'INVALID_ARGUMENT', /destination is required/);
     await rejectsWith(client.startMigration({ ...START, requestId: 'x'.repeat(129) }), 'INVALID_ARGUMENT', /request_id is longer than 128/);
     await rejectsWith(client.getMigration(''), 'INVALID_ARGUMENT', /id is required/);
-    await rejectsWith(client.getMigration('nope'), 'INVALID_ARGUMENT', /not a migration id/);
+    await rejectsWith(client.getMigration('x'.repeat(129)), 'INVALID_ARGUMENT', /^id is 129 bytes long; migration ids are at most 128$/);
+    await rejectsWith(client.completeMigration('mig-\u0000'), 'INVALID_ARGUMENT', /id contains a character that is not printable ASCII/);
+    await rejectsWith(client.cancelMigration('mig-é'), 'INVALID_ARGUMENT', /id contains a character that is not printable ASCII/);
     await rejectsWith(client.listMigrations({ pageSize: 5000 }), 'INVALID_ARGUMENT', /page_size must be 0 to 1000/);
     await rejectsWith(client.listMigrations({ pageToken: 'garbage' }), 'INVALID_ARGUMENT', /page_token/);
     assert.equal((await client.listMigrations()).migrations.length, 0);
     assert.equal(control.count('start'), 0);
+  });
+
+  test('treats ids as opaque: any id that names no migration is NOT_FOUND, with a google.rpc.ErrorInfo naming it', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    for (const id of ['nope', 'mig-0000000000000000-00000000', 'x'.repeat(128), 'a b#c/d']) {
+      for (const call of [() => client.getMigration(id), () => client.completeMigration(id), () => client.cancelMigration(id)]) {
+        const err = await rejectsWith(call(), 'NOT_FOUND', /^no migration has id /);
+        assert.equal(err.trailer, 'NOT_FOUND');
+        assert.deepEqual(err.errorInfo, { reason: 'NOT_FOUND', domain: 'ferry.v1', metadata: { migration: id } });
+      }
+    }
+  });
+
+  test('sends the stable code and the migration state in ErrorInfo when a call comes in the wrong state', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    const m = await client.startMigration(START);
+    const err = await rejectsWith(client.completeMigration(m.id), 'FAILED_PRECONDITION');
+    assert.equal(err.errorInfo?.reason, 'FAILED_PRECONDITION');
+    assert.equal(err.errorInfo?.domain, 'ferry.v1');
+    assert.equal(err.errorInfo?.metadata.migration, m.id);
+    assert.match(err.errorInfo?.metadata.state ?? '', /^MIGRATION_STATE_(STARTING|IN_PROGRESS)$/);
+    const again = await rejectsWith(client.startMigration(START), 'ALREADY_EXISTS');
+    assert.equal(again.errorInfo?.metadata.migration, m.id);
   });
 
   test('serves on a unix socket when told to', async (t) => {

@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../daemon/log.ts';
-import { SIMULATOR_PROTO, bind, clientConstructor, loadProtos, shutdown } from '../../daemon/rpc.ts';
+import { bind, clientConstructor, shutdown } from '../../daemon/rpc.ts';
 import { SIMULATOR_SERVICE, SimArray, addSimulatorService } from '../../simulator/index.ts';
 import type { SimulatorConfig } from '../../simulator/index.ts';
 
@@ -79,7 +79,7 @@ export class SimClient {
   private readonly client: grpc.Client;
 
   constructor(address: string) {
-    const Client = clientConstructor(loadProtos([SIMULATOR_PROTO]), SIMULATOR_SERVICE);
+    const Client = clientConstructor(SIMULATOR_SERVICE);
     // Its own subchannels: grpc-js otherwise shares them per address, and a client made after a server
     // restart on the same address would inherit the old client's reconnect backoff (UNAVAILABLE at once).
     this.client = new Client(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });

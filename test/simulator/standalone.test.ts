@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { SIMULATOR_PROTO, clientConstructor, loadProtos } from '../../daemon/rpc.ts';
+import { clientConstructor } from '../../daemon/rpc.ts';
 import { configFile, spawnSim, tempDir } from './helpers.ts';
 
 const require = createRequire(import.meta.url);
@@ -16,7 +16,7 @@ test('ferry-sim serves health and reflection, and exits 0 on SIGTERM', async (t)
   const dir = await tempDir(t);
   const sim = await spawnSim(t, `${dir}/data`, await configFile(dir));
 
-  const Health = clientConstructor(loadProtos([SIMULATOR_PROTO]), 'grpc.health.v1.Health');
+  const Health = clientConstructor('grpc.health.v1.Health');
   const health = new Health(sim.address, grpc.credentials.createInsecure());
   const check = (service: string) =>
     new Promise<{ status: string }>((resolve, reject) =>

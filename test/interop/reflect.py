@@ -18,8 +18,10 @@ worked around.
 Output: `call` prints each response message as one JSON line (lowerCamelCase
 names, as grpcurl prints them); `describe` prints the descriptor as proto
 source with the leading comments the server sent in source_code_info, as
-grpcurl does. A failed call prints "ERROR:", the code, the message and any
-google.rpc.Status details on stderr.
+grpcurl does. A failed call prints grpcurl's "ERROR:" block on stderr: the
+code (by its canonical name, NOT_FOUND, where grpcurl prints Go's NotFound),
+the message, and the google.rpc.Status details from grpc-status-details-bin
+(google.rpc.ErrorInfo decoded; other types as base64).
 
 Exit codes, as grpcurl's: 0 ok; 1 for a failure other than the call's status
 (connection, reflection, a descriptor the pool refuses, bad JSON, a stream
@@ -41,13 +43,14 @@ import grpc_tools
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.internal import api_implementation
 
+from reflect_describe import describe  # beside this file
+
 GRPC_PROTO = '/usr/share/grpc-proto'
 REFLECTION = {
     'v1': ('grpc/reflection/v1/reflection.proto', 'grpc.reflection.v1.ServerReflection'),
     'v1alpha': ('grpc/reflection/v1alpha/reflection.proto', 'grpc.reflection.v1alpha.ServerReflection'),
 }
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+EXIT_FAILURE = 1  # argparse exits 2 for bad usage, as grpcurl does
 STATUS_CODE_OFFSET = 64
 
 
@@ -116,7 +119,7 @@ class Reflection:
             raise Failure('server reflection ended the stream without answering') from None
         if response.HasField('error_response'):
             e = response.error_response
-            raise Failure(f'server reflection answered {grpc.StatusCode(rpc_code(e.error_code)).name}: {e.error_message}')
+            raise Failure(f'server reflection answered {code_name(e.error_code)}: {e.error_message}')
         return response
 
     def list_services(self):
@@ -155,176 +158,17 @@ class Reflection:
 
     def file_containing(self, symbol):
         """Loads the file that defines `symbol` (and its imports) into the pool; returns that file's name."""
-        names = self._take(self.ask(file_containing_symbol=symbol), f'symbol {symbol}')
-        for name in names:
+        for name in self._take(self.ask(file_containing_symbol=symbol), f'symbol {symbol}'):
             self._add(name)
-        defining = [n for n in names if defines(self.received[n], symbol)]
-        return defining[0] if defining else names[0]
+        try:
+            return self.pool.FindFileContainingSymbol(symbol).name
+        except KeyError:
+            raise Failure(f'the server sent files for {symbol} that do not define it') from None
 
 
-def rpc_code(number):
-    """grpc.StatusCode from its number."""
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code.value
-    return grpc.StatusCode.UNKNOWN.value
-
-
-def defines(fdp, symbol):
-    prefix = f'{fdp.package}.' if fdp.package else ''
-    names = set()
-
-    def walk(messages, scope):
-        for m in messages:
-            names.add(scope + m.name)
-            names.update(scope + m.name + '.' + f.name for f in m.field)
-            names.update(scope + m.name + '.' + e.name for e in m.enum_type)
-            walk(m.nested_type, scope + m.name + '.')
-    walk(fdp.message_type, prefix)
-    names.update(prefix + e.name for e in fdp.enum_type)
-    for s in fdp.service:
-        names.add(prefix + s.name)
-        names.update(prefix + s.name + '.' + m.name for m in s.method)
-    return symbol in names
-
-
-# ---- describe: proto source with the comments from source_code_info ----------------------------
-
-LABELS = {descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED: 'repeated '}
-SCALARS = {
-    getattr(descriptor_pb2.FieldDescriptorProto, f'TYPE_{t.upper()}'): t
-    for t in ['double', 'float', 'int64', 'uint64', 'int32', 'fixed64', 'fixed32', 'bool', 'string',
-              'bytes', 'uint32', 'sfixed32', 'sfixed64', 'sint32', 'sint64']
-}
-
-
-class Printer:
-    """Prints one element of a FileDescriptorProto as proto source, comments from its source_code_info."""
-
-    def __init__(self, fdp):
-        self.fdp = fdp
-        self.comments = {tuple(loc.path): loc for loc in fdp.source_code_info.location}
-        self.lines = []
-
-    def comment(self, path, indent):
-        loc = self.comments.get(tuple(path))
-        if loc is not None and loc.HasField('leading_comments'):
-            for line in loc.leading_comments.rstrip('\n').split('\n'):
-                self.lines.append(f'{indent}//{line}')
-
-    def line(self, path, text):
-        """A declaration, with its trailing comment (if any) after it."""
-        loc = self.comments.get(tuple(path))
-        if loc is not None and loc.HasField('trailing_comments'):
-            text += ' //' + loc.trailing_comments.strip('\n').replace('\n', ' ')
-        self.lines.append(text)
-
-    def service(self, s, path, indent=''):
-        self.comment(path, indent)
-        self.lines.append(f'{indent}service {s.name} {{')
-        for j, m in enumerate(s.method):
-            self.method(m, path + [2, j], indent + '  ')
-        self.lines.append(f'{indent}}}')
-
-    def method(self, m, path, indent=''):
-        self.comment(path, indent)
-        cs = 'stream ' if m.client_streaming else ''
-        ss = 'stream ' if m.server_streaming else ''
-        self.line(path, f'{indent}rpc {m.name} ( {cs}{m.input_type} ) returns ( {ss}{m.output_type} );')
-
-    def field_type(self, f, message):
-        if f.type in SCALARS:
-            return SCALARS[f.type]
-        if f.label == f.LABEL_REPEATED and f.type == f.TYPE_MESSAGE:
-            entry = next((n for n in message.nested_type if n.options.map_entry and f.type_name.endswith('.' + n.name)), None)
-            if entry is not None:
-                k, v = entry.field
-                return f'map<{self.field_type(k, entry)}, {self.field_type(v, entry)}>'
-        return f.type_name
-
-    def field(self, f, message, path, indent):
-        self.comment(path, indent)
-        kind = self.field_type(f, message)
-        label = '' if kind.startswith('map<') else LABELS.get(f.label, 'optional ' if f.proto3_optional else '')
-        self.line(path, f'{indent}{label}{kind} {f.name} = {f.number};')
-
-    def message(self, m, path, indent=''):
-        self.comment(path, indent)
-        self.lines.append(f'{indent}message {m.name} {{')
-        inner = indent + '  '
-        real_oneofs = {i for i, f in enumerate(m.field) if f.HasField('oneof_index') and not f.proto3_optional}
-        printed_oneofs = set()
-        for i, f in enumerate(m.field):
-            if i in real_oneofs:
-                o = f.oneof_index
-                if o in printed_oneofs:
-                    continue
-                printed_oneofs.add(o)
-                self.comment(path + [8, o], inner)
-                self.lines.append(f'{inner}oneof {m.oneof_decl[o].name} {{')
-                for k, g in enumerate(m.field):
-                    if k in real_oneofs and g.oneof_index == o:
-                        self.field(g, m, path + [2, k], inner + '  ')
-                self.lines.append(f'{inner}}}')
-            else:
-                self.field(f, m, path + [2, i], inner)
-        for k, n in enumerate(m.nested_type):
-            if not n.options.map_entry:
-                self.message(n, path + [3, k], inner)
-        for k, e in enumerate(m.enum_type):
-            self.enum(e, path + [4, k], inner)
-        self.lines.append(f'{indent}}}')
-
-    def enum(self, e, path, indent=''):
-        self.comment(path, indent)
-        self.lines.append(f'{indent}enum {e.name} {{')
-        for k, v in enumerate(e.value):
-            self.comment(path + [2, k], indent + '  ')
-            self.line(path + [2, k], f'{indent}  {v.name} = {v.number};')
-        self.lines.append(f'{indent}}}')
-
-
-def describe(fdp, symbol):
-    """grpcurl's describe: '<symbol> is a <kind>:' and the element as proto source."""
-    prefix = f'{fdp.package}.' if fdp.package else ''
-    p = Printer(fdp)
-
-    def find_message(messages, scope, path):
-        for i, m in enumerate(messages):
-            name = scope + m.name
-            if name == symbol:
-                p.message(m, path + [i])
-                return 'a message'
-            for k, f in enumerate(m.field):
-                if f'{name}.{f.name}' == symbol:
-                    p.field(f, m, path + [i, 2, k], '')
-                    return 'a field'
-            for k, e in enumerate(m.enum_type):
-                if f'{name}.{e.name}' == symbol:
-                    p.enum(e, path + [i, 4, k])
-                    return 'an enum'
-            found = find_message(m.nested_type, name + '.', path + [i, 3])
-            if found:
-                return found
-        return None
-
-    kind = None
-    for i, s in enumerate(fdp.service):
-        if prefix + s.name == symbol:
-            p.service(s, [6, i])
-            kind = 'a service'
-        for j, m in enumerate(s.method):
-            if f'{prefix}{s.name}.{m.name}' == symbol:
-                p.method(m, [6, i, 2, j])
-                kind = 'a method'
-    for i, e in enumerate(fdp.enum_type):
-        if prefix + e.name == symbol:
-            p.enum(e, [5, i])
-            kind = 'an enum'
-    kind = kind or find_message(fdp.message_type, prefix, [4])
-    if kind is None:
-        raise Failure(f'Symbol not found: {symbol}')
-    return f'{symbol} is {kind}:\n' + '\n'.join(p.lines)
+def code_name(number):
+    """A status code's name (NOT_FOUND) from its number."""
+    return next((c.name for c in grpc.StatusCode if c.value[0] == number), f'code {number}')
 
 
 # ---- call ---------------------------------------------------------------------------------------
@@ -378,6 +222,8 @@ def decode_fields(buf):
             value, at = decode_varint(buf, at)
         elif wire == 2:
             n, at = decode_varint(buf, at)
+            if at + n > len(buf):
+                raise ValueError(f'field {number} runs past the end')
             value, at = bytes(buf[at:at + n]), at + n
         elif wire == 1:
             value, at = bytes(buf[at:at + 8]), at + 8
@@ -390,10 +236,12 @@ def decode_fields(buf):
 
 
 def status_details(raw):
-    """The details of a google.rpc.Status (grpc-status-details-bin), ErrorInfo decoded, others as base64."""
-    details = []
+    """A google.rpc.Status (grpc-status-details-bin): its code and its details, ErrorInfo decoded, others as base64."""
+    code, details = 0, []
     for number, any_bytes in decode_fields(raw):
-        if number != 3:  # 1 code, 2 message: grpc-status and grpc-message already say them
+        if number == 1:
+            code = any_bytes
+        if number != 3:  # 2 is the message, which grpc-message already says
             continue
         fields = dict(decode_fields(any_bytes))
         type_url = fields.get(1, b'').decode()
@@ -411,7 +259,7 @@ def status_details(raw):
             details.append(info)
         else:
             details.append({'@type': type_url, 'value': base64.b64encode(value).decode()})
-    return details
+    return code, details
 
 
 def print_status(err):
@@ -422,7 +270,10 @@ def print_status(err):
     if raw is not None:
         out.append('  Details:')
         try:
-            for i, d in enumerate(status_details(raw), 1):
+            status_code, details = status_details(raw)
+            if status_code != code.value[0]:
+                out.append(f'  (the details say {code_name(status_code)}, grpc-status says {code.name})')
+            for i, d in enumerate(details, 1):
                 out.append(f'  {i})\t{json.dumps(d, sort_keys=True)}')
         except (ValueError, IndexError, UnicodeDecodeError) as bad:
             out.append(f'  (undecodable grpc-status-details-bin: {bad})')
@@ -515,8 +366,10 @@ def run(args, workdir):
         elif args.verb == 'describe':
             # As grpcurl: no symbol describes every service the server lists.
             for symbol in [args.symbol.lstrip('.')] if args.symbol else refl.list_services():
-                name = refl.file_containing(symbol)
-                print(describe(refl.received[name], symbol))
+                text = describe(refl.received[refl.file_containing(symbol)], symbol)
+                if text is None:
+                    raise Failure(f'Symbol not found: {symbol}')
+                print(text)
             code = 0
         else:
             code = call(channel, refl, args.method, args)

@@ -85,6 +85,7 @@ export function callFailure(run: Run): CallFailure {
   const code = /^ {2}Code: (\S+)$/m.exec(run.stderr)?.[1];
   const message = /^ {2}Message: (.*)$/m.exec(run.stderr)?.[1];
   assert.ok(run.stderr.startsWith('ERROR:\n') && code !== undefined && message !== undefined, `no gRPC error in:\n${run.stderr}`);
+  assert.doesNotMatch(run.stderr, /^ {2}\(/m, 'the google.rpc.Status in grpc-status-details-bin agrees with grpc-status and decodes');
   const details = [...run.stderr.matchAll(/^ {2}\d+\)\t(.*)$/gm)].map((m) => JSON.parse(m[1]!) as Record<string, unknown>);
   return { code, message, details };
 }

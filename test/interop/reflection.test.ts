@@ -14,6 +14,7 @@ import { ROOT } from '../helpers.ts';
 import { callFailure, ferrydProcess, GRPC_PROTO, messages, PYTHON, pythonSetup, reflect, reflectOk, runProcess, STATUS_EXIT } from './reflect-client.ts';
 
 const MiB = 1024 * 1024;
+const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';
 
 /** Lines each service's description must carry: its own contract, comments included. */
 const CONTRACT_LINES: Record<string, string[]> = {
@@ -29,7 +30,7 @@ const CONTRACT_LINES: Record<string, string[]> = {
     '  rpc CreateShare ( .ferry.simulator.v1.CreateShareRequest ) returns ( .ferry.simulator.v1.Share );',
   ],
   'grpc.health.v1.Health': [
-    '  // If the requested service is unknown, the call will fail with status',
+    '  // Performs a watch for the serving status of the requested service.',
     '  rpc Watch ( .grpc.health.v1.HealthCheckRequest ) returns ( stream .grpc.health.v1.HealthCheckResponse );',
   ],
   'grpc.reflection.v1.ServerReflection': [
@@ -43,6 +44,7 @@ const SYMBOL_LINES: Record<string, string[]> = {
   'ferry.v1.ShareRef': ['  // The share\'s id on that backend.', '  // This field is REQUIRED.', '  string share_id = 2;'],
   'ferry.v1.Migration': ['  .google.protobuf.Timestamp phase1_done_at = 22;', '  .ferry.v1.MigrationError last_cutover_abort = 32;'],
   'ferry.v1.MigrationState': ['  // Phase 1 is done; the destination is kept in sync. CompleteMigration may be asked.', '  MIGRATION_STATE_PHASE1_DONE = 3;'],
+  'ferry.v1.MIGRATION_STATE_PHASE1_DONE': ['ferry.v1.MIGRATION_STATE_PHASE1_DONE is an enum value:', 'MIGRATION_STATE_PHASE1_DONE = 3;'],
   'ferry.v1.MigrationService.CompleteMigration': ['// Idempotency: idempotent. A repeat while COMPLETING or after SUCCESS'],
   'ferry.simulator.v1.Share': ['  map<string, string> metadata = 6;', '  .google.protobuf.Timestamp created_at = 12;'],
 };
@@ -53,8 +55,9 @@ async function describesEveryService(address: string, expected: string[]): Promi
   for (const name of expected) assert.ok(listed.includes(name), `${name} is not listed: ${listed.join(', ')}`);
   for (const service of listed) {
     const out = (await reflectOk(address, 'describe', service)).stdout;
-    assert.ok(out.startsWith(`${service} is a service:\nservice ${service.split('.').pop()} {\n`), out);
     const lines = out.split('\n');
+    assert.equal(lines[0], `${service} is a service:`);
+    assert.ok(lines.includes(`service ${service.split('.').pop()} {`), out);
     const methods = lines.flatMap((line, i) => (line.startsWith('  rpc ') ? [i] : []));
     assert.ok(methods.length > 0, `${service} has no methods:\n${out}`);
     for (const i of methods) assert.match(lines[i - 1]!, /^ {2}\/\//, `${service}: "${lines[i]}" comes without its comment`);
@@ -93,7 +96,11 @@ test('a whole migration runs on reflection alone: snake_case or camelCase JSON i
 
   const unknown = await reflect(address, 'call', `${mig}/GetMigration`, '-d', '{"id":"mig-0000000000000000-00000000"}');
   assert.equal(unknown.code, STATUS_EXIT.NOT_FOUND, unknown.stderr);
-  assert.equal(callFailure(unknown).code, 'NOT_FOUND');
+  assert.deepEqual(callFailure(unknown), {
+    code: 'NOT_FOUND',
+    message: 'no migration has id mig-0000000000000000-00000000',
+    details: [{ '@type': ERROR_INFO, reason: 'NOT_FOUND', domain: 'ferry.v1', metadata: { migration: 'mig-0000000000000000-00000000' } }],
+  });
   const misspelt = await reflect(address, 'call', `${mig}/GetMigration`, '-d', '{"migration_id":"x"}');
   assert.equal(misspelt.code, 1, 'a field the message lacks is refused before any call, as grpcurl does');
   assert.match(misspelt.stderr, /migration_id/);
@@ -101,13 +108,18 @@ test('a whole migration runs on reflection alone: snake_case or camelCase JSON i
   // The README's JSON, character for character.
   const start = '{"share":{"backend":"alpha","share_id":"demo"},"destination":"beta#bronze","writable":true}';
   const [started] = messages(await reflectOk(address, 'call', `${mig}/StartMigration`, '-d', start));
-  assert.match(started.id, /^mig-[0-9a-f]{16}-[0-9a-f]{8}$/);
+  assert.ok(typeof started.id === 'string' && started.id !== '', 'ids are opaque, but never empty');
   assert.deepEqual(started.share, { backend: 'alpha', shareId: 'demo' });
   assert.equal(started.destination, 'beta#bronze');
   assert.equal(started.writable, true);
   const again = await reflect(address, 'call', `${mig}/StartMigration`, '-d', start);
   assert.equal(again.code, STATUS_EXIT.ALREADY_EXISTS, again.stderr);
-  assert.ok(callFailure(again).message.includes(started.id), `ALREADY_EXISTS names the migration: ${again.stderr}`);
+  const refused = callFailure(again);
+  assert.ok(refused.message.includes(started.id), `ALREADY_EXISTS names the migration: ${again.stderr}`);
+  assert.deepEqual([refused.details.length, refused.details[0]?.reason, refused.details[0]?.domain], [1, 'ALREADY_EXISTS', 'ferry.v1']);
+  const { state, ...named } = refused.details[0]!.metadata as Record<string, string>;
+  assert.deepEqual(named, { migration: started.id, backend: 'alpha', share: 'demo' });
+  assert.match(state ?? '', /^MIGRATION_STATE_(STARTING|IN_PROGRESS|PHASE1_DONE)$/);
 
   const id = JSON.stringify({ id: started.id });
   const phase1 = messages(await reflectOk(address, 'call', `${mig}/WatchMigration`, '-d', id, '--until', 'state=MIGRATION_STATE_PHASE1_DONE'));
@@ -163,6 +175,25 @@ function shape(f: any): unknown {
   };
 }
 
+/**
+ * Asserts that `actual` holds everything in `expected`: named elements (messages, fields, methods)
+ * are matched by name and compared the same way, anything else must be equal.
+ */
+function assertContains(actual: any, expected: any, where: string): void {
+  if (Array.isArray(expected) && expected.every((e) => typeof e?.name === 'string')) {
+    assert.ok(Array.isArray(actual), `${where} is not a list`);
+    for (const e of expected) {
+      const twin = actual.find((a: any) => a?.name === e.name);
+      assert.ok(twin, `${where} lacks ${e.name}`);
+      assertContains(twin, e, `${where}.${e.name}`);
+    }
+  } else if (expected !== null && typeof expected === 'object' && !Array.isArray(expected)) {
+    for (const key of Object.keys(expected)) assertContains(actual?.[key], expected[key], `${where}.${key}`);
+  } else {
+    assert.deepEqual(actual, expected, where);
+  }
+}
+
 /** The comments of a file by source path ("4,2,2,1": message 2, field 1). */
 function comments(f: any): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -198,7 +229,13 @@ test('the files reflection serves are the files protoc compiles from proto/, wit
     for (const file of served) {
       const twin = compiled.get(file.name);
       assert.ok(twin, `protoc did not produce ${file.name}`);
-      assert.deepEqual(shape(file), shape(twin), `${server} serves ${file.name} unlike protoc compiles it`);
+      if (file.name.startsWith('grpc/')) {
+        // gRPC's own protos come from npm packages newer than Debian's grpc-proto (health.proto has
+        // gained List since): all that Debian's copy declares must be there, unchanged.
+        assertContains(shape(file), shape(twin), `${server}: ${file.name}`);
+      } else {
+        assert.deepEqual(shape(file), shape(twin), `${server} serves ${file.name} unlike protoc compiles it`);
+      }
       assert.ok((file.source_code_info?.location?.length ?? 0) > 0, `${server} serves ${file.name} without source info`);
       // Our own protos come from the same text, so their comments must be protoc's, path for path.
       if (ours.includes(file.name)) assert.deepEqual(comments(file), comments(twin), `${server} serves ${file.name} with other comments than protoc's`);

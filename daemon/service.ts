@@ -30,6 +30,7 @@ function ready(ctx: ServiceContext): Engine {
   return engine;
 }
 
+const NO_CAPABILITIES = { writable: false, nondisruptive: false, preserveMetadata: false, preserveSnapshots: false };
 const capabilitiesToWire = (c: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean }) => ({ ...c });
 
 /** The handlers of ferry.v1.MigrationService. */
@@ -92,7 +93,8 @@ export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImple
             pools: probe.pools,
             driverName: entry.driver?.plugin.name ?? '',
             driverVersion: entry.driver?.plugin.version ?? '',
-            capabilities: entry.driver ? capabilitiesToWire(entry.driver.capabilities) : null,
+            // Always set, as the proto promises: a backend with no driver can honour nothing.
+            capabilities: capabilitiesToWire(entry.driver?.capabilities ?? NO_CAPABILITIES),
             health: probe.serving ? 'BACKEND_HEALTH_SERVING' : 'BACKEND_HEALTH_NOT_SERVING',
             healthReason: probe.reason,
           };

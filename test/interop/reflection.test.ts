@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { configFile, spawnSim, tempDir } from '../simulator/helpers.ts';
 import { ROOT } from '../helpers.ts';
-import { callFailure, ferrydProcess, GRPC_PROTO, messages, PYTHON, pythonSetup, reflect, reflectOk, runProcess, STATUS_EXIT } from './reflect-client.ts';
+import { callFailure, ferrydProcess, GRPC_PROTO, messages, PYTHON, pythonSetup, reflect, reflectOk, runProcess, STATUS_EXIT, type Run } from './reflect-client.ts';
 
 const MiB = 1024 * 1024;
 const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';
@@ -44,6 +44,7 @@ const SYMBOL_LINES: Record<string, string[]> = {
   'ferry.v1.ShareRef': ['  // The share\'s id on that backend.', '  // This field is REQUIRED.', '  string share_id = 2;'],
   'ferry.v1.Migration': ['  .google.protobuf.Timestamp phase1_done_at = 22;', '  .ferry.v1.MigrationError last_cutover_abort = 32;'],
   'ferry.v1.MigrationState': ['  // Phase 1 is done; the destination is kept in sync. CompleteMigration may be asked.', '  MIGRATION_STATE_PHASE1_DONE = 3;'],
+  'ferry.v1.ErrorReason': ['// Why a call failed or a migration ended in error.', 'enum ErrorReason {', '  FAILED_PRECONDITION = 4;'],
   'ferry.v1.MIGRATION_STATE_PHASE1_DONE': ['ferry.v1.MIGRATION_STATE_PHASE1_DONE is an enum value:', 'MIGRATION_STATE_PHASE1_DONE = 3;'],
   'ferry.v1.MigrationService.CompleteMigration': ['// Idempotency: idempotent. A repeat while COMPLETING or after SUCCESS'],
   'ferry.simulator.v1.Share': ['  map<string, string> metadata = 6;', '  .google.protobuf.Timestamp created_at = 12;'],
@@ -209,14 +210,21 @@ test('the files reflection serves are the files protoc compiles from proto/, wit
   const dir = await tempDir(t);
   const daemon = await ferrydProcess(t, join(dir, 'ferryd'));
   const sim = await spawnSim(t, join(dir, 'sim'), await configFile(dir));
-  const servers = { ferryd: daemon.address, 'ferry-sim': sim.address };
-  for (const [server, address] of Object.entries(servers)) {
-    const servedPath = join(dir, `${server}.served.bin`);
+  // Every service, and for ferryd the error reasons too, which no service imports.
+  const servers = [
+    { server: 'ferryd', address: daemon.address, symbols: ['', 'ferry.v1.ErrorReason'], ours: ['ferry/v1/migration.proto', 'ferry/v1/error_reason.proto', 'ferry/simulator/v1/simulator.proto'] },
+    { server: 'ferry-sim', address: sim.address, symbols: [''], ours: ['ferry/simulator/v1/simulator.proto'] },
+  ];
+  for (const { server, address, symbols, ours } of servers) {
     // What the server sent is compared even when the strict pool refused it, for a precise message.
-    const described = await reflect(address, '--protoset-out', servedPath, 'describe');
-    const served = await descriptorSet(servedPath);
+    const described: Run[] = [];
+    const served: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const [i, symbol] of symbols.entries()) {
+      const path = join(dir, `${server}.served-${i}.bin`);
+      described.push(await reflect(address, '--protoset-out', path, 'describe', ...(symbol ? [symbol] : [])));
+      for (const file of await descriptorSet(path)) if (!served.some((f) => f.name === file.name)) served.push(file);
+    }
     const names = served.map((f) => f.name as string);
-    const ours = server === 'ferryd' ? ['ferry/v1/migration.proto', 'ferry/simulator/v1/simulator.proto'] : ['ferry/simulator/v1/simulator.proto'];
     for (const name of [...ours, 'google/protobuf/timestamp.proto', 'grpc/health/v1/health.proto']) {
       assert.ok(names.includes(name), `${server} serves no ${name}; it serves ${names.join(', ')}`);
     }
@@ -240,6 +248,6 @@ test('the files reflection serves are the files protoc compiles from proto/, wit
       // Our own protos come from the same text, so their comments must be protoc's, path for path.
       if (ours.includes(file.name)) assert.deepEqual(comments(file), comments(twin), `${server} serves ${file.name} with other comments than protoc's`);
     }
-    assert.equal(described.code, 0, `a strict pool refuses what ${server} serves: ${described.stderr}`);
+    for (const r of described) assert.equal(r.code, 0, `a strict pool refuses what ${server} serves: ${r.stderr}`);
   }
 });

@@ -3,11 +3,13 @@
  * here. It gives each call a deadline and an AbortSignal, turns anything the
  * driver throws into a FerryError with a stable code, and checks the shape of
  * what the driver returns, so a plugin that throws, hangs or returns garbage
- * fails one call cleanly instead of taking the daemon with it.
+ * fails one call cleanly instead of taking the daemon with it. What a driver
+ * throws or returns is read as untrusted (untrusted.ts); a call that blocks
+ * the event loop is noticed (loop-watch.ts).
  */
+import { performance } from 'node:perf_hooks';
 import {
   FerryError,
-  isErrorCode,
   type Capabilities,
   type CancelResult,
   type CompatibilityResult,
@@ -20,7 +22,10 @@ import {
   type PoolInfo,
   type StartResult,
 } from '../plugins/api/index.ts';
+import { followAbort } from './abort-fanout.ts';
 import type { Log } from './log.ts';
+import { LoopWatch } from './loop-watch.ts';
+import { bounded, plainCopy, readFerryError, summarizeThrown, UnreadableResult } from './untrusted.ts';
 
 /** Per-call deadlines in milliseconds. */
 export interface Deadlines {
@@ -57,11 +62,6 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 function checkCheckpoint(v: unknown): void {
   need(v === null || isObject(v), 'checkpoint must be an object or null');
-  try {
-    JSON.stringify(v);
-  } catch {
-    throw new ShapeError('checkpoint must be JSON-serialisable');
-  }
 }
 
 /** Checks a capabilities object. */
@@ -140,7 +140,26 @@ const checkers = {
   progress: checkProgress,
 };
 
-/** A driver wrapped so that each call is bounded, translated and checked. */
+/** The event-loop heartbeat shared by every guarded driver in the process. */
+const loopWatch = new LoopWatch();
+
+/**
+ * A call during which the event loop went this long without running a
+ * timer is logged (and, past its deadline, failed). Shorter pauses are the
+ * daemon's own work and garbage collection.
+ */
+export const BLOCKED_LOOP_LOG_MS = 100;
+
+/** How a call's driver code ended, before the guard judged it. */
+type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
+
+/**
+ * A driver wrapped so that each call is bounded, translated and checked.
+ * Whatever the driver throws or returns, a call resolves with a checked
+ * plain copy of its answer or rejects with a FerryError whose message names
+ * the driver, the backend and the call; the guard itself never throws
+ * anything else.
+ */
 export class GuardedDriver {
   /** What the driver can ever honour (checked once, at creation). */
   readonly capabilities: Capabilities;
@@ -152,12 +171,13 @@ export class GuardedDriver {
     private readonly deadlines: Deadlines,
     private readonly log: Log,
   ) {
+    let value: unknown;
     try {
-      this.capabilities = checkCapabilities(driver.capabilities());
+      value = driver.capabilities();
     } catch (err) {
-      if (err instanceof ShapeError) throw new FerryError('DRIVER_ERROR', `driver ${plugin.name} returned invalid capabilities: ${err.message}`);
       throw this.translate(err, 'capabilities');
     }
+    this.capabilities = this.accept('capabilities', undefined, value, checkCapabilities);
   }
 
   /** The backend's pools; also the health probe. */
@@ -200,43 +220,95 @@ export class GuardedDriver {
     try {
       await this.driver.close?.();
     } catch (err) {
-      this.log.warn({ err }, 'driver close failed');
+      this.log.warn({ err: summarizeThrown(err) }, 'driver close failed');
     }
   }
 
-  private async invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => Promise<unknown>, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
-    const controller = new AbortController();
+  /** "driver NAME (backend NAME)": how every message of the guard begins. */
+  private get who(): string {
+    return `driver ${this.plugin.name} (backend ${this.backend})`;
+  }
+
+  private async invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
     const timeoutMs = this.deadlines[name];
+    const controller = new AbortController();
+    const startedAt = performance.now();
+    const stopWatching = loopWatch.watch();
     // The call ends at its deadline or at shutdown, whether or not the driver heeds the signal.
-    const onOuterAbort = () => controller.abort(outer?.reason);
-    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    let pastDeadline = false;
     const timer = setTimeout(() => {
-      controller.abort(new FerryError('DEADLINE_EXCEEDED', `driver ${this.plugin.name} (backend ${this.backend}) did not answer ${name} within ${timeoutMs} ms`));
+      pastDeadline = true;
+      controller.abort(new FerryError('DEADLINE_EXCEEDED', `${this.who} did not answer ${name} within ${timeoutMs} ms`));
     }, timeoutMs);
-    const ended = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }));
+    const unfollow = outer ? followAbort(outer, controller) : () => {};
+    let settled: Settled;
     try {
-      let value: unknown;
-      try {
-        value = await Promise.race([Promise.resolve().then(() => fn(controller.signal)), ended]);
-      } catch (err) {
-        throw this.translate(err, name, migrationId);
-      }
-      try {
-        return check(value);
-      } catch (err) {
-        if (!(err instanceof ShapeError)) throw err;
-        this.log.error({ migration: migrationId, call: name, problem: err.message }, 'driver returned an invalid result');
-        throw new FerryError('DRIVER_ERROR', `driver ${this.plugin.name} returned an invalid ${name} result: ${err.message}`);
-      }
+      settled = await settle(fn, controller.signal);
     } finally {
       clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuterAbort);
+      unfollow();
+    }
+    const elapsedMs = performance.now() - startedAt;
+    const blockedMs = loopWatch.blockedSince(startedAt);
+    stopWatching();
+
+    const abandoned = controller.signal.aborted && !pastDeadline;
+    // With the loop blocked the deadline timer cannot fire: an answer that comes too late is failed as if it had.
+    const late = !abandoned && (pastDeadline || elapsedMs > timeoutMs);
+    const blocked = blockedMs >= BLOCKED_LOOP_LOG_MS;
+    if (blocked) {
+      const fields = { migration: migrationId, call: name, blockedMs: Math.round(blockedMs), elapsedMs: Math.round(elapsedMs), deadlineMs: timeoutMs, failed: late };
+      this.log[late ? 'error' : 'warn'](fields, 'driver call blocked the event loop; a module plugin must never block it');
+    }
+    if (late) {
+      const why = blocked ? `: the event loop was blocked for ${Math.round(blockedMs)} ms during the call (a module plugin must never block it)` : '';
+      const error = new FerryError('DEADLINE_EXCEEDED', `${this.who} did not answer ${name} within ${timeoutMs} ms${why}`);
+      controller.abort(error);
+      throw error;
+    }
+    if (!settled.ok) {
+      if (abandoned && settled.err === controller.signal.reason) throw this.abandoned(name, settled.err);
+      throw this.translate(settled.err, name, migrationId);
+    }
+    return this.accept(name, migrationId, settled.value, check);
+  }
+
+  /** A plain, checked copy of a driver's answer, or DRIVER_ERROR saying what was wrong with it. */
+  private accept<T>(name: CallName | 'capabilities', migrationId: string | undefined, value: unknown, check: (v: unknown) => T): T {
+    try {
+      return check(plainCopy(value));
+    } catch (err) {
+      const problem = err instanceof ShapeError ? err.message : err instanceof UnreadableResult ? `reading it threw (${err.message})` : `checking it failed (${summarizeThrown(err).message})`;
+      this.log.error({ migration: migrationId, call: name, problem }, 'driver returned an invalid result');
+      throw new FerryError('DRIVER_ERROR', `${this.who} returned an invalid ${name} result: ${bounded(problem)}`);
     }
   }
 
-  private translate(err: unknown, name: string, migrationId?: string): FerryError {
-    if (err instanceof FerryError && isErrorCode(err.code)) return err;
-    this.log.error({ migration: migrationId, call: name, err }, 'driver threw an unexpected error');
-    return new FerryError('DRIVER_ERROR', `driver ${this.plugin.name} failed in ${name} with an unexpected error (see the daemon log)`, { cause: err });
+  /** The call was given up at shutdown (or by whoever owns `outer`): the reason's code, the call named. */
+  private abandoned(name: CallName, reason: unknown): FerryError {
+    const failure = readFerryError(reason);
+    return new FerryError(failure?.code ?? 'UNAVAILABLE', `${this.who} ${name} was abandoned: ${failure?.message ?? 'the call was cancelled'}`);
   }
+
+  private translate(err: unknown, name: CallName | 'capabilities', migrationId?: string): FerryError {
+    const failure = readFerryError(err);
+    if (failure) return new FerryError(failure.code, `${this.who} failed in ${name}: ${failure.message}`, { details: failure.details });
+    // Its text goes to the log only: what a driver threw may say anything, at any length.
+    this.log.error({ migration: migrationId, call: name, err: summarizeThrown(err) }, 'driver threw an unexpected error');
+    return new FerryError('DRIVER_ERROR', `${this.who} failed in ${name} with an unexpected error (see the daemon log)`);
+  }
+}
+
+/** Runs the driver's code for one call until it answers, throws or the signal aborts. Never rejects. */
+function settle(fn: (signal: AbortSignal) => unknown, signal: AbortSignal): Promise<Settled> {
+  const ended = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  // A driver that throws synchronously, or whose answer's `then` throws, rejects here like any other failure.
+  const answered = Promise.resolve().then(() => (signal.aborted ? ended : fn(signal)));
+  return Promise.race([answered, ended]).then(
+    (value): Settled => ({ ok: true, value }),
+    (err: unknown): Settled => ({ ok: false, err }),
+  );
 }

@@ -19,6 +19,10 @@
  *   always present and well-formed).
  * - Every call has a deadline; `signal` aborts when it passes or the daemon
  *   shuts down. A call that ignores it is abandoned and counted as failed.
+ *
+ * What the daemon asks of every module driver: never block the event loop
+ * (it is the daemon's); a call whose answer comes after its deadline counts
+ * as DEADLINE_EXCEEDED, however it was answered.
  */
 import type { ErrorCode } from './errors.ts';
 

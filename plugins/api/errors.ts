@@ -42,8 +42,9 @@ const BRAND = Symbol.for('ferry.FerryError');
 
 /**
  * Thrown by drivers, the engine and the server for every expected failure.
- * `instanceof` works across duplicate copies of this module (a plugin may
- * bundle its own), because it checks a global brand, not the prototype.
+ * `instanceof FerryError` works across duplicate copies of this module (a
+ * plugin may bundle its own), because it checks a global brand, not the
+ * prototype.
  */
 export class FerryError extends Error {
   /** The stable code. */
@@ -65,9 +66,22 @@ export class FerryError extends Error {
     Object.defineProperty(this, BRAND, { value: true });
   }
 
-  /** True for a FerryError from any copy of this module. */
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  /**
+   * `x instanceof FerryError` is true for a FerryError from any copy of this
+   * module; `x instanceof Sub`, for a subclass, only for instances of Sub.
+   * Never throws and runs no code of `value` (no getter, no Proxy trap that
+   * does not throw), so it is safe on whatever a driver throws.
+   */
+  static override [Symbol.hasInstance](this: unknown, value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false;
+    try {
+      // A subclass is matched by its prototype, as usual; the brand stands for FerryError itself.
+      if (this !== FerryError) return typeof this === 'function' && Function.prototype[Symbol.hasInstance].call(this, value);
+      return Object.getOwnPropertyDescriptor(value, BRAND)?.value === true;
+    } catch {
+      // A Proxy whose traps throw, or a revoked one.
+      return false;
+    }
   }
 
   /** Whether the same call may succeed if retried. */

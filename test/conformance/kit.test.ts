@@ -59,7 +59,7 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
     defect: 'complete-not-resumable',
     caughtBy: {
       'complete-repeated-driver': { reason: /complete \(call 2 of 3, new driver instance, the checkpoint call 1 was given\) threw FAILED_PRECONDITION/, call: /^complete \(call 2 of 3/ },
-      'crash-completing': { reason: /ended ERROR \(FAILED_PRECONDITION: no cutover .* was started by this driver\)/, call: /^complete -> FAILED_PRECONDITION/ },
+      'crash-completing': { reason: /ended ERROR \(FAILED_PRECONDITION: driver broken \(backend alpha\) failed in complete: no cutover .* was started by this driver\)/, call: /^complete -> FAILED_PRECONDITION/ },
     },
     unaffected: 'happy-path',
   },

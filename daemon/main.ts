@@ -3,12 +3,14 @@
  * handles signals. Wiring only; the work is in daemon.ts.
  *
  * Exit codes: 0 after a clean shutdown, 1 when forced or on a runtime
- * failure, 2 for a bad flag or setting, 3 when the data dir is in use.
+ * failure, 2 for a bad flag or setting (an address that cannot be listened
+ * on included), 3 when the data dir is in use.
  */
 import { Command } from 'commander';
 import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts';
 import { startDaemon } from './daemon.ts';
-import { createLog } from './log.ts';
+import { createLog, routeGrpcLogs } from './log.ts';
+import { ListenError } from './rpc.ts';
 import { StoreLockedError } from './store.ts';
 
 const program = new Command('ferryd')
@@ -36,6 +38,7 @@ try {
 }
 
 const log = createLog({ level: config.logLevel });
+routeGrpcLogs(log);
 let daemon;
 try {
   daemon = await startDaemon(config, log);
@@ -43,6 +46,11 @@ try {
   if (err instanceof StoreLockedError) {
     process.stderr.write(`ferryd: ${err.message}\n`);
     process.exit(3);
+  }
+  if (err instanceof ListenError) {
+    log.flush();
+    process.stderr.write(`ferryd: ${err.message}; set another with --listen, ${ENV_VARS.listen} or listen in the config file\n`);
+    process.exit(2);
   }
   log.fatal({ err }, 'ferryd failed to start');
   log.flush();

@@ -226,7 +226,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
   program
     .command('list')
     .description('list migrations, oldest first, one page at a time (or --all)')
-    .option('--state <state>', `only migrations in this state (${STATE_NAMES.join(', ')})`, parseState)
+    .option('--state <state>', `only migrations in this state: ${STATE_NAMES.join(', ')} (or as --json prints them, MIGRATION_STATE_SUCCESS)`, parseState)
     .option('--backend <name>', 'only migrations from or to this backend')
     .option('--page-size <n>', 'migrations per page, 1 to 1000 (default 100)', integer(1, 1000))
     .addOption(new Option('--page-token <token>', 'the page after the one that printed this token').conflicts('all'))
@@ -250,7 +250,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
     .command('watch')
     .description('follow a migration until it ends (a live bar on a terminal; plain lines otherwise)')
     .argument('<id>', 'the migration id (mig-...)')
-    .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE', parseState)
+    .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE (or MIGRATION_STATE_PHASE1_DONE)', parseState)
     .option('--interval-ms <ms>', INTERVAL_HELP, integer(0, 3_600_000), 1_000)
     .option('--reconnect-ms <ms>', RECONNECT_HELP, integer(0, 2 ** 31 - 1), 60_000)
     .action(
@@ -378,7 +378,7 @@ const RECONNECT_HELP = 'when ferryd restarts or goes away, watch again for this 
 function lost(ctx: Context, id: string, err: FerryCallError, reconnectMs: number): void {
   // A live bar has no newline yet: end its line so the message stands on its own.
   if (ctx.io.isTTY && !ctx.json) ctx.out('\n');
-  ctx.say(`lost ferryd at ${ctx.server} (${err.code}: ${err.message}); watching ${id} again for up to ${Math.round(reconnectMs / 1000)} s`);
+  ctx.say(`lost ferryd at ${ctx.server} (${err.code}: ${err.message}); watching ${id} again for up to ${reconnectMs % 1000 === 0 ? `${reconnectMs / 1000} s` : `${reconnectMs} ms`}`);
 }
 
 /** Says how to pick up a migration that watch or migrate stopped following on SIGINT. */
@@ -425,7 +425,7 @@ function failure(err: unknown, server: string, timeoutMs: number, say: (text: st
   }
   if (err instanceof FerryCallError) {
     if (unreachable(err)) {
-      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${timeoutMs}` : err.message.replace(/\s*Resolution note:\s*$/, '');
+      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${timeoutMs}` : err.message;
       say(`${err.code}: cannot reach ferryd at ${server}: ${why} (is ferryd running there? set --server or FERRY_SERVER)`);
       return EXIT.UNREACHABLE;
     }

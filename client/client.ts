@@ -130,10 +130,19 @@ export class FerryCallError extends Error {
   }
 }
 
+/**
+ * The message of a gRPC error as people should read it. grpc-js ends its
+ * UNAVAILABLE messages with "Resolution note: " even when it has no note;
+ * cut here, once, so that no caller prints the empty label.
+ */
+function messageOf(e: grpc.ServiceError): string {
+  return (e.details || e.message || '').replace(/\s*Resolution note:\s*$/, '');
+}
+
 function wrap(err: unknown): FerryCallError {
   const e = err as grpc.ServiceError;
   const trailer = errorCodeOf(err);
-  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', e.details || e.message, trailer);
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN', messageOf(e), trailer);
 }
 
 function abortError(signal: AbortSignal): unknown {

@@ -255,6 +255,20 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(r.stderr, new RegExp(`^ferry: lost ferryd at unix:.*\\(UNAVAILABLE: .*\\); watching ${m.id} again for up to 60 s$`, 'm'));
   });
 
+  test('watch that loses ferryd for good says so, watches again for --reconnect-ms, then exits 4, without grpc-js\'s empty "Resolution note:"', async (t) => {
+    const { ferry, sim, client, daemon } = await system(t);
+    await share(sim, 'gone');
+    await sim.call('SetFaults', { stallCopy: true });
+    const m = await client.startMigration({ share: { backend: 'alpha', shareId: 'gone' }, destination: 'beta#bronze' });
+    await waitForState(client, m.id, 'IN_PROGRESS');
+    let closing: Promise<void> | undefined;
+    const r = exits(await ferry(['watch', m.id, '--reconnect-ms', '300'], { onStdout: (text) => void (text.includes('IN_PROGRESS') && (closing ??= daemon.close(1_000))) }), 4);
+    await closing;
+    assert.match(r.stderr, new RegExp(`^ferry: lost ferryd at ${daemon.address} \\(UNAVAILABLE: .*\\); watching ${m.id} again for up to 300 ms$`, 'm'));
+    assert.match(r.stderr, new RegExp(`^ferry: UNAVAILABLE: cannot reach ferryd at ${daemon.address}: lost the watch of ${m.id}, .* within 300 ms \\(last: .*\\)`, 'm'));
+    assert.doesNotMatch(r.stderr, /Resolution note/);
+  });
+
   test('complete before phase 1 is done exits 3 naming FAILED_PRECONDITION; cancel works; watch then exits 5', async (t) => {
     const { ferry, sim } = await system(t);
     await share(sim, 'early');
@@ -301,9 +315,12 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(table[0]!, /^ID\s+STATE\s+SHARE\s+DESTINATION\s+PROGRESS\s+SIZE\s+CREATED$/);
     assert.deepEqual(table.slice(1).map((l) => l.split(/\s+/).slice(0, 2)), [...ids.map((id) => [id, 'SUCCESS']), [active, 'IN_PROGRESS']]);
 
-    const success = JSON.parse(exits(await ferry(['list', '--state', 'success', '--json']), 0).stdout) as { migrations: { id: string }[]; nextPageToken: string };
+    const success = JSON.parse(exits(await ferry(['list', '--state', 'success', '--json']), 0).stdout) as { migrations: { id: string; state: string }[]; nextPageToken: string };
     assert.deepEqual(success.migrations.map((m) => m.id), ids);
     assert.equal(success.nextPageToken, '');
+    // The state as --json printed it is taken back as it is.
+    const asPrinted = JSON.parse(exits(await ferry(['list', '--state', success.migrations[0]!.state, '--json']), 0).stdout) as { migrations: { id: string }[] };
+    assert.deepEqual(asPrinted.migrations.map((m) => m.id), ids);
 
     const page = exits(await ferry(['list', '--page-size', '2']), 0).stdout;
     assert.equal(lines(page).filter((l) => l.startsWith('mig-')).length, 2);

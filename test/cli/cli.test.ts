@@ -135,7 +135,7 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     const watched = exits(await ferry(['watch', started.id]), 0);
     const out = lines(watched.stdout);
     assert.equal(out[0], `migration ${started.id}: alpha/w1 -> beta#bronze`);
-    assert.match(out.at(-1)!, /^SUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+freeze [\d.]+ ms\s+final delta/);
+    assert.match(out.at(-1)!, /^SUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+[\d.]+ \S+\/s average\s+freeze [\d.]+ ms\s+final delta/);
     assert.doesNotMatch(watched.stdout, /\x1b\[/, 'escape codes in non-terminal output');
     assert.equal(watched.stderr, '');
   });
@@ -147,9 +147,11 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     await waitForState(client, m.id, 'PHASE1_DONE');
     await client.completeMigration(m.id);
     const r = exits(await ferry(['watch', m.id], { isTTY: true }), 0);
+    assert.ok(r.stdout.startsWith(`migration ${m.id}: alpha/tty -> beta#bronze\n`), 'no header above the bar');
     assert.match(r.stdout, /\x1b\[1G/, 'the bar is not redrawn in place');
-    assert.match(r.stdout, /SUCCESS\s+=+ 100\.0% \| 1\.0 MiB\/1\.0 MiB \| [\d.]+ \S+\/s \| ETA - \| dirty 0 B/);
-    assert.match(r.stdout, /\nSUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+freeze/);
+    // The last frame: final figures and the average throughput; no ETA or dirty bytes, which no longer move.
+    assert.match(r.stdout, /SUCCESS\s+=+ 100\.0% \| 1\.0 MiB\/1\.0 MiB \| [\d.]+ \S+\/s average\x1b/);
+    assert.match(r.stdout, /\nSUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+[\d.]+ \S+\/s average\s+freeze/);
   });
 
   test('migrate --json: one JSON document, the migration in SUCCESS, and the share on its new backend', async (t) => {
@@ -309,6 +311,9 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(shown, /^state\s+SUCCESS$/m);
     assert.match(shown, /^share\s+alpha\/l1$/m);
     assert.match(shown, /^cutover\s+freeze [\d.]+ ms, final delta [\d.]+ \S*B, verified in freeze [\d.]+ \S*B$/m);
+    // Finished: its final figures (all copied, nothing dirty) and phase 1's average throughput, no ETA.
+    assert.match(shown, /^progress\s+100\.0%\s+1\.0 MiB of 1\.0 MiB copied, 0 B remaining, 0 B dirty$/m);
+    assert.match(shown, /^throughput\s+[\d.]+ \S+\/s average \(phase 1, \d+ pass(es)?\)$/m);
     assert.doesNotMatch(shown, /MIGRATION_STATE_/);
 
     const table = lines(exits(await ferry(['list']), 0).stdout);

@@ -69,6 +69,6 @@ export const STATE_NAMES = ['STARTING', 'IN_PROGRESS', 'PHASE1_DONE', 'COMPLETIN
 /** A state, in any of "phase1_done", "PHASE1_DONE", "phase1-done" or "MIGRATION_STATE_PHASE1_DONE". */
 export function parseState(value: string): MigrationState {
   const name = value.trim().toUpperCase().replace(/-/g, '_').replace(/^MIGRATION_STATE_/, '');
-  if (!(STATE_NAMES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${value}" is not a state: expected one of ${STATE_NAMES.join(', ')}`);
+  if (!(STATE_NAMES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${value}" is not a state: expected one of ${STATE_NAMES.join(', ')}, with or without MIGRATION_STATE_`);
   return `MIGRATION_STATE_${name}` as MigrationState;
 }

@@ -13,6 +13,7 @@ import { FerryCallError, FerryClient, TERMINAL, type Migration, type MigrationSt
 import { integer, parseDestination, parseShareRef, parseSize, parseState, STATE_NAMES } from './args.ts';
 import { backendTable, compatibilityDetails, migrationDetails, migrationJson, migrationTable, shortState } from './format.ts';
 import { progressView, type ViewKind } from './progress.ts';
+import { StdoutWatch } from './stdout.ts';
 
 /** Exit codes. They are part of the CLI's contract: scripts test them. */
 export const EXIT = {
@@ -85,6 +86,14 @@ interface Context {
   server: string;
   json: boolean;
   io: CliIO;
+  /** Aborted on SIGINT (io.signal) or when stdout's reader went away: watch and migrate stop waiting. */
+  signal: AbortSignal;
+  /**
+   * Whether stdout's reader went away (EPIPE, as after `| head -1`), once
+   * what was written so far has been handed over: the command then ends
+   * quietly with exit 0.
+   */
+  readerGone(): Promise<boolean>;
   /** Writes to stdout. */
   out(text: string): void;
   /** Writes one JSON document to stdout. */
@@ -104,17 +113,25 @@ function version(): string {
 /** Runs the CLI with `argv` (the words after "ferry") and resolves with the exit code. */
 export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   let code: number = EXIT.OK;
-  const program = buildProgram(io, (c) => (code = c));
+  const stdout = new StdoutWatch(io.stdout);
+  const program = buildProgram(io, stdout, (c) => (code = c));
   try {
     await program.parseAsync([...argv], { from: 'user' });
+    await stdout.flushed();
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     throw err;
+  } finally {
+    stdout.close();
   }
-  return code;
+  if (stdout.error) {
+    io.stderr.write(`ferry: cannot write to stdout: ${stdout.error.message}\n`);
+    return EXIT.BUG;
+  }
+  return stdout.readerGone() ? EXIT.OK : code;
 }
 
-function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
+function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) => void): Command {
   const program = new Command('ferry')
     .description('Move storage shares between backends with ferryd: two-phase, resumable migrations.')
     .version(version(), '-V, --version')
@@ -147,8 +164,10 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
           server,
           json: globals.json === true,
           io,
-          out: (text) => io.stdout.write(text),
-          json1: (doc) => io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`),
+          signal: io.signal ? AbortSignal.any([io.signal, stdout.signal]) : stdout.signal,
+          readerGone: async () => (await stdout.flushed(), stdout.readerGone()),
+          out: (text) => void (io.stdout.writable && io.stdout.write(text)),
+          json1: (doc) => void (io.stdout.writable && io.stdout.write(`${JSON.stringify(doc, null, 2)}\n`)),
           say,
         };
         setCode(await body(ctx, ...ctxArgs));
@@ -226,7 +245,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
   program
     .command('list')
     .description('list migrations, oldest first, one page at a time (or --all)')
-    .option('--state <state>', `only migrations in this state (${STATE_NAMES.join(', ')})`, parseState)
+    .option('--state <state>', `only migrations in this state: ${STATE_NAMES.join(', ')} (or as --json prints them, MIGRATION_STATE_SUCCESS)`, parseState)
     .option('--backend <name>', 'only migrations from or to this backend')
     .option('--page-size <n>', 'migrations per page, 1 to 1000 (default 100)', integer(1, 1000))
     .addOption(new Option('--page-token <token>', 'the page after the one that printed this token').conflicts('all'))
@@ -250,7 +269,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
     .command('watch')
     .description('follow a migration until it ends (a live bar on a terminal; plain lines otherwise)')
     .argument('<id>', 'the migration id (mig-...)')
-    .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE', parseState)
+    .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE (or MIGRATION_STATE_PHASE1_DONE)', parseState)
     .option('--interval-ms <ms>', INTERVAL_HELP, integer(0, 3_600_000), 1_000)
     .option('--reconnect-ms <ms>', RECONNECT_HELP, integer(0, 2 ** 31 - 1), 60_000)
     .action(
@@ -260,17 +279,18 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         const view = progressView(viewKind(ctx), ctx.io.stdout, opts.intervalMs);
         try {
           last = await ctx.client.waitFor(id, (m) => m.state === opts.until, (m) => view.update((last = m)), {
-            signal: ctx.io.signal,
+            signal: ctx.signal,
             reconnectMs: opts.reconnectMs,
-            onReconnect: (err) => lost(ctx, id, err, opts.reconnectMs),
+            onReconnect: (err) => view.notice(() => lost(ctx, id, err, opts.reconnectMs)),
           });
         } catch (err) {
-          if (!ctx.io.signal?.aborted) throw err;
+          if (!ctx.signal.aborted) throw err;
           view.stop();
-          return interrupted(ctx, last);
+          return (await ctx.readerGone()) ? EXIT.OK : interrupted(ctx, last);
         } finally {
           view.stop();
         }
+        if (await ctx.readerGone()) return EXIT.OK;
         if (opts.until && last.state === opts.until) return EXIT.OK;
         return ended(ctx, last);
       }),
@@ -292,9 +312,9 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
       try {
         last = await ctx.client.migrate(startRequest(share, destination, opts), {
           cutoverAttempts: opts.cutoverAttempts,
-          signal: ctx.io.signal,
+          signal: ctx.signal,
           reconnectMs: opts.reconnectMs,
-          onReconnect: (err) => lost(ctx, last?.id ?? 'the migration', err, opts.reconnectMs),
+          onReconnect: (err) => view.notice(() => lost(ctx, last?.id ?? 'the migration', err, opts.reconnectMs)),
           onUpdate: (m) => {
             last = m;
             view.update(m);
@@ -302,12 +322,14 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         });
       } catch (err) {
         view.stop();
-        if (ctx.io.signal?.aborted && last) return interrupted(ctx, last);
+        if (await ctx.readerGone()) return EXIT.OK;
+        if (ctx.signal.aborted && last) return interrupted(ctx, last);
         if (last && err instanceof FerryCallError) ctx.say(`while migrating ${last.id} (${shortState(last.state)}):`);
         throw err;
       }
       view.stop();
       if (ctx.json) ctx.json1(migrationJson(last));
+      if (await ctx.readerGone()) return EXIT.OK;
       if (!TERMINAL.has(last.state)) {
         const why = last.lastCutoverAbort ? ` (last: ${last.lastCutoverAbort.message})` : '';
         ctx.say(
@@ -374,11 +396,9 @@ function viewKind(ctx: Context): ViewKind {
 const INTERVAL_HELP = 'without a terminal: print progress-only changes at most this often; 0 prints every one';
 const RECONNECT_HELP = 'when ferryd restarts or goes away, watch again for this long before giving up (exit 4); 0 gives up at once';
 
-/** Says that the watch was lost and is being tried again. */
+/** Says that the watch was lost and is being tried again (through the view: a live bar makes room for it). */
 function lost(ctx: Context, id: string, err: FerryCallError, reconnectMs: number): void {
-  // A live bar has no newline yet: end its line so the message stands on its own.
-  if (ctx.io.isTTY && !ctx.json) ctx.out('\n');
-  ctx.say(`lost ferryd at ${ctx.server} (${err.code}: ${err.message}); watching ${id} again for up to ${Math.round(reconnectMs / 1000)} s`);
+  ctx.say(`lost ferryd at ${ctx.server} (${err.code}: ${err.message}); watching ${id} again for up to ${reconnectMs % 1000 === 0 ? `${reconnectMs / 1000} s` : `${reconnectMs} ms`}`);
 }
 
 /** Says how to pick up a migration that watch or migrate stopped following on SIGINT. */
@@ -425,7 +445,7 @@ function failure(err: unknown, server: string, timeoutMs: number, say: (text: st
   }
   if (err instanceof FerryCallError) {
     if (unreachable(err)) {
-      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${timeoutMs}` : err.message.replace(/\s*Resolution note:\s*$/, '');
+      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${timeoutMs}` : err.message;
       say(`${err.code}: cannot reach ferryd at ${server}: ${why} (is ferryd running there? set --server or FERRY_SERVER)`);
       return EXIT.UNREACHABLE;
     }

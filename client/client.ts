@@ -135,13 +135,22 @@ export class FerryCallError extends Error {
   }
 }
 
+/**
+ * The message of a gRPC error as people should read it. grpc-js ends its
+ * UNAVAILABLE messages with "Resolution note: " even when it has no note;
+ * cut here, once, so that no caller prints the empty label.
+ */
+function messageOf(e: grpc.ServiceError): string {
+  return (e.details || e.message || '').replace(/\s*Resolution note:\s*$/, '');
+}
+
 function wrap(err: unknown): FerryCallError {
   const e = err as grpc.ServiceError;
   const trailer = errorCodeOf(err);
   const details = e.metadata?.get(STATUS_DETAILS_METADATA)[0];
   const errorInfo = Buffer.isBuffer(details) ? decodeStatusDetails(details)?.errorInfo : undefined;
   const code = trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN';
-  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, code, e.details || e.message, trailer, errorInfo);
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, code, messageOf(e), trailer, errorInfo);
 }
 
 function abortError(signal: AbortSignal): unknown {

@@ -4,7 +4,7 @@
  * migration (timestamps as RFC 3339 strings, everything else as the client
  * library returns it).
  */
-import type { Backend, CompatibilityReport, Migration, Progress, Timestamp } from './client.ts';
+import { TERMINAL, type Backend, type CompatibilityReport, type Migration, type Progress, type Timestamp } from './client.ts';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
 
@@ -107,13 +107,25 @@ function copied(p: Progress): string {
   return `${formatBytes(p.copiedBytes)} of ${formatBytes(p.totalBytes)}`;
 }
 
+/** "8.0 MiB/s average": a finished migration's throughput, which ferryd reports as phase 1's average. */
+export function averageRate(p: Progress): string {
+  return `${formatRate(p.throughputBytesPerSec)} average`;
+}
+
+/** "migration mig-…: alpha/demo -> beta#bronze": the line `watch` and `migrate` start with. */
+export function migrationHeader(m: Migration): string {
+  return `migration ${m.id}: ${m.share.backend}/${m.share.shareId} -> ${m.destination}`;
+}
+
 /** One line about a migration as it stands: what `watch` prints per update when not on a terminal. */
 export function progressLine(m: Migration): string {
   const p = m.progress;
   const state = shortState(m.state).padEnd(11);
   if (m.state === 'MIGRATION_STATE_ERROR') return `${state}  ${formatPercent(p.percent)}  ${m.error?.code ?? 'ERROR'}: ${m.error?.message ?? ''}`.trimEnd();
-  if (m.state === 'MIGRATION_STATE_SUCCESS' && m.cutover) {
-    return `${state}  ${formatPercent(p.percent)}  ${copied(p)}  freeze ${formatMs(m.cutover.freezeMs)}  final delta ${formatBytes(m.cutover.finalDeltaBytes)}`;
+  // Ended: nothing moves, so no ETA and no dirty rate; the throughput is phase 1's average.
+  if (TERMINAL.has(m.state)) {
+    const cutover = m.cutover ? `  freeze ${formatMs(m.cutover.freezeMs)}  final delta ${formatBytes(m.cutover.finalDeltaBytes)}` : '';
+    return `${state}  ${formatPercent(p.percent)}  ${copied(p)}  ${averageRate(p)}${cutover}`;
   }
   const parts = [state, formatPercent(p.percent).padStart(6), copied(p), formatRate(p.throughputBytesPerSec), `eta ${formatEta(p.etaSeconds)}`, `dirty ${formatBytes(p.dirtyBytes)}`];
   if (p.iteration > 1) parts.push(`pass ${p.iteration}`);
@@ -133,7 +145,12 @@ export function migrationDetails(m: Migration): string {
     ['destination', m.destination],
     ['state', shortState(m.state)],
     ['progress', `${formatPercent(p.percent)}  ${copied(p)} copied, ${formatBytes(p.remainingBytes)} remaining, ${formatBytes(p.dirtyBytes)} dirty`],
-    ['throughput', `${formatRate(p.throughputBytesPerSec)}  pass ${p.iteration}  eta ${formatEta(p.etaSeconds)}`],
+    [
+      'throughput',
+      TERMINAL.has(m.state)
+        ? `${averageRate(p)} (phase 1, ${p.iteration} pass${p.iteration === 1 ? '' : 'es'})`
+        : `${formatRate(p.throughputBytesPerSec)}  pass ${p.iteration}  eta ${formatEta(p.etaSeconds)}`,
+    ],
     ['warning', p.warning],
     ['flags', flagList(m)],
     ['new share type', m.newShareType],

@@ -1,9 +1,11 @@
 /**
- * The daemon's configuration: defaults, then a JSON config file, then
- * environment variables, then command-line flags (each later one wins).
- * Every problem is reported as one line naming the setting and its source.
+ * The daemon's configuration: defaults, then a JSON config file (comments
+ * and trailing commas allowed), then environment variables, then
+ * command-line flags (each later one wins). Every problem is reported as one
+ * line naming the setting and its source.
  */
 import { readFileSync } from 'node:fs';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DEADLINES, type Deadlines } from './guard.ts';
@@ -115,6 +117,54 @@ function backendsFrom(value: unknown, source: string): BackendConfig[] {
   });
 }
 
+/** What each jsonc-parser error code says was expected or wrong, for people. */
+const SYNTAX_PROBLEMS: Record<string, string> = {
+  InvalidSymbol: 'unexpected text (names and strings take double quotes)',
+  InvalidNumberFormat: 'a malformed number',
+  PropertyNameExpected: 'expected a property name in double quotes',
+  ValueExpected: 'expected a value',
+  ColonExpected: 'expected ":"',
+  CommaExpected: 'expected ","',
+  CloseBraceExpected: 'expected "}"',
+  CloseBracketExpected: 'expected "]"',
+  EndOfFileExpected: 'expected the end of the file',
+  InvalidCommentToken: 'a malformed comment',
+  UnexpectedEndOfComment: 'a comment that is never closed',
+  UnexpectedEndOfString: 'a string that is never closed',
+  UnexpectedEndOfNumber: 'a number cut short',
+  InvalidUnicode: 'a malformed \\u escape',
+  InvalidEscapeCharacter: 'an invalid escape',
+  InvalidCharacter: 'a control character in a string',
+};
+
+/** 1-based line and column of `offset` in `text`. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const lineStart = before.lastIndexOf('\n') + 1;
+  return { line: before.split('\n').length, column: offset - lineStart + 1 };
+}
+
+/**
+ * Parses a config file's text: JSON with `//` and `/* *\/` comments and
+ * trailing commas (the "jsonc" the README's example is written in). A syntax
+ * error names the file, the line and column, what was expected and what
+ * was found there.
+ */
+function parseConfigText(text: string, path: string): Json {
+  const errors: ParseError[] = [];
+  const parsed: unknown = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
+  const first = errors.sort((a, b) => a.offset - b.offset)[0];
+  if (first) {
+    const { line, column } = lineColumn(text, first.offset);
+    const token = text.slice(first.offset, first.offset + Math.max(1, Math.min(first.length, 40))).replace(/\r?\n[^]*$/, '');
+    const met = first.offset >= text.length ? 'the end of the file' : token ? `\`${token}\`` : 'a line break';
+    const problem = SYNTAX_PROBLEMS[printParseErrorCode(first.error)] ?? 'a syntax error';
+    throw new ConfigError(`config file ${path}:${line}:${column}: ${problem}, found ${met}`);
+  }
+  if (!isObject(parsed)) throw new ConfigError(`config file ${path}: the top level must be an object, found ${Array.isArray(parsed) ? 'an array' : JSON.stringify(parsed)}`);
+  return parsed;
+}
+
 /**
  * Builds the configuration. `cwd` anchors relative paths given on the
  * command line or in the environment; paths in a config file are relative to
@@ -132,13 +182,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     } catch (err) {
       throw new ConfigError(`config file ${path} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (!isObject(parsed)) throw new Error('the top level must be an object');
-      file = parsed;
-    } catch (err) {
-      throw new ConfigError(`config file ${path} is not valid: ${(err as Error).message}`);
-    }
+    file = parseConfigText(text, path);
     fileDir = resolve(path, '..');
   }
   const src = configPath ? `config file ${configPath}` : 'config';

@@ -23,6 +23,7 @@ import {
   TERMINAL_STATES,
   canTransition,
   emptyProgress,
+  finalProgress,
   newMigrationId,
   observeMigrationId,
   toProgress,
@@ -450,6 +451,7 @@ export class Engine {
     if ((to === 'CANCELLING' || to === 'ERROR') && record.progress.percent >= 100) record.progress = { ...record.progress, percent: 99.9 };
     if (TERMINAL_STATES.has(to)) {
       record.finishedAt = now;
+      record.progress = finalProgress(record);
       const key = shareKey(record.spec.source.backend, record.spec.source.shareId);
       if (this.active.get(key) === record.id) this.active.delete(key);
     }

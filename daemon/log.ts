@@ -2,6 +2,8 @@
  * Structured logs: one JSON object per line (pino). Every line about a
  * migration carries `migration`, every line about a backend `backend`.
  */
+import { format } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import type { Logger } from '../plugins/api/index.ts';
 
@@ -30,4 +32,18 @@ export function silentLog(): Log {
 /** The daemon's logger seen through the driver API's narrower type. */
 export function asDriverLogger(log: Log): Logger {
   return log;
+}
+
+/**
+ * Sends grpc-js's own messages (it writes "E ..." lines to stderr by
+ * default) into `log`, so that stderr carries only ferryd's one-line
+ * errors and the logs stay one JSON object per line.
+ */
+export function routeGrpcLogs(log: Log): void {
+  const grpcLog = log.child({ component: 'grpc-js' });
+  grpc.setLogger({
+    error: (message: unknown, ...rest: unknown[]) => grpcLog.warn(format(message, ...rest)),
+    info: (message: unknown, ...rest: unknown[]) => grpcLog.info(format(message, ...rest)),
+    debug: (message: unknown, ...rest: unknown[]) => grpcLog.debug(format(message, ...rest)),
+  });
 }

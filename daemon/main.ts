@@ -3,19 +3,21 @@
  * handles signals. Wiring only; the work is in daemon.ts.
  *
  * Exit codes: 0 after a clean shutdown, 1 when forced or on a runtime
- * failure, 2 for a bad flag or setting, 3 when the data dir is in use.
+ * failure, 2 for a bad flag or setting (an address that cannot be listened
+ * on included), 3 when the data dir is in use.
  */
 import { Command } from 'commander';
 import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts';
 import { startDaemon } from './daemon.ts';
-import { createLog } from './log.ts';
+import { createLog, routeGrpcLogs } from './log.ts';
+import { ListenError } from './rpc.ts';
 import { StoreLockedError } from './store.ts';
 
 const program = new Command('ferryd')
   .description('Ferry daemon: two-phase, resumable migration of storage shares')
   .option('--listen <addr>', `HOST:PORT or unix:PATH to serve gRPC on (default 127.0.0.1:50051; env ${ENV_VARS.listen})`)
   .option('--data-dir <dir>', `where state and the embedded simulator's data live (default ./ferry-data; env ${ENV_VARS.dataDir})`)
-  .option('--config <file>', `a JSON config file (env ${ENV_VARS.config})`)
+  .option('--config <file>', `a JSON config file; // and /* */ comments allowed (env ${ENV_VARS.config})`)
   .option('--plugins-dir <dir>', `where driver plugins are found (default: the project's plugins/; env ${ENV_VARS.pluginsDir})`)
   .option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent (default info; env ${ENV_VARS.logLevel})`)
   .showHelpAfterError()
@@ -36,6 +38,7 @@ try {
 }
 
 const log = createLog({ level: config.logLevel });
+routeGrpcLogs(log);
 let daemon;
 try {
   daemon = await startDaemon(config, log);
@@ -43,6 +46,11 @@ try {
   if (err instanceof StoreLockedError) {
     process.stderr.write(`ferryd: ${err.message}\n`);
     process.exit(3);
+  }
+  if (err instanceof ListenError) {
+    log.flush();
+    process.stderr.write(`ferryd: ${err.message}; set another with --listen, ${ENV_VARS.listen} or listen in the config file\n`);
+    process.exit(2);
   }
   log.fatal({ err }, 'ferryd failed to start');
   log.flush();

@@ -138,6 +138,31 @@ export function toProgress(p: DriverProgress, phase1Done: boolean): Progress {
   return progress;
 }
 
+/**
+ * The figures a migration keeps once it has ended (DESIGN rule 6: progress
+ * never lies). The driver is not asked again, so its last poll would stay
+ * on show: the rate and dirty bytes of a moment before the cutover. Instead
+ * nothing is moving (dirty rate and ETA 0), the throughput is phase 1's
+ * average, and a SUCCESS has copied everything and left nothing dirty.
+ */
+export function finalProgress(record: Pick<MigrationRecord, 'state' | 'progress' | 'startedAt' | 'phase1DoneAt' | 'finishedAt'>): Progress {
+  const p = record.progress;
+  const success = record.state === 'SUCCESS';
+  const copied = success ? p.totalBytes : p.copiedBytes;
+  const end = record.phase1DoneAt ?? record.finishedAt;
+  const seconds = record.startedAt !== undefined && end !== undefined ? (end - record.startedAt) / 1000 : 0;
+  const { warning: _warning, ...rest } = p;
+  const progress: Progress = {
+    ...rest,
+    dirtyRateBytesPerSec: 0,
+    etaSeconds: 0,
+    throughputBytesPerSec: seconds > 0 ? Math.round(copied / seconds) : 0,
+  };
+  if (success) Object.assign(progress, { percent: 100, copiedBytes: copied, remainingBytes: 0, dirtyBytes: 0 });
+  else if (p.warning) progress.warning = p.warning;
+  return progress;
+}
+
 let lastMs = 0;
 let sameMsCount = 0;
 

@@ -87,14 +87,46 @@ export function serverStream<Req, Res>(method: string, log: Log, fn: StreamFn<Re
   };
 }
 
-/** Binds a server and resolves with the bound address ("127.0.0.1:port" or "unix:path"). */
+/** Thrown by `bind` when the address cannot be listened on; the message is one line naming the address and why. */
+export class ListenError extends Error {
+  constructor(
+    /** The address as it was asked for. */
+    readonly address: string,
+    /** The errno code behind it (EADDRINUSE, EACCES, ...), when grpc-js said one. */
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+/** What each errno code means for someone choosing a listen address. */
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE: 'the address is in use by another program (another ferryd?)',
+  EACCES: 'permission denied (a port below 1024 needs privileges; a unix socket, a folder this user may write)',
+  EADDRNOTAVAIL: 'no network interface of this machine has that address',
+};
+
+/** Binds a server and resolves with the bound address ("127.0.0.1:port" or "unix:path"). Rejects with a ListenError. */
 export async function bind(server: grpc.Server, address: string): Promise<string> {
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenError(address, err)) : resolve(p)));
   });
   if (address.startsWith('unix:')) return address;
   const host = address.slice(0, address.lastIndexOf(':'));
   return `${host}:${port}`;
+}
+
+/**
+ * grpc-js says only "No address added out of total 1 resolved errors:
+ * [listen EADDRINUSE: ...]"; this names the address and says what the code means.
+ */
+function listenError(address: string, err: Error): ListenError {
+  const code = /\b(E[A-Z]{3,})\b/.exec(err.message)?.[1];
+  const known = code ? LISTEN_PROBLEMS[code] : undefined;
+  const why = known ? `${known} (${code})` : err.message.replace(/^No address added out of total \d+ resolved errors: /, '');
+  return new ListenError(address, code, `cannot listen on ${address}: ${why}`);
 }
 
 /** Shuts a server down, waiting up to `graceMs` for calls in flight, then forcing. */

@@ -20,6 +20,9 @@ import type { BlockDigest, Runs } from './copy-protocol.ts';
 /** Tasks kept in flight per worker: a second one queued means a worker never waits for the main thread to dispatch. */
 export const QUEUE_PER_WORKER = 2;
 
+/** How often a copy task tells the bytes it landed so far (progress and throughput move within a chunk). */
+export const LANDED_EVERY_MS = 50;
+
 /** Worker tasks in flight, at most `max` at once; remembers the first failure. */
 export class Flight {
   private readonly tasks = new Set<Promise<void>>();
@@ -114,9 +117,9 @@ export class BlockState {
     return Math.min(this.layout.sizeBytes, n * this.layout.blockSizeBytes);
   }
 
-  /** Packs ascending blocks into worker tasks of at most one chunk each. */
-  tasks(blocks: readonly number[]): Runs[] {
-    return groupRuns(toRuns(blocks, this.chunkBlocks), this.chunkBlocks);
+  /** Packs ascending blocks into worker tasks of at most `maxBlocks` (default: one chunk) each. */
+  tasks(blocks: readonly number[], maxBlocks = this.chunkBlocks): Runs[] {
+    return groupRuns(toRuns(blocks, maxBlocks), maxBlocks);
   }
 
   /**
@@ -138,8 +141,12 @@ export class BlockState {
     return newly;
   }
 
-  /** Copies `runs` in one worker task and records the hash of every block written. Resolves with the bytes read. */
-  async copy(runs: Runs, skipZero: boolean): Promise<number> {
+  /**
+   * Copies `runs` in one worker task and records the hash of every block
+   * written. Resolves with the bytes read; `onLanded`, when given, is told
+   * bytes as they land before that (the blocks count as copied only at the end).
+   */
+  async copy(runs: Runs, skipZero: boolean, onLanded?: (bytes: number) => void): Promise<number> {
     const blocks = expand(runs);
     for (const b of blocks) {
       this.inflight.set(b);
@@ -147,7 +154,8 @@ export class BlockState {
     }
     try {
       const { sizeBytes, blockSizeBytes, srcPath, dstPath, digest } = this.layout;
-      const res = await this.pool.copy({ src: srcPath, dst: dstPath, runs, blockSize: blockSizeBytes, fileSize: sizeBytes, skipZero, digest });
+      const req = { src: srcPath, dst: dstPath, runs, blockSize: blockSizeBytes, fileSize: sizeBytes, skipZero, digest };
+      const res = await (onLanded ? this.pool.copy({ ...req, progressMs: LANDED_EVERY_MS }, onLanded) : this.pool.copy(req));
       const hashes = Buffer.from(res.hashes);
       const n = this.hashBytes;
       blocks.forEach((b, i) => {

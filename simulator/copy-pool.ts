@@ -15,6 +15,7 @@ import type {
   CopyResult,
   HashRequest,
   HashResult,
+  WorkerMessage,
   WorkerRequest,
   WorkerResult,
 } from './copy-protocol.ts';
@@ -37,6 +38,8 @@ interface Task {
   req: WorkerRequest;
   resolve: (result: WorkerResult) => void;
   reject: (err: Error) => void;
+  /** Told the bytes of each progress message of a copy. */
+  onProgress?: (bytes: number) => void;
 }
 
 interface Slot {
@@ -64,9 +67,13 @@ export class CopyPool {
     return this.slots.length;
   }
 
-  /** Copies runs of blocks from one file to another. */
-  copy(req: Without<CopyRequest>): Promise<CopyResult> {
-    return this.submit({ ...req, type: 'copy' }) as Promise<CopyResult>;
+  /**
+   * Copies runs of blocks from one file to another. With `req.progressMs`,
+   * `onProgress` is told the bytes that landed as the copy goes, before the
+   * promise resolves.
+   */
+  copy(req: Without<CopyRequest>, onProgress?: (bytes: number) => void): Promise<CopyResult> {
+    return this.submit({ ...req, type: 'copy' }, onProgress) as Promise<CopyResult>;
   }
 
   /** Hashes runs of blocks in one or more files. */
@@ -86,10 +93,10 @@ export class CopyPool {
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
   }
 
-  private submit(req: Omit<WorkerRequest, 'id'>): Promise<WorkerResult> {
+  private submit(req: Omit<WorkerRequest, 'id'>, onProgress?: (bytes: number) => void): Promise<WorkerResult> {
     if (this.closed) return Promise.reject(new CopyTaskError('copy pool closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ req: { ...req, id: this.nextId++ } as WorkerRequest, resolve, reject });
+      this.queue.push({ req: { ...req, id: this.nextId++ } as WorkerRequest, resolve, reject, ...(onProgress ? { onProgress } : {}) });
       this.pump();
     });
   }
@@ -117,7 +124,12 @@ export class CopyPool {
     slot.worker = worker;
     worker.unref();
     let dead = false;
-    worker.on('message', (result: WorkerResult) => {
+    worker.on('message', (result: WorkerMessage) => {
+      if (result.type === 'progress') {
+        // The task is still running: the slot stays busy.
+        if (slot.task?.req.id === result.id) slot.task.onProgress?.(result.bytes);
+        return;
+      }
       const task = slot.task;
       slot.task = null;
       worker.unref();

@@ -32,6 +32,11 @@ export interface CopyRequest {
   fileSize: number;
   /** Skip writing all-zero runs (only where the destination is known to be still all zero). */
   skipZero: boolean;
+  /**
+   * Send a `progress` message for the pieces that landed, at most this often
+   * (ms; 0: after every piece). Absent: only the result, at the end.
+   */
+  progressMs?: number;
 }
 
 /** Read `runs` from each of `paths` and digest each block (to verify, or to rebuild a dirty set after a crash). */
@@ -82,6 +87,17 @@ export interface ChecksumResult {
   sha256: string;
 }
 
+/**
+ * Bytes of a copy request that landed on the destination since the last
+ * progress message: sent before the request's result, never after it, and
+ * summing to at most the result's `bytes`.
+ */
+export interface CopyProgress {
+  type: 'progress';
+  id: number;
+  bytes: number;
+}
+
 /** The request failed; `code` is the errno code when there is one. */
 export interface ErrorResult {
   type: 'error';
@@ -90,5 +106,8 @@ export interface ErrorResult {
   code?: string;
 }
 
-/** Anything a worker sends back. */
+/** Anything that answers a request: exactly one per request. */
 export type WorkerResult = CopyResult | HashResult | ChecksumResult | ErrorResult;
+
+/** Anything a worker sends: progress messages, then the request's result. */
+export type WorkerMessage = WorkerResult | CopyProgress;

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import type { BlockDigest, ChecksumRequest, CopyRequest, HashRequest, Runs, WorkerRequest, WorkerResult } from './copy-protocol.ts';
+import type { BlockDigest, ChecksumRequest, CopyProgress, CopyRequest, HashRequest, Runs, WorkerRequest, WorkerResult } from './copy-protocol.ts';
 import { DIGEST_BYTES } from './copy-protocol.ts';
 
 let buffer = Buffer.alloc(0);
@@ -76,16 +76,28 @@ function isZero(buf: Buffer, length: number): boolean {
   return buf.subarray(0, length).equals(zeros.subarray(0, length)); // memcmp, not a JS loop
 }
 
-function copy(req: CopyRequest): WorkerResult {
+function copy(req: CopyRequest, report: (progress: CopyProgress) => void): WorkerResult {
   const hashes = Buffer.alloc(blockCount(req.runs) * DIGEST_BYTES[req.digest]);
   const src = openSync(req.src, 'r');
   let dst: number | undefined;
   let bytes = 0;
   let written = 0;
+  // Progress as pieces land: a chunk on a slow disk takes long enough that "nothing, then all of it" shows as a stall.
+  let reported = 0;
+  let reportedAt = Date.now();
+  const landed = () => {
+    if (req.progressMs === undefined) return;
+    const now = Date.now();
+    if (now - reportedAt < req.progressMs) return;
+    report({ type: 'progress', id: req.id, bytes: bytes - reported });
+    reported = bytes;
+    reportedAt = now;
+  };
   try {
     dst = openSync(req.dst, 'r+');
     let at = 0;
     const step = pieceSize(req.blockSize);
+    const total = req.runs.reduce((sum, run) => sum + span(run, req.blockSize, req.fileSize).length, 0);
     for (const run of req.runs) {
       const { offset, length } = span(run, req.blockSize, req.fileSize);
       for (let done = 0; done < length; done += step) {
@@ -98,6 +110,7 @@ function copy(req: CopyRequest): WorkerResult {
         }
         at = hashBlocks(buf, n, req.blockSize, req.digest, hashes, at);
         bytes += n;
+        if (bytes < total) landed(); // the last piece is told by the result itself
       }
     }
   } finally {
@@ -153,10 +166,10 @@ function checksum(req: ChecksumRequest): WorkerResult {
   return { type: 'checksum', id: req.id, sha256: h.digest('hex') };
 }
 
-function handle(req: WorkerRequest): WorkerResult {
+function handle(req: WorkerRequest, report: (progress: CopyProgress) => void): WorkerResult {
   switch (req.type) {
     case 'copy':
-      return copy(req);
+      return copy(req, report);
     case 'hash':
       return hash(req);
     case 'checksum':
@@ -169,7 +182,7 @@ if (!port) throw new Error('copy-worker.ts must run in a worker thread');
 port.on('message', (req: WorkerRequest) => {
   let result: WorkerResult;
   try {
-    result = handle(req);
+    result = handle(req, (progress) => port.postMessage(progress));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     result = { type: 'error', id: req.id, message: e.message, ...(e.code ? { code: e.code } : {}) };

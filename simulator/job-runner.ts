@@ -31,6 +31,12 @@ const SYNC_PACE_MS = 50;
 const IDLE_WAIT_MS = 1000;
 /** Pass 1 starts an fdatasync of the destination in the background after every this many bytes copied. */
 const FLUSH_EVERY_BYTES = 64 * MiB;
+/**
+ * Under a bandwidth cap a worker task carries about this much of the cap's
+ * rate (at most a chunk): the cap is paid before a task is handed out, so
+ * with whole 8 MiB chunks at 1 MiB/s nothing would land for 8 s, then all of it.
+ */
+const PACE_MS = 250;
 
 /** What a runner needs from the array. */
 export interface RunnerDeps {
@@ -75,6 +81,8 @@ export class JobRunner {
   private readonly bucket: TokenBucket;
   private readonly throughput = new RateMeter();
   private readonly dirtyMeter = new RateMeter();
+  /** Bytes that pass-1 tasks still in flight have landed: copied, though their blocks are marked so only when the task ends. */
+  private landing = 0;
   private readonly wake = new Wakeup();
   /** Notified when the rebuild after a restart is done. */
   readonly rebuilt = new Wakeup();
@@ -208,7 +216,7 @@ export class JobRunner {
       await this.deps.faults.whileStalled(signal);
       if (signal.aborted) break;
       const from = rec.dispatchedEnd;
-      const to = Math.min(this.blockCount, from + this.state.chunkBlocks);
+      const to = Math.min(this.blockCount, from + this.taskBlocks());
       await this.throttle(this.state.countBytes(to) - this.state.countBytes(from), signal);
       if (signal.aborted) break;
       await flight.slot(this.state.parallelism);
@@ -219,7 +227,7 @@ export class JobRunner {
       const entry = { end: to, done: false };
       pending.push(entry);
       flight.add(
-        this.copyRuns([[from, to - from]], true).then(async (bytes) => {
+        this.copyRuns([[from, to - from]], { firstPass: true }).then(async (bytes) => {
           entry.done = true;
           passBytes += bytes;
           this.flushInBackground(passBytes);
@@ -321,12 +329,34 @@ export class JobRunner {
 
   // ------------------------------------------------------- copy and hash
 
-  /** Copies `runs` in one worker task, counting the bytes sent. */
-  private async copyRuns(runs: Runs, skipZero: boolean): Promise<number> {
-    const bytes = await this.state.copy(runs, skipZero);
-    this.throughput.add(bytes);
-    this.rec.sentBytes += bytes;
-    return bytes;
+  /**
+   * Copies `runs` in one worker task, counting the bytes sent as they land.
+   * Pass 1 (`firstPass`) skips zero runs, and its landed bytes count as
+   * copied while the task runs.
+   */
+  private async copyRuns(runs: Runs, options: { firstPass: boolean }): Promise<number> {
+    let landed = 0;
+    const onLanded = (n: number) => {
+      landed += n;
+      if (options.firstPass) this.landing += n;
+      this.throughput.add(n);
+    };
+    try {
+      const bytes = await this.state.copy(runs, options.firstPass, onLanded);
+      this.throughput.add(bytes - landed);
+      this.rec.sentBytes += bytes;
+      return bytes;
+    } finally {
+      if (options.firstPass) this.landing -= landed;
+    }
+  }
+
+  /** Blocks per worker task: a chunk, or under a bandwidth cap what the cap lets through in PACE_MS (at least a block). */
+  private taskBlocks(): number {
+    const caps = [this.bucket.rate, this.deps.arrayBucket.rate, this.deps.faults.value.copyBandwidthBytesPerSec].filter((r) => r > 0);
+    if (caps.length === 0) return this.state.chunkBlocks;
+    const blocks = Math.floor((Math.min(...caps) * PACE_MS) / 1000 / this.rec.blockSizeBytes);
+    return Math.max(1, Math.min(this.state.chunkBlocks, blocks));
   }
 
   /**
@@ -336,7 +366,7 @@ export class JobRunner {
    * `signal` aborts and returns the blocks it did not reach.
    */
   async copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }> {
-    const groups = this.state.tasks(blocks);
+    const groups = this.state.tasks(blocks, options.throttle ? this.taskBlocks() : this.state.chunkBlocks);
     const flight = new Flight();
     const { signal } = options;
     let bytes = 0;
@@ -350,7 +380,7 @@ export class JobRunner {
       }
       await flight.slot(this.state.parallelism);
       if (signal?.aborted || flight.error) break;
-      flight.add(this.copyRuns(group, false).then((n) => void (bytes += n)));
+      flight.add(this.copyRuns(group, { firstPass: false }).then((n) => void (bytes += n)));
     }
     await flight.drain();
     return { bytes, leftover: groups.slice(i).flatMap(expand) };
@@ -432,7 +462,7 @@ export class JobRunner {
   /** Progress now. */
   progress(): ProgressView {
     const { rec } = this;
-    const copiedBytes = this.state.countBytes(this.state.copied.count);
+    const copiedBytes = Math.min(rec.sizeBytes, this.state.countBytes(this.state.copied.count) + this.landing);
     const dirtyBytes = this.dirtyBytes();
     const dirtyRate = this.dirtyMeter.rate();
     const throughput = this.throughput.rate();

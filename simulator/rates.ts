@@ -3,36 +3,56 @@
  * rate), a token bucket (bandwidth caps), and a sleep that a stop cuts short.
  */
 
-/** A moving byte rate over the last `windowMs`, from samples bucketed per 100 ms. */
+/**
+ * A byte rate that stays right when bytes arrive in lumps (a worker task,
+ * a chunk, a write): an average over time that weighs the past less and
+ * less (time constant `tauMs`), each lump counted as flowing evenly since
+ * the one before it. A window that counts lumps by when they land reads
+ * 8 MiB per 3 s or nothing when 8 MiB lands every 8 s; this reads 1 MiB/s.
+ * After the last lump the rate holds for twice the usual gap between lumps,
+ * then falls linearly to 0 over `tauMs`, as a window's average would.
+ */
 export class RateMeter {
-  private readonly windowMs: number;
-  private readonly buckets = new Map<number, number>();
-  private readonly since = Date.now();
+  private readonly tauMs: number;
+  /** When the last lump landed (at first: when the meter was made, so the first lump counts from then). */
+  private lastAt: number;
+  /** The average, biased toward 0 while the meter is young (see `weight`). */
+  private value = 0;
+  /** 1 - e^(-observed time / tau): dividing by it removes the young meter's bias. */
+  private weight = 0;
+  /** The usual gap between lumps, ms. */
+  private gapMs = 0;
+  private lumps = 0;
 
-  constructor(windowMs = 3000) {
-    this.windowMs = windowMs;
+  constructor(tauMs = 3000, now = Date.now()) {
+    this.tauMs = tauMs;
+    this.lastAt = now;
   }
 
-  /** Counts `bytes` now. */
+  /** Counts `bytes` that landed now. */
   add(bytes: number, now = Date.now()): void {
-    const key = Math.floor(now / 100);
-    this.buckets.set(key, (this.buckets.get(key) ?? 0) + bytes);
-    this.prune(now);
+    if (!(bytes > 0)) return;
+    const gap = Math.max(this.weight > 0 ? 0 : 1, now - this.lastAt);
+    if (gap === 0) {
+      // Lumps of several workers in the same millisecond: the limit of the spread below as the gap shrinks.
+      this.value += (bytes * 1000) / this.tauMs;
+    } else {
+      const a = 1 - Math.exp(-gap / this.tauMs);
+      this.value += a * ((bytes * 1000) / gap - this.value);
+      this.weight += a * (1 - this.weight);
+    }
+    this.gapMs = this.lumps === 0 ? gap : this.gapMs + (gap - this.gapMs) / 4;
+    this.lumps++;
+    this.lastAt = Math.max(this.lastAt, now);
   }
 
-  /** Bytes per second over the window (0 when nothing happened in it). */
+  /** Bytes per second now (0 before the first lump, and once lumps stopped for long enough). */
   rate(now = Date.now()): number {
-    this.prune(now);
-    let sum = 0;
-    for (const v of this.buckets.values()) sum += v;
-    // A meter younger than its window averages over its age (at least one bucket), not the whole window.
-    const span = Math.min(this.windowMs, Math.max(100, now - this.since));
-    return Math.round((sum * 1000) / span);
-  }
-
-  private prune(now: number): void {
-    const oldest = Math.floor((now - this.windowMs) / 100);
-    for (const k of this.buckets.keys()) if (k <= oldest) this.buckets.delete(k);
+    if (this.lumps === 0 || this.weight <= 0) return 0;
+    const rate = this.value / this.weight;
+    const quietMs = now - this.lastAt - 2 * this.gapMs;
+    if (quietMs <= 0) return Math.round(rate);
+    return Math.round(rate * Math.max(0, 1 - quietMs / this.tauMs));
   }
 }
 

@@ -135,7 +135,7 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     const watched = exits(await ferry(['watch', started.id]), 0);
     const out = lines(watched.stdout);
     assert.equal(out[0], `migration ${started.id}: alpha/w1 -> beta#bronze`);
-    assert.match(out.at(-1)!, /^SUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+freeze [\d.]+ ms\s+final delta/);
+    assert.match(out.at(-1)!, /^SUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+[\d.]+ \S+\/s average\s+freeze [\d.]+ ms\s+final delta/);
     assert.doesNotMatch(watched.stdout, /\x1b\[/, 'escape codes in non-terminal output');
     assert.equal(watched.stderr, '');
   });
@@ -147,9 +147,11 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     await waitForState(client, m.id, 'PHASE1_DONE');
     await client.completeMigration(m.id);
     const r = exits(await ferry(['watch', m.id], { isTTY: true }), 0);
+    assert.ok(r.stdout.startsWith(`migration ${m.id}: alpha/tty -> beta#bronze\n`), 'no header above the bar');
     assert.match(r.stdout, /\x1b\[1G/, 'the bar is not redrawn in place');
-    assert.match(r.stdout, /SUCCESS\s+=+ 100\.0% \| 1\.0 MiB\/1\.0 MiB \| [\d.]+ \S+\/s \| ETA - \| dirty 0 B/);
-    assert.match(r.stdout, /\nSUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+freeze/);
+    // The last frame: final figures and the average throughput; no ETA or dirty bytes, which no longer move.
+    assert.match(r.stdout, /SUCCESS\s+=+ 100\.0% \| 1\.0 MiB\/1\.0 MiB \| [\d.]+ \S+\/s average\x1b/);
+    assert.match(r.stdout, /\nSUCCESS\s+100\.0%\s+1\.0 MiB of 1\.0 MiB\s+[\d.]+ \S+\/s average\s+freeze/);
   });
 
   test('migrate --json: one JSON document, the migration in SUCCESS, and the share on its new backend', async (t) => {
@@ -255,6 +257,20 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(r.stderr, new RegExp(`^ferry: lost ferryd at unix:.*\\(UNAVAILABLE: .*\\); watching ${m.id} again for up to 60 s$`, 'm'));
   });
 
+  test('watch that loses ferryd for good says so, watches again for --reconnect-ms, then exits 4, without grpc-js\'s empty "Resolution note:"', async (t) => {
+    const { ferry, sim, client, daemon } = await system(t);
+    await share(sim, 'gone');
+    await sim.call('SetFaults', { stallCopy: true });
+    const m = await client.startMigration({ share: { backend: 'alpha', shareId: 'gone' }, destination: 'beta#bronze' });
+    await waitForState(client, m.id, 'IN_PROGRESS');
+    let closing: Promise<void> | undefined;
+    const r = exits(await ferry(['watch', m.id, '--reconnect-ms', '300'], { onStdout: (text) => void (text.includes('IN_PROGRESS') && (closing ??= daemon.close(1_000))) }), 4);
+    await closing;
+    assert.match(r.stderr, new RegExp(`^ferry: lost ferryd at ${daemon.address} \\(UNAVAILABLE: .*\\); watching ${m.id} again for up to 300 ms$`, 'm'));
+    assert.match(r.stderr, new RegExp(`^ferry: UNAVAILABLE: cannot reach ferryd at ${daemon.address}: lost the watch of ${m.id}, .* within 300 ms \\(last: .*\\)`, 'm'));
+    assert.doesNotMatch(r.stderr, /Resolution note/);
+  });
+
   test('complete before phase 1 is done exits 3 naming FAILED_PRECONDITION; cancel works; watch then exits 5', async (t) => {
     const { ferry, sim } = await system(t);
     await share(sim, 'early');
@@ -295,15 +311,21 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     assert.match(shown, /^state\s+SUCCESS$/m);
     assert.match(shown, /^share\s+alpha\/l1$/m);
     assert.match(shown, /^cutover\s+freeze [\d.]+ ms, final delta [\d.]+ \S*B, verified in freeze [\d.]+ \S*B$/m);
+    // Finished: its final figures (all copied, nothing dirty) and phase 1's average throughput, no ETA.
+    assert.match(shown, /^progress\s+100\.0%\s+1\.0 MiB of 1\.0 MiB copied, 0 B remaining, 0 B dirty$/m);
+    assert.match(shown, /^throughput\s+[\d.]+ \S+\/s average \(phase 1, \d+ pass(es)?\)$/m);
     assert.doesNotMatch(shown, /MIGRATION_STATE_/);
 
     const table = lines(exits(await ferry(['list']), 0).stdout);
     assert.match(table[0]!, /^ID\s+STATE\s+SHARE\s+DESTINATION\s+PROGRESS\s+SIZE\s+CREATED$/);
     assert.deepEqual(table.slice(1).map((l) => l.split(/\s+/).slice(0, 2)), [...ids.map((id) => [id, 'SUCCESS']), [active, 'IN_PROGRESS']]);
 
-    const success = JSON.parse(exits(await ferry(['list', '--state', 'success', '--json']), 0).stdout) as { migrations: { id: string }[]; nextPageToken: string };
+    const success = JSON.parse(exits(await ferry(['list', '--state', 'success', '--json']), 0).stdout) as { migrations: { id: string; state: string }[]; nextPageToken: string };
     assert.deepEqual(success.migrations.map((m) => m.id), ids);
     assert.equal(success.nextPageToken, '');
+    // The state as --json printed it is taken back as it is.
+    const asPrinted = JSON.parse(exits(await ferry(['list', '--state', success.migrations[0]!.state, '--json']), 0).stdout) as { migrations: { id: string }[] };
+    assert.deepEqual(asPrinted.migrations.map((m) => m.id), ids);
 
     const page = exits(await ferry(['list', '--page-size', '2']), 0).stdout;
     assert.equal(lines(page).filter((l) => l.startsWith('mig-')).length, 2);

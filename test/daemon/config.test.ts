@@ -1,11 +1,11 @@
 /** The daemon's configuration: sources, precedence, and one-line errors that name the setting. */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, DEFAULT_PLUGINS_DIR, loadConfig } from '../../daemon/config.ts';
 import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
-import { tempDir } from '../helpers.ts';
+import { ROOT, tempDir } from '../helpers.ts';
 
 describe('loadConfig', () => {
   test('defaults to loopback, ./ferry-data, the project plugins and an embedded two-backend simulator', () => {
@@ -63,10 +63,48 @@ describe('loadConfig', () => {
     });
   }
 
-  test('rejects a config file that is missing or not JSON', (t) => {
+  test('rejects a config file that is missing, or whose top level is not an object', (t) => {
     const dir = tempDir(t);
     assert.throws(() => loadConfig({ config: join(dir, 'none.json') }, {}), /cannot be read: ENOENT/);
-    writeFileSync(join(dir, 'bad.json'), '{');
-    assert.throws(() => loadConfig({ config: join(dir, 'bad.json') }, {}), /is not valid/);
+    writeFileSync(join(dir, 'list.json'), '[1, 2]');
+    assert.throws(() => loadConfig({ config: join(dir, 'list.json') }, {}), /list\.json: the top level must be an object, found an array$/);
   });
+
+  test('accepts // and /* */ comments and trailing commas', (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 'commented.jsonc');
+    writeFileSync(path, ['{', '  // where clients connect', '  "listen": "127.0.0.1:7000", /* loopback */', '  "engine": { "minPollMs": 3, },', '}', ''].join('\n'));
+    const c = loadConfig({ config: path }, {});
+    assert.equal(c.listen, '127.0.0.1:7000');
+    assert.equal(c.engine.minPollMs, 3);
+  });
+
+  test("loads the README's example config file as it is written", (t) => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const example = /The config file may also set:\s*```jsonc\n([^]*?)```/.exec(readme)?.[1];
+    assert.ok(example, 'no jsonc example after "The config file may also set:" in README.md');
+    assert.match(example, /\/\//, 'the example has no comments any more: this test would prove nothing');
+    const path = join(tempDir(t), 'readme.jsonc');
+    writeFileSync(path, example);
+    const c = loadConfig({ config: path }, {});
+    assert.deepEqual(c.backends.map((b) => [b.name, b.plugin]), [['alpha', 'simulator']]);
+    assert.equal(c.engine.stallTimeoutMs, 300_000);
+  });
+
+  const syntax: [string, string, RegExp][] = [
+    ['a missing comma, naming what stood there', '{\n  "listen": "127.0.0.1:1"\n  "dataDir": "d"\n}', /:3:3: expected ",", found `"dataDir"`$/],
+    ['a property name without quotes', '{\n  listen: "x"\n}', /:2:3: unexpected text \(names and strings take double quotes\), found `listen`$/],
+    ['a file cut short', '{ "listen": ', /:1:13: expected a value, found the end of the file$/],
+    ['a comment never closed', '{ /* no end\n', /:1:3: a comment that is never closed, found `\/\* no end`$/],
+  ];
+  for (const [what, text, message] of syntax) {
+    test(`reports ${what}, at line:column of the file, in one line`, (t) => {
+      const path = join(tempDir(t), 'broken.jsonc');
+      writeFileSync(path, text);
+      assert.throws(
+        () => loadConfig({ config: path }, {}),
+        (err: Error) => err instanceof ConfigError && err.message.startsWith(`config file ${path}:`) && message.test(err.message) && !err.message.includes('\n'),
+      );
+    });
+  }
 });

@@ -1,7 +1,7 @@
 /** Pure logic of a migration record: ids, the state machine, and progress that never lies. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { canTransition, isMigrationId, newMigrationId, observeMigrationId, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
+import { canTransition, finalProgress, isMigrationId, newMigrationId, observeMigrationId, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
 
 describe('migration ids', () => {
   test('sort in creation order, also many in one millisecond', () => {
@@ -38,5 +38,28 @@ describe('toProgress', () => {
   test('never reports more copied than the total', () => {
     assert.equal(toProgress({ ...p, copiedBytes: 5000 }, false).copiedBytes, 1000);
     assert.equal(toProgress({ ...p, totalBytes: 0, copiedBytes: 0 }, false).percent, 0);
+  });
+});
+
+describe('finalProgress', () => {
+  const MiB = 1024 * 1024;
+  // The last poll before the cutover: a moment's rate, writes still landing.
+  const lastPoll = { percent: 100, totalBytes: 64 * MiB, copiedBytes: 64 * MiB, remainingBytes: 6 * MiB, dirtyBytes: 6 * MiB, dirtyRateBytesPerSec: 3 * MiB, throughputBytesPerSec: 21 * MiB, iteration: 4, etaSeconds: 0, warning: 'not converging' };
+
+  test('a SUCCESS shows everything copied, nothing dirty, no rates of the moment, and the average throughput of phase 1', () => {
+    const p = finalProgress({ state: 'SUCCESS', progress: lastPoll, startedAt: 1_000, phase1DoneAt: 9_000, finishedAt: 60_000 });
+    assert.deepEqual(p, { percent: 100, totalBytes: 64 * MiB, copiedBytes: 64 * MiB, remainingBytes: 0, dirtyBytes: 0, dirtyRateBytesPerSec: 0, throughputBytesPerSec: 8 * MiB, iteration: 4, etaSeconds: 0 });
+  });
+
+  test('a CANCELLED or ERROR keeps what it had copied, averaged up to its end, and its warning', () => {
+    const half = { ...lastPoll, percent: 50, copiedBytes: 32 * MiB, remainingBytes: 32 * MiB, dirtyBytes: 0, etaSeconds: 30 };
+    const p = finalProgress({ state: 'ERROR', progress: half, startedAt: 1_000, finishedAt: 5_000 });
+    assert.equal(p.throughputBytesPerSec, 8 * MiB);
+    assert.equal(p.copiedBytes, 32 * MiB);
+    assert.equal(p.percent, 50);
+    assert.equal(p.dirtyRateBytesPerSec, 0);
+    assert.equal(p.etaSeconds, 0);
+    assert.equal(p.warning, 'not converging');
+    assert.equal(finalProgress({ state: 'CANCELLED', progress: half, finishedAt: 5_000 }).throughputBytesPerSec, 0, 'never started: no average');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The array's small parts on their own: bitmaps and runs, configuration
- * checks, the freeze gate, the token bucket, the mutex, the metadata
- * store's write ordering, and the copy worker's block digests.
+ * checks, the freeze gate, the token bucket, the copy rate meter, the mutex,
+ * the metadata store's write ordering, and the copy worker's block digests
+ * and progress.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -17,7 +18,7 @@ import { CopyPool } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
 import { MetaStore } from '../../simulator/metadata.ts';
 import { Mutex } from '../../simulator/mutex.ts';
-import { TokenBucket } from '../../simulator/rates.ts';
+import { RateMeter, TokenBucket } from '../../simulator/rates.ts';
 import { workloadContent } from '../../simulator/workload.ts';
 import { defer, tempDir } from './helpers.ts';
 
@@ -123,6 +124,61 @@ describe('ShareGate', () => {
   });
 });
 
+describe('the copy rate meter (throughput, dirty rate), on a clock the test moves', () => {
+  const MiB = 1024 * 1024;
+  /** Whether `rate` is within `share` of `expected`. */
+  const near = (rate: number, expected: number, share: number) => Math.abs(rate - expected) <= expected * share;
+
+  test('reads 1 MiB/s at every moment when a capped copy lands a whole 8 MiB chunk every 8 s', () => {
+    const t0 = Date.now();
+    const meter = new RateMeter(3000, t0);
+    for (let chunk = 1; chunk <= 8; chunk++) {
+      meter.add(8 * MiB, t0 + chunk * 8000);
+      // Every 100 ms until the next chunk lands: never 0, never 2.7 MiB/s.
+      for (let ms = 0; ms < 8000; ms += 100) {
+        const rate = meter.rate(t0 + chunk * 8000 + ms);
+        assert.ok(near(rate, MiB, 0.02), `chunk ${chunk} + ${ms} ms: ${(rate / MiB).toFixed(2)} MiB/s`);
+      }
+    }
+  });
+
+  test('stays within 10 % of 1 MiB/s when 256 KiB pieces land at uneven gaps', () => {
+    const t0 = Date.now();
+    const meter = new RateMeter(3000, t0);
+    let at = t0;
+    for (let i = 0; i < 200; i++) {
+      at += i % 2 === 0 ? 100 : 400; // 250 ms on average
+      meter.add(256 * 1024, at);
+      if (i >= 8) assert.ok(near(meter.rate(at + 50), MiB, 0.1), `piece ${i}: ${(meter.rate(at + 50) / MiB).toFixed(2)} MiB/s`);
+    }
+  });
+
+  test('reads a fast copy from its first lump on, and counts lumps that land in the same millisecond in full', () => {
+    const t0 = Date.now();
+    const meter = new RateMeter(3000, t0);
+    meter.add(8 * MiB, t0 + 16);
+    assert.ok(near(meter.rate(t0 + 16), 500 * MiB, 0.01), `first lump: ${(meter.rate(t0 + 16) / MiB).toFixed(1)} MiB/s`);
+    // Two workers, each landing 8 MiB every 16 ms, both in the same millisecond: 1000 MiB/s.
+    for (let at = t0 + 32; at <= t0 + 10_000; at += 16) {
+      meter.add(8 * MiB, at);
+      meter.add(8 * MiB, at);
+    }
+    assert.ok(near(meter.rate(t0 + 10_000), 1000 * MiB, 0.05), `${(meter.rate(t0 + 10_000) / MiB).toFixed(1)} MiB/s`);
+  });
+
+  test('holds for two usual gaps after the last lump, then falls to 0 within its time constant', () => {
+    const t0 = Date.now();
+    const meter = new RateMeter(3000, t0);
+    for (let i = 1; i <= 40; i++) meter.add(256 * 1024, t0 + i * 250);
+    const last = t0 + 40 * 250;
+    assert.ok(near(meter.rate(last + 500), MiB, 0.02), 'dropped before two gaps had passed');
+    const falling = meter.rate(last + 2000);
+    assert.ok(falling > 0 && falling < MiB, `1.5 s into the quiet: ${falling} B/s`);
+    assert.equal(meter.rate(last + 500 + 3000), 0);
+    assert.equal(new RateMeter(3000, t0).rate(t0 + 1000), 0, 'a meter that saw nothing reads 0');
+  });
+});
+
 describe('small parts', () => {
   test('a token bucket without a rate never waits; with one, a take within the burst does not either', async () => {
     const free = new TokenBucket(0);
@@ -191,5 +247,30 @@ describe('small parts', () => {
     const crcBack = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length, digest: 'crc32' });
     assert.ok(Buffer.from(crcBack.hashes[0]!).equals(crcs));
     await assert.rejects(pool.copy({ src: path.join(dir, 'missing'), dst, runs: [[0, 1]], blockSize: 4096, fileSize: 4096, skipZero: false, digest: 'crc32' }), /ENOENT/);
+  });
+
+  test('a copy task tells the bytes it landed piece by piece (1 MiB each) before its result, when asked', async (t) => {
+    const dir = await tempDir(t);
+    const src = path.join(dir, 'src.img');
+    const dst = path.join(dir, 'dst.img');
+    const size = 3 * 1024 * 1024 + 64 * 1024;
+    await writeFile(src, Buffer.alloc(size, 7));
+    await writeFile(dst, Buffer.alloc(size));
+    const pool = new CopyPool(1, silentLog());
+    defer(t, () => pool.close());
+    const req = { src, dst, runs: [[0, size / 65536]] as [number, number][], blockSize: 65536, fileSize: size, skipZero: false, digest: 'crc32' as const };
+    const landed: number[] = [];
+    let resolved = false;
+    const res = await pool.copy({ ...req, progressMs: 0 }, (bytes) => {
+      assert.equal(resolved, false, 'progress after the result');
+      landed.push(bytes);
+    });
+    resolved = true;
+    // Three whole pieces are told as they land; the last (64 KiB) comes with the result.
+    assert.deepEqual(landed, [1024 * 1024, 1024 * 1024, 1024 * 1024]);
+    assert.equal(res.bytes, size);
+    const quiet: number[] = [];
+    await pool.copy(req, (bytes) => quiet.push(bytes));
+    assert.deepEqual(quiet, [], 'progress without progressMs');
   });
 });

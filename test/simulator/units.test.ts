@@ -12,6 +12,7 @@ import { crc32 } from 'node:zlib';
 import { FerryError } from '../../plugins/api/index.ts';
 import { silentLog } from '../../daemon/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
+import { BlockState } from '../../simulator/block-state.ts';
 import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';
 import { CopyPool } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
@@ -165,6 +166,22 @@ describe('small parts', () => {
     assert.equal(await store.get('k'), undefined);
     assert.deepEqual(await store.entries('a'), [['a', 1]]);
     await store.close();
+  });
+
+  test('the blocks to verify next are found past unverified ones that cannot be verified yet (dirty or never copied)', (t) => {
+    const pool = new CopyPool(1, silentLog());
+    defer(t, () => pool.close());
+    const layout = { sizeBytes: 100 * 4096, blockSizeBytes: 4096, chunkSizeBytes: 4 * 4096, srcPath: 'src', dstPath: 'dst', digest: 'crc32' as const };
+    const state = new BlockState(layout, pool);
+    for (let b = 0; b < 100; b++) state.hashed.set(b);
+    for (let b = 0; b < 40; b++) state.dirty.set(b);
+    state.hashed.clear(45);
+    for (let b = 50; b < 60; b++) state.verified.set(b);
+    assert.deepEqual(state.verifiable(0, 8), [40, 41, 42, 43, 44, 46, 47, 48]);
+    assert.deepEqual(state.verifiable(48, 4), [48, 49, 60, 61]);
+    assert.deepEqual(state.verifiable(99, 4), [99]);
+    for (let b = 40; b < 100; b++) state.dirty.set(b);
+    assert.deepEqual(state.verifiable(0, 8), [], 'none is left');
   });
 
   test('a copy worker digests every block it writes, with sha256 or crc32 as asked', async (t) => {

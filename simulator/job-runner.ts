@@ -449,6 +449,9 @@ export class JobRunner {
     await this.bucket.take(bytes, signal);
     await this.deps.arrayBucket.take(bytes, signal);
     await this.deps.diskBucket.take(bytes, signal);
+    // Stopped: the caller sends nothing. Without the refund the cutover's first catch-up pass, right after the loop
+    // stops, waited out the debt of a sweep batch that was never read (~0.3 s at 50 MiB/s).
+    if (signal.aborted) for (const bucket of [this.bucket, this.deps.arrayBucket, this.deps.diskBucket]) bucket.refund(bytes);
   }
 
   // -------------------------------------------------------------- writes

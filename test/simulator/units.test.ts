@@ -136,6 +136,16 @@ describe('small parts', () => {
     await capped.take(1e9, aborted.signal); // An aborted take returns instead of waiting out its debt.
   });
 
+  test('a token bucket given back what a stopped caller took and never sent serves the next take within the burst at once', async () => {
+    const capped = new TokenBucket(1000, 1);
+    const aborted = new AbortController();
+    aborted.abort();
+    await capped.take(1500, aborted.signal);
+    capped.refund(1500);
+    const first = await Promise.race([capped.take(500).then(() => 'at once'), new Promise((resolve) => setImmediate(() => resolve('after a wait')))]);
+    assert.equal(first, 'at once');
+  });
+
   test('the mutex runs callers one at a time, in order, also after a failure', async () => {
     const m = new Mutex();
     const log: string[] = [];

@@ -44,6 +44,30 @@ describe('the freeze holds no bulk work', () => {
   });
 });
 
+describe('catching up', () => {
+  test('the array closing while a cutover catches up stops it unfrozen; reopened, the job is SYNCING on its source and cuts over', async (t) => {
+    const first = await serveArray(t);
+    const content = await filledShare(first.client, 's1', MiB);
+    await startJob(first.client, 'j1', 's1');
+    await phase1Done(first.client, 'j1');
+    // A slow disk: verifying what the sweep has not takes seconds, all of it before the freeze.
+    await first.client.call('SetFaults', { copyBandwidthBytesPerSec: 128 * KiB });
+    const catching = await first.client.call('CutoverJob', { jobId: 'j1', waitMs: 1 });
+    assert.deepEqual([catching.state, catching.frozen], ['JOB_STATE_CUTTING_OVER', false]);
+    await first.close();
+    assert.equal(first.array.data.gate('s1').freezes, 0, 'the share was never frozen');
+
+    const second = await serveArray(t, { dataDir: first.dataDir });
+    const reopened = await second.client.call('GetJob', { jobId: 'j1' });
+    assert.deepEqual([reopened.state, reopened.cutoverAttempts, reopened.lastAbortReason], ['JOB_STATE_SYNCING', 1, '']);
+    assert.equal((await second.client.call('GetShare', { shareId: 's1' })).backend, 'alpha');
+    await second.client.call('ClearFaults');
+    const done = await second.client.call('CutoverJob', { jobId: 'j1' });
+    assert.equal(done.state, 'JOB_STATE_DONE', done.lastAbortReason);
+    assert.equal(await checksum(second.client, 's1'), sha256(content));
+  });
+});
+
 describe('the window bounds the freeze (ABORT)', () => {
   test('the freeze ends at the window in the middle of a step, and the final delta it took goes back to the dirty set', async (t) => {
     const { client, array } = await serveArray(t);

@@ -164,7 +164,8 @@ const STATE_ADVICE: Partial<Record<State, string>> = {
   CANCELLING: 'it is being cancelled; start a new migration',
   CANCELLED: 'it was cancelled; start a new migration',
   ERROR: 'it failed; see its error and start a new migration',
-  COMPLETING: 'a cutover attempt is running; wait for SUCCESS, or, if it aborts, for PHASE1_DONE, where it can be cancelled',
+  // Only a cancel is refused in COMPLETING; the attempt may still abort back to PHASE1_DONE, so the advice must not promise SUCCESS.
+  COMPLETING: 'a cutover attempt is running and cannot be cancelled; wait for it to end: in SUCCESS, or, if it aborts, back in PHASE1_DONE, where CancelMigration is accepted',
   SUCCESS: 'it has already succeeded',
 };
 

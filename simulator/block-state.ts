@@ -174,15 +174,17 @@ export class BlockState {
   /**
    * Reads `blocks` back from the destination and compares them with the
    * hashes kept from the copy. Matching blocks become verified; blocks
-   * touched meanwhile are skipped; the others are returned.
+   * touched meanwhile are skipped; the others are returned. Stops
+   * dispatching when `signal` aborts (the tasks in flight finish).
    */
-  async verify(blocks: readonly number[]): Promise<{ bytes: number; mismatched: number[] }> {
+  async verify(blocks: readonly number[], signal?: AbortSignal): Promise<{ bytes: number; mismatched: number[] }> {
     const flight = new Flight();
     const mismatched: number[] = [];
     let bytes = 0;
     for (const runs of this.tasks(blocks)) {
+      if (signal?.aborted) break;
       await flight.slot(this.parallelism);
-      if (flight.error) break;
+      if (flight.error || signal?.aborted) break;
       flight.add(
         this.hashTask(runs, [this.layout.dstPath]).then(({ list, gens, hashes: [got] }) => {
           const n = this.hashBytes;
@@ -227,10 +229,22 @@ export class BlockState {
     return differing;
   }
 
-  /** Up to `limit` blocks from `from` on that could be verified now (hashed, not verified, not dirty, not in flight). */
+  /**
+   * Up to `limit` blocks from `from` on that could be verified now (hashed,
+   * not verified, not dirty, not in flight). Scans on past unverified blocks
+   * that cannot be verified yet, so an empty answer means there is none.
+   */
   verifiable(from: number, limit: number): number[] {
-    return this.verified.list(from, this.count, limit, false).filter((b) => this.hashed.has(b) && !this.dirty.has(b) && !this.inflight.has(b));
+    const out: number[] = [];
+    for (let at = from; out.length < limit && at < this.count; ) {
+      const unverified = this.verified.list(at, this.count, limit, false);
+      if (unverified.length === 0) break;
+      for (const b of unverified) if (out.length < limit && this.hashed.has(b) && !this.dirty.has(b) && !this.inflight.has(b)) out.push(b);
+      at = unverified[unverified.length - 1]! + 1;
+    }
+    return out;
   }
+
 
   private async hashTask(runs: Runs, paths: string[]): Promise<{ list: number[]; gens: number[]; hashes: Buffer[] }> {
     const list = expand(runs);

@@ -9,6 +9,7 @@
  * delta, and hands the queued writes over to the new location when it
  * releases the gate.
  */
+import { performance } from 'node:perf_hooks';
 import { FerryError } from '../plugins/api/index.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';
@@ -24,6 +25,11 @@ export class ShareGate {
   private inflight = 0;
   private queued: Array<() => void> = [];
   private drainWaiters: Array<() => void> = [];
+  private frozenAt = 0;
+  /** How long the last freeze held writes, in ms, as the gate itself saw it (0 before the first one ends). */
+  lastFreezeMs = 0;
+  /** Freezes ended so far. */
+  freezes = 0;
 
   /** True while a cutover holds writes. */
   get frozen(): boolean {
@@ -50,6 +56,7 @@ export class ShareGate {
   /** Stops admitting writes. */
   freeze(mode: FreezeMode): void {
     this.mode = mode;
+    this.frozenAt = performance.now();
   }
 
   /** Resolves once no admitted write is in flight. */
@@ -60,6 +67,10 @@ export class ShareGate {
 
   /** Opens the gate and lets the queued writes go, in the order they came. */
   release(): void {
+    if (this.mode !== 'open') {
+      this.lastFreezeMs = performance.now() - this.frozenAt;
+      this.freezes++;
+    }
     this.mode = 'open';
     const queued = this.queued.splice(0);
     this.inflight += queued.length;

@@ -58,6 +58,8 @@ export class JobManager implements WriteObserver {
   private readonly arrayBucket: TokenBucket;
   private readonly diskBucket = new TokenBucket(0);
   private closing = false;
+  /** Aborted by close: a cutover still catching up stops there. */
+  private readonly closed = new AbortController();
 
   private constructor(deps: JobManagerDeps) {
     this.deps = deps;
@@ -264,6 +266,7 @@ export class JobManager implements WriteObserver {
         blocks: this.deps.blocks,
         faults: this.deps.faults,
         log: this.deps.log,
+        closing: this.closed.signal,
         finish: (r) => this.finish(r),
       });
     } catch (err) {
@@ -354,9 +357,14 @@ export class JobManager implements WriteObserver {
     return rec;
   }
 
-  /** Stops every job's loop (their checkpoints stay; they resume on the next open) and waits for running cutovers. */
+  /**
+   * Stops every job's loop (their checkpoints stay; they resume on the next
+   * open) and waits for running cutovers: one still catching up stops there
+   * (the next open rolls it back to SYNCING), a freeze runs to its end.
+   */
   async close(): Promise<void> {
     this.closing = true;
+    this.closed.abort();
     for (const runner of this.runners.values()) await runner.cutover?.catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
   }

@@ -57,11 +57,23 @@ export interface JobSpec {
   cutoverAction: CutoverAction;
 }
 
+/** What a cutover did before it froze the share. */
+export interface CatchUpMeasurements {
+  ms: number;
+  /** Passes over the dirty set. */
+  passes: number;
+  copiedBytes: number;
+  verifiedBytes: number;
+}
+
 /** What a finished cutover measured. */
 export interface CutoverMeasurements {
   freezeMs: number;
   finalDeltaBytes: number;
+  /** Bytes verified while frozen. */
   verifiedBytes: number;
+  /** Absent in records written before the cutover caught up unfrozen. */
+  caughtUp?: CatchUpMeasurements;
 }
 
 /** A migration job, as persisted. In-memory copy state (dirty set, hashes) lives in JobRunner. */

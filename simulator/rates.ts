@@ -111,6 +111,13 @@ export class TokenBucket {
     if (this.tokens < 0) await sleep((-this.tokens / this.rateBps) * 1000, signal);
   }
 
+  /** Gives back `bytes` that were taken and then not sent (the caller stopped), so that the next take does not pay for them. */
+  refund(bytes: number): void {
+    if (this.rateBps <= 0) return;
+    this.refill();
+    this.tokens = Math.min(this.rateBps * this.burstSeconds, this.tokens + bytes);
+  }
+
   private refill(): void {
     const now = Date.now();
     if (this.rateBps > 0) {

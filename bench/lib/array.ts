@@ -40,8 +40,9 @@ export async function filledShare(array: SimArray, dataDir: string, shareId: str
   return file;
 }
 
-/** Starts a job as the simulator driver does for a writable, nondisruptive migration (500 ms window, ABORT). */
-export function startJob(array: SimArray, jobId: string, shareId: string, dest: Place, maxDowntimeMs = 500) {
+/** Starts a job as the simulator driver does for a writable, nondisruptive migration (500 ms window, ABORT, no cap unless given). */
+export function startJob(array: SimArray, jobId: string, shareId: string, dest: Place, options: { maxDowntimeMs?: number; maxBandwidthBytesPerSec?: number } = {}) {
+  const { maxDowntimeMs = 500, maxBandwidthBytesPerSec = 0 } = options;
   return array.jobs.start(jobId, {
     shareId,
     destBackend: dest.backend,
@@ -51,7 +52,7 @@ export function startJob(array: SimArray, jobId: string, shareId: string, dest: 
     preserveMetadata: true,
     preserveSnapshots: false,
     newShareType: '',
-    maxBandwidthBytesPerSec: 0,
+    maxBandwidthBytesPerSec,
     maxDowntimeMs,
     cutoverAction: 'ABORT',
   });

@@ -31,6 +31,10 @@
  *
  * The baselines write to a plain file of the same size with the same kind
  * of workload (bench/lib/plain-workload.ts).
+ *
+ * Then, in the same array, the cutover window on a 2 GiB share under a
+ * bandwidth cap: a cutover asked for the moment PHASE1_DONE is reached next
+ * to one asked after the sweep (cutover-window.ts).
  */
 import { mkdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
@@ -39,6 +43,7 @@ import { performance } from 'node:perf_hooks';
 import type { SimArray } from '../../simulator/index.ts';
 import { fillFile } from '../lib/content.ts';
 import { filledShare, openArray, startJob, waitJob, type Place } from '../lib/array.ts';
+import { cutoverWindow, type WindowReport } from './cutover-window.ts';
 import { PlainWorkload } from '../lib/plain-workload.ts';
 import { fmt, ratio, size, type BenchContext, type Scenario, type ScenarioReport, type Table, type TargetCheck } from '../lib/report.ts';
 import { median, summarise, type Summary } from '../lib/stats.ts';
@@ -82,6 +87,7 @@ export interface CutoverData {
   rates: RateResult[];
   rsync: string | null;
   cutovers: Cutover[];
+  window: WindowReport['data'] | null;
 }
 
 interface Plan {
@@ -191,6 +197,7 @@ export const cutoverScenario: Scenario = {
     const array = await openArray(dataDir);
     const results: RateResult[] = [];
     const cutovers: Cutover[] = [];
+    let windowReport: WindowReport | null = null;
     try {
       await filledShare(array, dataDir, 'bench', plan.sizeBytes, plain);
       let at = 0;
@@ -226,6 +233,7 @@ export const cutoverScenario: Scenario = {
           rsyncLiveMs: rs.liveMs,
         });
       }
+      windowReport = await cutoverWindow(ctx, array, dataDir);
     } finally {
       await array.close();
       await rm(dir, { recursive: true, force: true });
@@ -285,7 +293,8 @@ export const cutoverScenario: Scenario = {
           },
         ]
       : [];
-    const data: CutoverData = { sizeBytes: plan.sizeBytes, cutoversPerRate: plan.cutovers, rates: results, rsync: rsync ? rsyncVersion(rsync) : null, cutovers };
-    return { tables: [table], summary, targets, data };
+    const data: CutoverData = { sizeBytes: plan.sizeBytes, cutoversPerRate: plan.cutovers, rates: results, rsync: rsync ? rsyncVersion(rsync) : null, cutovers, window: windowReport?.data ?? null };
+    const tables = windowReport ? [table, windowReport.table] : [table];
+    return { tables, summary, targets: [...targets, ...(windowReport?.targets ?? [])], data };
   },
 };

@@ -182,7 +182,7 @@ describe('MigrationService with a scripted driver', () => {
     const held = control.hold('complete');
     for (let i = 0; i < 3; i++) assert.equal((await client.completeMigration(m.id)).state, 'MIGRATION_STATE_COMPLETING');
     await held.entered;
-    await rejectsWith(client.cancelMigration(m.id), 'FAILED_PRECONDITION', /a cutover attempt is running; wait for SUCCESS, or, if it aborts, for PHASE1_DONE, where it can be cancelled/);
+    await rejectsWith(client.cancelMigration(m.id), 'FAILED_PRECONDITION', /is COMPLETING, .*a cutover attempt is running and cannot be cancelled/);
     held.release();
     await waitForState(client, m.id, 'SUCCESS');
     assert.equal((await client.completeMigration(m.id)).state, 'MIGRATION_STATE_SUCCESS');
@@ -263,6 +263,26 @@ describe('MigrationService with a scripted driver', () => {
     await client.completeMigration(m.id);
     await waitForState(client, m.id, 'SUCCESS');
     assert.equal(control.count('complete', m.id), 2);
+  });
+
+  test('cancel during a cutover attempt is refused saying the attempt may still abort; once it aborts back to PHASE1_DONE, cancel is accepted', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    control.completeOutcome = 'aborted';
+    const m = await client.startMigration(START);
+    await waitForState(client, m.id, 'PHASE1_DONE');
+    const held = control.hold('complete');
+    await client.completeMigration(m.id);
+    await held.entered;
+    const refused = await rejectsWith(
+      client.cancelMigration(m.id),
+      'FAILED_PRECONDITION',
+      /is COMPLETING, and CancelMigration is accepted only in .*: a cutover attempt is running and cannot be cancelled; wait for it to end: in SUCCESS, or, if it aborts, back in PHASE1_DONE, where CancelMigration is accepted$/,
+    );
+    assert.doesNotMatch(refused.message, /rollback/);
+    held.release();
+    await client.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_PHASE1_DONE' && x.lastCutoverAbort !== null);
+    assert.equal((await client.cancelMigration(m.id)).state, 'MIGRATION_STATE_CANCELLING');
+    await waitForState(client, m.id, 'CANCELLED');
   });
 
   test('a complete that reports in_progress is called again until done', async (t) => {

@@ -146,11 +146,11 @@ describe('simulator driver', () => {
     const { address, client } = await serveArray(t);
     await filledShare(client, 's1', MiB);
     const driver = await driverFor(t, address, { callTimeoutMs: 1000 });
-    const m = spec('m1', 's1', { maxDowntimeMs: 300 });
+    const m = spec('m1', 's1', { maxDowntimeMs: 800 });
     const { checkpoint } = await driver.start(call(m));
     const ready = await continueUntilPhase1(driver, m, checkpoint);
-    await client.call('SetFaults', { cutoverDelayMs: 700 });
-    // 700 ms of delay outlasts the driver's 500 ms wait: the first call answers in_progress, a repeat reports the abort.
+    await client.call('SetFaults', { cutoverDelayMs: 2000 });
+    // The freeze aborts at its 800 ms window, which outlasts the driver's 500 ms wait: the first call answers in_progress, a repeat reports the abort.
     let res = await driver.complete(call(m, ready.checkpoint));
     const seen = [res.status];
     while (res.status === 'in_progress') {
@@ -160,7 +160,7 @@ describe('simulator driver', () => {
     }
     assert.equal(res.status, 'aborted', `statuses: ${seen}`);
     if (res.status !== 'aborted') return;
-    assert.match(res.reason, /exceeded its 300 ms window/);
+    assert.match(res.reason, /exceeded its 800 ms window/);
     assert.equal((await client.call('GetJob', { jobId: 'm1' })).cutoverAttempts, 1, 'reporting the abort started no second attempt');
 
     await client.call('ClearFaults');

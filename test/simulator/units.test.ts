@@ -13,6 +13,7 @@ import { crc32 } from 'node:zlib';
 import { FerryError } from '../../plugins/api/index.ts';
 import { silentLog } from '../../daemon/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
+import { BlockState } from '../../simulator/block-state.ts';
 import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';
 import { CopyPool } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
@@ -191,6 +192,16 @@ describe('small parts', () => {
     await capped.take(1e9, aborted.signal); // An aborted take returns instead of waiting out its debt.
   });
 
+  test('a token bucket given back what a stopped caller took and never sent serves the next take within the burst at once', async () => {
+    const capped = new TokenBucket(1000, 1);
+    const aborted = new AbortController();
+    aborted.abort();
+    await capped.take(1500, aborted.signal);
+    capped.refund(1500);
+    const first = await Promise.race([capped.take(500).then(() => 'at once'), new Promise((resolve) => setImmediate(() => resolve('after a wait')))]);
+    assert.equal(first, 'at once');
+  });
+
   test('the mutex runs callers one at a time, in order, also after a failure', async () => {
     const m = new Mutex();
     const log: string[] = [];
@@ -221,6 +232,22 @@ describe('small parts', () => {
     assert.equal(await store.get('k'), undefined);
     assert.deepEqual(await store.entries('a'), [['a', 1]]);
     await store.close();
+  });
+
+  test('the blocks to verify next are found past unverified ones that cannot be verified yet (dirty or never copied)', (t) => {
+    const pool = new CopyPool(1, silentLog());
+    defer(t, () => pool.close());
+    const layout = { sizeBytes: 100 * 4096, blockSizeBytes: 4096, chunkSizeBytes: 4 * 4096, srcPath: 'src', dstPath: 'dst', digest: 'crc32' as const };
+    const state = new BlockState(layout, pool);
+    for (let b = 0; b < 100; b++) state.hashed.set(b);
+    for (let b = 0; b < 40; b++) state.dirty.set(b);
+    state.hashed.clear(45);
+    for (let b = 50; b < 60; b++) state.verified.set(b);
+    assert.deepEqual(state.verifiable(0, 8), [40, 41, 42, 43, 44, 46, 47, 48]);
+    assert.deepEqual(state.verifiable(48, 4), [48, 49, 60, 61]);
+    assert.deepEqual(state.verifiable(99, 4), [99]);
+    for (let b = 40; b < 100; b++) state.dirty.set(b);
+    assert.deepEqual(state.verifiable(0, 8), [], 'none is left');
   });
 
   test('a copy worker digests every block it writes, with sha256 or crc32 as asked', async (t) => {

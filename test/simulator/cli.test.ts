@@ -98,10 +98,10 @@ test('ferry check names the source backend of an unknown share, and lists the po
   assert.equal((await runFerrySim(t, ['create-share', '--target', target, '--backend', 'alpha', '--pool', 'gold', '--size', '1MiB', '--id', 'demo'])).code, 0);
   const share = await ferry(['--server', target, 'check', 'alpha/nosuch', 'beta#bronze']);
   assert.equal(share.code, 3);
-  assert.equal(share.stderr, 'ferry: NOT_FOUND: share nosuch not found on backend alpha\n');
+  assert.match(share.stderr, /^ferry: NOT_FOUND: driver simulator \(backend alpha\) failed in checkCompatibility: share nosuch not found on backend alpha\n$/);
   const pool = await ferry(['--server', target, 'check', 'alpha/demo', 'beta#gold']);
   assert.equal(pool.code, 3);
-  assert.equal(pool.stderr, 'ferry: NOT_FOUND: pool gold not found on backend beta (it has bronze, tiny)\n');
+  assert.match(pool.stderr, /^ferry: NOT_FOUND: driver simulator \(backend alpha\) failed in checkCompatibility: pool gold not found on backend beta \(it has bronze, tiny\)\n$/);
 });
 
 test('ferry-sim reports a bad size as a usage error and an unreachable array with exit 4, in one line each', async (t) => {

@@ -48,10 +48,11 @@ describe('catching up', () => {
   test('the array closing while a cutover catches up stops it unfrozen; reopened, the job is SYNCING on its source and cuts over', async (t) => {
     const first = await serveArray(t);
     const content = await filledShare(first.client, 's1', MiB);
+    // A slow disk from the start: the copy and the sweep share it, so when phase 1 is done the sweep has
+    // barely begun, and verifying the rest takes seconds, all of it before the freeze.
+    await first.client.call('SetFaults', { copyBandwidthBytesPerSec: 256 * KiB });
     await startJob(first.client, 'j1', 's1');
     await phase1Done(first.client, 'j1');
-    // A slow disk: verifying what the sweep has not takes seconds, all of it before the freeze.
-    await first.client.call('SetFaults', { copyBandwidthBytesPerSec: 128 * KiB });
     const catching = await first.client.call('CutoverJob', { jobId: 'j1', waitMs: 1 });
     assert.deepEqual([catching.state, catching.frozen], ['JOB_STATE_CUTTING_OVER', false]);
     await first.close();

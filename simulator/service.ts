@@ -38,9 +38,14 @@ type Timestamp = { seconds: number; nanos: number } | null;
 
 // ------------------------------------------------------------ field checks
 
+/**
+ * A string field, at most MAX_STRING characters. Every identifier a caller
+ * sends goes through here, so no message ever echoes more than that: a
+ * long id is refused by its length, never quoted.
+ */
 function str(req: Req, field: string): string {
   const v = req[camel(field)];
-  return typeof v === 'string' ? v : '';
+  return typeof v === 'string' ? maxLength(v, field) : '';
 }
 
 function required(req: Req, field: string): string {
@@ -181,6 +186,7 @@ function jobSpec(req: Req): JobSpec {
 function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
   const latencyMs: Record<string, number> = {};
   for (const [method, ms] of Object.entries((req.latencyMs ?? {}) as Record<string, number>)) {
+    maxLength(method, 'latency_ms key');
     if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `latency_ms: ${method} is not a SimulatorService method`);
     latencyMs[method] = Number(ms);
   }

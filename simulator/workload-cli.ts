@@ -13,12 +13,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { formatBytes, formatMs, formatRate, isoTime, shortEnum, table } from '../client/format.ts';
 import { ArrayCallError, SIM_EXIT, STDIO, jsonTimes, withArray } from './array-cli.ts';
 import type { ArrayConnection, Out } from './array-cli.ts';
+import type { WorkloadStats } from './workload.ts';
 
 /** How often the running command looks at its workload: it notices one stopped elsewhere, and a lost array, this soon. */
 const POLL_MS = 1000;
 
 /** A workload as the array answers it (simulator.proto's Workload). */
-interface Workload {
+interface Workload extends WorkloadStats {
   workloadId: string;
   shareId: string;
   state: 'WORKLOAD_STATE_RUNNING' | 'WORKLOAD_STATE_STOPPED';
@@ -27,13 +28,6 @@ interface Workload {
   pattern: string;
   concurrency: number;
   stopReason: string;
-  writesAcked: number;
-  bytesAcked: number;
-  writesFailed: number;
-  lastError: string;
-  latencyMaxMs: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
   startedAt: { seconds: number; nanos: number } | null;
   stoppedAt: { seconds: number; nanos: number } | null;
 }

@@ -65,6 +65,32 @@ export function testConfig(dataDir: string, file: Record<string, unknown>, plugi
   return loadConfig({ listen: '127.0.0.1:0', dataDir, config: path, pluginsDir: pluginsDirPath, logLevel: 'silent' }, {});
 }
 
+/**
+ * A config for a daemon over two scripted backends, `a` and `b`, with fast
+ * polls and backoff. `engine` and `deadlines` are merged into those defaults;
+ * other keys are set as given. The plugins dir is made under `dir`, once.
+ */
+export function scriptedConfig(
+  dir: string,
+  overrides: { engine?: Record<string, number>; deadlines?: Record<string, number>; [key: string]: unknown } = {},
+): DaemonConfig {
+  const { engine, deadlines, ...rest } = overrides;
+  return testConfig(
+    `${dir}/data`,
+    {
+      simulator: { embedded: false },
+      backends: [
+        { name: 'a', plugin: 'scripted' },
+        { name: 'b', plugin: 'scripted' },
+      ],
+      engine: { minPollMs: 1, backoffInitialMs: 5, backoffMaxMs: 20, ...engine },
+      deadlines: { continue: 300, ...deadlines },
+      ...rest,
+    },
+    pluginsDir(dir, ['scripted']),
+  );
+}
+
 /** A daemon in this process and a client to it; both closed when the test ends. */
 export async function inProcessDaemon(t: TestContext, config: DaemonConfig): Promise<{ daemon: Daemon; client: FerryClient }> {
   const daemon = await startDaemon(config, silentLog());

@@ -7,24 +7,11 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { control } from '../fixtures/plugins/scripted/index.ts';
-import { inProcessDaemon, pluginsDir, rejectsWith, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, rejectsWith, scriptedConfig, tempDir, testConfig, waitForState } from '../helpers.ts';
 import type { TestContext } from 'node:test';
 
 async function scriptedDaemon(t: TestContext, engine: Record<string, number> = {}) {
-  const dir = tempDir(t);
-  const config = testConfig(
-    `${dir}/data`,
-    {
-      simulator: { embedded: false },
-      backends: [
-        { name: 'a', plugin: 'scripted' },
-        { name: 'b', plugin: 'scripted' },
-      ],
-      engine: { minPollMs: 1, backoffInitialMs: 5, backoffMaxMs: 20, ...engine },
-      deadlines: { continue: 300 },
-    },
-    pluginsDir(dir, ['scripted']),
-  );
+  const config = scriptedConfig(tempDir(t), { engine });
   return { ...(await inProcessDaemon(t, config)), config };
 }
 

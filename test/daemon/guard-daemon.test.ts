@@ -13,24 +13,11 @@ import { pino } from 'pino';
 import { FerryClient } from '../../client/client.ts';
 import { startDaemon } from '../../daemon/daemon.ts';
 import { control } from '../fixtures/plugins/scripted/index.ts';
-import { pluginsDir, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { scriptedConfig, tempDir, waitForState } from '../helpers.ts';
 
 /** A daemon over the scripted plugin whose log lines the test can read. */
 async function loggedDaemon(t: TestContext) {
-  const dir = tempDir(t);
-  const config = testConfig(
-    `${dir}/data`,
-    {
-      simulator: { embedded: false },
-      backends: [
-        { name: 'a', plugin: 'scripted' },
-        { name: 'b', plugin: 'scripted' },
-      ],
-      engine: { minPollMs: 1, backoffInitialMs: 5, backoffMaxMs: 20 },
-      deadlines: { continue: 300 },
-    },
-    pluginsDir(dir, ['scripted']),
-  );
+  const config = scriptedConfig(tempDir(t));
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
   const daemon = await startDaemon(config, log);

@@ -10,26 +10,12 @@ import { beforeEach, describe, test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { clientConstructor } from '../../daemon/rpc.ts';
 import { control } from '../fixtures/plugins/scripted/index.ts';
-import { inProcessDaemon, pluginsDir, rejectsWith, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, rejectsWith, scriptedConfig, tempDir, testConfig, waitForState } from '../helpers.ts';
 
 const START = { share: { backend: 'a', shareId: 's1' }, destination: 'b#p1', writable: true };
 
 async function scriptedDaemon(t: TestContext, engine: Record<string, number> = {}) {
-  const dir = tempDir(t);
-  const config = testConfig(
-    `${dir}/data`,
-    {
-      simulator: { embedded: false },
-      backends: [
-        { name: 'a', plugin: 'scripted' },
-        { name: 'b', plugin: 'scripted' },
-      ],
-      engine: { minPollMs: 1, backoffInitialMs: 5, backoffMaxMs: 20, unresponsiveAfterMs: 150, ...engine },
-      deadlines: { continue: 300, complete: 40, cancel: 40 },
-      healthProbeMs: 60_000,
-    },
-    pluginsDir(dir, ['scripted']),
-  );
+  const config = scriptedConfig(tempDir(t), { engine: { unresponsiveAfterMs: 150, ...engine }, deadlines: { complete: 40, cancel: 40 }, healthProbeMs: 60_000 });
   const daemon = await inProcessDaemon(t, config);
   const Health = clientConstructor('grpc.health.v1.Health');
   const health = new Health(daemon.daemon.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
@@ -111,15 +97,8 @@ describe('a driver that does not answer', () => {
   });
 
   test('a stuck mark survives a restart of ferryd and clears when the driver answers', async (t) => {
-    const dir = tempDir(t);
-    const file = {
-      simulator: { embedded: false },
-      backends: [{ name: 'a', plugin: 'scripted' }, { name: 'b', plugin: 'scripted' }],
-      engine: { minPollMs: 1, backoffInitialMs: 5, backoffMaxMs: 20, unresponsiveAfterMs: 150 },
-      deadlines: { complete: 40 },
-    };
-    const plugins = pluginsDir(dir, ['scripted']);
-    const first = await inProcessDaemon(t, testConfig(`${dir}/data`, file, plugins));
+    const config = scriptedConfig(tempDir(t), { engine: { unresponsiveAfterMs: 150 }, deadlines: { complete: 40 } });
+    const first = await inProcessDaemon(t, config);
     const m = await first.client.startMigration(START);
     await waitForState(first.client, m.id, 'PHASE1_DONE');
     control.hangs.add('complete');
@@ -128,7 +107,7 @@ describe('a driver that does not answer', () => {
     first.client.close();
     await first.daemon.close(100);
 
-    const second = await inProcessDaemon(t, testConfig(`${dir}/data`, file, plugins));
+    const second = await inProcessDaemon(t, config);
     const again = await second.client.getMigration(m.id);
     assert.equal(again.stuck?.code, 'CUTOVER_OUTCOME_UNKNOWN');
     control.hangs.delete('complete');

@@ -10,12 +10,12 @@
  * installs them; they are never a silent skip.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimClient } from '../simulator/helpers.ts';
 import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig, SMALL_ARRAY } from '../helpers.ts';
+import { runProcess } from './reflect-client.ts';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL_HINT = 'apt-get install python3-grpcio python3-grpc-tools';
@@ -24,18 +24,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 
-/** Runs a process to its end without blocking this event loop (the daemon under test lives in it). */
-function runProcess(command: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (spawnError) => resolve({ code: null, stdout, stderr, spawnError }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** The folder that holds google/protobuf/timestamp.proto: grpc_tools ships it; a system copy also serves. */
 async function wellKnownProtos(): Promise<string> {

@@ -200,7 +200,7 @@ export class CheckContext {
     } catch (err) {
       fail(`watching migration ${id} failed: ${describeError(err)}`, 'WatchMigration');
     }
-    if (signal.aborted) fail(`timed out after ${ms} ms waiting for ${what}; migration ${id} is ${last ? short(last) : 'unknown'}`, this.h.lastDriverFailure(id));
+    if (signal.aborted) fail(`timed out after ${ms} ms waiting for ${what}; migration ${id} is ${last ? short(last) : 'unknown'}`, await this.h.driverFailure(id));
     return fail(`the watch of migration ${id} ended before ${what}${last ? `; it was ${short(last)}` : ''}`, 'WatchMigration');
   }
 
@@ -208,14 +208,14 @@ export class CheckContext {
   async waitState(id: string, state: string, what = state, seen?: (m: Migration) => void): Promise<Migration> {
     const full = `MIGRATION_STATE_${state}`;
     const m = await this.waitFor(id, (x) => x.state === full, what, seen);
-    if (m.state !== full) this.failEnded(m, `waiting for ${what}`);
+    if (m.state !== full) await this.failEnded(m, `waiting for ${what}`);
     return m;
   }
 
   /** Fails with how a migration ended when it should not have. */
-  failEnded(m: Migration, when: string): never {
+  async failEnded(m: Migration, when: string): Promise<never> {
     const error = m.error ? ` (${m.error.code}: ${m.error.message})` : '';
-    return fail(`migration ${m.id} ended ${m.state.replace('MIGRATION_STATE_', '')}${error} while ${when}`, this.h.lastDriverFailure(m.id));
+    return fail(`migration ${m.id} ended ${m.state.replace('MIGRATION_STATE_', '')}${error} while ${when}`, await this.h.driverFailure(m.id));
   }
 
   /** CompleteMigration; fails if refused. */

@@ -40,7 +40,7 @@ export class DaemonProcess {
    * Starts ferryd and resolves once it logs "ferryd ready". Every log line
    * is appended to `logs`. Rejects with ferryd's stderr if it exits first.
    */
-  static async start(args: DaemonArgs, logs: LogLine[]): Promise<DaemonProcess> {
+  static async start(args: DaemonArgs, logs: LogLine[], onLine?: (line: LogLine) => void): Promise<DaemonProcess> {
     const child = spawn(
       process.execPath,
       [FERRYD_BIN, '--listen', '127.0.0.1:0', '--data-dir', args.dataDir, '--config', args.configFile, '--plugins-dir', args.pluginsDir, '--log-level', 'info'],
@@ -62,6 +62,7 @@ export class DaemonProcess {
           }
           logs.push(entry);
           if (logs.length > MAX_LOG_LINES) logs.splice(0, logs.length - MAX_LOG_LINES);
+          onLine?.(entry);
           if (entry.msg === 'ferryd ready') resolve(String(entry.address));
         });
         void exited.then(({ code, signal }) => reject(new Error(`ferryd exited (${code ?? signal}) before it was ready: ${stderr.trim() || lastError(logs)}`)));

@@ -10,6 +10,7 @@
  *   <tmp>/ferry.json               the daemon config: two backends, no embedded simulator
  *   <tmp>/data/                    the daemon's data dir, kept across restarts
  */
+import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -84,6 +85,8 @@ export interface HarnessOptions {
 export class Harness {
   /** The kit's own log of ferryd lines, across every daemon of the run. */
   readonly logs: LogLine[] = [];
+  /** Emits 'line' with each of ferryd's log lines as it arrives. */
+  private readonly logged = new EventEmitter();
   private daemon?: DaemonProcess;
   private currentClient?: FerryClient;
   private readonly drivers = new Set<GuardedDriver>();
@@ -209,6 +212,7 @@ export class Harness {
       this.daemon = await DaemonProcess.start(
         { dataDir: join(this.scratch, 'data'), configFile: join(this.scratch, 'ferry.json'), pluginsDir: join(this.scratch, 'plugins'), startTimeoutMs: this.timeouts.daemonStartMs },
         this.logs,
+        (line) => this.logged.emit('line', line),
       );
     } catch (err) {
       throw new HarnessError('daemon', (err as Error).message);
@@ -221,6 +225,30 @@ export class Harness {
       if (!caps) throw new HarnessError('daemon', `ferryd reports no capabilities for backend ${this.source.name}: ${source?.healthReason || 'its driver did not load'}`);
       this.capabilities = { writable: caps.writable, nondisruptive: caps.nondisruptive, preserveMetadata: caps.preserveMetadata, preserveSnapshots: caps.preserveSnapshots };
     }
+  }
+
+  /**
+   * The last driver failure ferryd logged for a migration, waiting up to
+   * `waitMs` for the line when there is none yet: ferryd's log is written
+   * asynchronously, so a watcher can see ERROR before the line that says why.
+   */
+  async driverFailure(migrationId: string, waitMs = 2_000): Promise<string | undefined> {
+    const now = this.lastDriverFailure(migrationId);
+    if (now !== undefined) return now;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const onLine = (line: LogLine) => {
+        if (line.migration === migrationId && line.msg === 'driver call failed') done();
+      };
+      function done() {
+        clearTimeout(timer);
+        logged.off('line', onLine);
+        resolve();
+      }
+      const logged = this.logged;
+      logged.on('line', onLine);
+    });
+    return this.lastDriverFailure(migrationId);
   }
 
   /**

@@ -46,7 +46,7 @@ export const cancelInProgress: Check = {
     const before = await c.destinationListing();
     const m = await c.start(share, { maxBandwidthBytesPerSec: c.slowBandwidth });
     const now = await c.waitFor(m.id, (x) => PAST_STARTING.has(x.state), 'IN_PROGRESS');
-    if (!PAST_STARTING.has(now.state)) c.failEnded(now, 'waiting for IN_PROGRESS');
+    if (!PAST_STARTING.has(now.state)) await c.failEnded(now, 'waiting for IN_PROGRESS');
     const phase1DoneAtCancel = await cancelRepeatedly(c, m.id);
     await c.waitState(m.id, 'CANCELLED', 'the cancel to finish');
     await c.expectUntouched(share, before, 'after CANCELLED', 'cancel');

@@ -28,7 +28,7 @@ export const writableLosesNothing: Check = {
     const before = await c.destinationListing();
     const m = await c.start(share, { writable: true, maxBandwidthBytesPerSec: c.slowBandwidth });
     const now = await c.waitFor(m.id, (x) => PAST_STARTING.has(x.state), 'IN_PROGRESS');
-    if (!PAST_STARTING.has(now.state)) c.failEnded(now, 'waiting for IN_PROGRESS');
+    if (!PAST_STARTING.has(now.state)) await c.failEnded(now, 'waiting for IN_PROGRESS');
     const tag = now.state === 'MIGRATION_STATE_IN_PROGRESS' ? 'during IN_PROGRESS' : `during ${now.state.replace('MIGRATION_STATE_', '')}`;
     await spreadWrites(c, share, tag, 16 * 1024);
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done');

@@ -43,7 +43,7 @@ export const crashInProgress: Check = {
     const m = await c.start(share, { maxBandwidthBytesPerSec: c.slowBandwidth });
     const now = await c.waitFor(m.id, (x) => x.state !== 'MIGRATION_STATE_STARTING' && (x.state !== 'MIGRATION_STATE_IN_PROGRESS' || x.progress.copiedBytes > 0), 'IN_PROGRESS with some data copied');
     if (now.state !== 'MIGRATION_STATE_IN_PROGRESS') {
-      if (now.state !== 'MIGRATION_STATE_PHASE1_DONE') c.failEnded(now, 'waiting for IN_PROGRESS');
+      if (now.state !== 'MIGRATION_STATE_PHASE1_DONE') await c.failEnded(now, 'waiting for IN_PROGRESS');
       c.note('phase 1 was done before the kill (does the driver honour max_bandwidth_bytes_per_sec?); the restart was in PHASE1_DONE');
     } else c.note(`killed at ${now.progress.percent} %`);
     await c.restartEngine();

@@ -108,7 +108,7 @@ export const completeBeforePhase1: Check = {
         expect(after.phase1DoneAt, 'CompleteMigration was accepted in IN_PROGRESS', 'CompleteMigration');
         c.note('phase 1 finished just before CompleteMigration in IN_PROGRESS arrived');
       }
-    } else if (!DONE_STATES.has(now.state)) c.failEnded(now, 'waiting for IN_PROGRESS');
+    } else if (!DONE_STATES.has(now.state)) await c.failEnded(now, 'waiting for IN_PROGRESS');
 
     // The driver itself: a complete that reaches it while the first copy is still running must not cut over.
     const other = await c.share();

@@ -103,7 +103,7 @@ export class ListenError extends Error {
 
 /** What each errno code means for someone choosing a listen address. */
 const LISTEN_PROBLEMS: Record<string, string> = {
-  EADDRINUSE: 'the address is in use by another program (another ferryd?)',
+  EADDRINUSE: 'the address is in use by another program (another ferryd or ferry-sim?)',
   EACCES: 'permission denied (a port below 1024 needs privileges; a unix socket, a folder this user may write)',
   EADDRNOTAVAIL: 'no network interface of this machine has that address',
 };

@@ -20,7 +20,7 @@ export const SIM_EXIT = {
   OK: 0,
   /** The array refused a call (stderr: "ferry-sim: Method: CODE: message"), or the array itself failed (serve). */
   REFUSED: 1,
-  /** A bad flag, argument or config file; nothing was sent. */
+  /** A bad flag, argument or config file, or (serve) an address it cannot listen on; nothing was sent. */
   USAGE: 2,
   /** serve: the data dir is in use by another process. */
   DATA_DIR_IN_USE: 3,

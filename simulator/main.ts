@@ -17,8 +17,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { HealthImplementation } from 'grpc-health-check';
-import { createLog } from '../daemon/log.ts';
-import { bind, shutdown } from '../daemon/rpc.ts';
+import { createLog, routeGrpcLogs } from '../daemon/log.ts';
+import { bind, ListenError, shutdown } from '../daemon/rpc.ts';
 import { Reflection } from '../lib/reflection.ts';
 import { SimArray } from './array.ts';
 import { SimulatorConfigError, loadSimulatorConfig } from './config.ts';
@@ -36,6 +36,7 @@ interface ServeFlags {
 
 async function serve(flags: ServeFlags): Promise<void> {
   const log = createLog({ level: flags.logLevel });
+  routeGrpcLogs(log);
   let config;
   try {
     config = flags.config ? await loadSimulatorConfig(flags.config) : undefined;
@@ -61,7 +62,15 @@ async function serve(flags: ServeFlags): Promise<void> {
   const health = new HealthImplementation({ '': 'SERVING', [SIMULATOR_SERVICE]: 'SERVING' });
   health.addToServer(server);
   new Reflection([SIMULATOR_SERVICE, 'grpc.health.v1.Health']).addToServer(server);
-  const address = await bind(server, flags.listen);
+  let address: string;
+  try {
+    address = await bind(server, flags.listen);
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err;
+    await array.close();
+    process.stderr.write(`ferry-sim: ${err.message}; set another with --listen\n`);
+    process.exit(SIM_EXIT.USAGE);
+  }
   log.info({ address, dataDir: flags.dataDir }, 'listening');
 
   let stopping = false;

@@ -129,3 +129,12 @@ export function grpcurlCommands(markdown: string): ReadmeCommand[] {
   }
   return commands;
 }
+
+/** The fenced code blocks of one `## TITLE` section of a markdown text, in order, each as its text (fences removed). */
+export function sectionBlocks(markdown: string, title: string): string[] {
+  const start = markdown.indexOf(`\n## ${title}\n`);
+  if (start < 0) throw new Error(`no section "## ${title}"`);
+  const next = markdown.indexOf('\n## ', start + 1);
+  const section = markdown.slice(start, next < 0 ? undefined : next);
+  return [...section.matchAll(/^```[^\n]*\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}

@@ -7,7 +7,7 @@
  * driver where the engine's calling pattern after a crash is the point.
  *
  *   import { test } from 'node:test';
- *   import { conformance } from '<ferry>/plugins/conformance/index.ts';
+ *   import { conformance } from '@ferry/conformance';
  *   import { createAdapter } from './conformance-adapter.ts';
  *   conformance({ test, plugin: new URL('.', import.meta.url).pathname, adapter: () => createAdapter({}) });
  *

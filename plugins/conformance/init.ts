@@ -1,25 +1,33 @@
 /**
  * `ferry-conformance init DIR`: writes a new plugin folder from
- * plugins/template, with the plugin's name filled in and the imports of
- * Ferry's driver API and the kit's adapter types pointed at this checkout.
+ * plugins/template, with the plugin's name filled in. The plugin is a package
+ * of its own: it imports Ferry's driver API as `@ferry/driver-api` and the
+ * kit's adapter types as `@ferry/conformance`, both `file:` dependencies on
+ * this checkout that npm installs into the plugin's node_modules, so the
+ * folder may live (and be moved) anywhere; after a move, `npm install` in it
+ * again relinks them.
  */
-import { existsSync, symlinkSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../template/', import.meta.url));
 const PLUGINS_DIR = fileURLToPath(new URL('../', import.meta.url));
+const FERRY_PACKAGE = fileURLToPath(new URL('../../package.json', import.meta.url));
 
 /** Thrown for a DIR or name init cannot use; the message is one line. */
 export class InitError extends Error {
   override name = 'InitError';
 }
 
-/** What init wrote. */
+/** What init wrote, and how its `npm install` went. */
 export interface InitResult {
   dir: string;
   name: string;
   files: string[];
+  /** Absent with `install: false`; else npm's exit status and the tail of its stderr. */
+  install?: { ok: boolean; detail: string };
 }
 
 /** A plugin name from a folder name: lower-case, [a-z0-9._-]. */
@@ -31,8 +39,44 @@ export function nameFrom(dir: string): string {
     .slice(0, 64);
 }
 
-/** Writes the template into `dir` (which must not exist or be empty) as plugin `name`. */
-export function initPlugin(dir: string, name = nameFrom(dir)): InitResult {
+/** The version Ferry itself pins for a dev dependency, so that the plugin type-checks with the same compiler. */
+function ferryDevVersion(name: string): string {
+  const pkg = JSON.parse(readFileSync(FERRY_PACKAGE, 'utf8')) as { devDependencies: Record<string, string> };
+  const version = pkg.devDependencies[name];
+  if (version === undefined) throw new Error(`Ferry's package.json has no devDependency ${name}`);
+  return version;
+}
+
+/** The plugin's package.json: an ES module package that depends on Ferry's driver API by name. */
+function packageJson(name: string): string {
+  const pkg = {
+    name: `ferry-driver-${name}`,
+    version: '0.1.0',
+    private: true,
+    type: 'module',
+    description: `A Ferry driver for ${name}.`,
+    scripts: { typecheck: 'tsc -p .' },
+    dependencies: { '@ferry/driver-api': `file:${join(PLUGINS_DIR, 'api')}` },
+    devDependencies: {
+      '@ferry/conformance': `file:${join(PLUGINS_DIR, 'conformance')}`,
+      '@types/node': ferryDevVersion('@types/node'),
+      typescript: ferryDevVersion('typescript'),
+    },
+  };
+  return `${JSON.stringify(pkg, null, 2)}\n`;
+}
+
+/** For `npm run typecheck`: the settings Ferry's own code is checked with (ferryd loads .ts through tsx, unchecked). */
+const TSCONFIG = {
+  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, skipLibCheck: true, types: ['node'] },
+  include: ['*.ts'],
+};
+
+/**
+ * Writes the template into `dir` (which must not exist or be empty) as plugin
+ * `name`, then runs `npm install` in it unless `install` is false.
+ */
+export function initPlugin(dir: string, name = nameFrom(dir), install = true): InitResult {
   const target = resolve(dir);
   if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name)) throw new InitError(`"${name}" is not a plugin name: use 1-64 lower-case letters, digits, ".", "_" or "-" (--name NAME)`);
   if (existsSync(target) && readdirSync(target).length > 0) throw new InitError(`${target} is not empty; init writes a new plugin folder`);
@@ -44,36 +88,16 @@ export function initPlugin(dir: string, name = nameFrom(dir)): InitResult {
       const manifest = JSON.parse(text) as Record<string, unknown>;
       text = `${JSON.stringify({ ...manifest, name, description: `A Ferry driver for ${name}.` }, null, 2)}\n`;
     } else if (file.endsWith('.ts')) {
-      text = text
-        .replaceAll("'../api/index.ts'", `'${importPath(target, join(PLUGINS_DIR, 'api', 'index.ts'))}'`)
-        .replaceAll("'../conformance/adapter.ts'", `'${importPath(target, join(PLUGINS_DIR, 'conformance', 'adapter.ts'))}'`)
-        .replaceAll('template: implement', `${name}: implement`)
-        .replaceAll('YOUR ARRAY, from the template', `${name}, from the template`);
+      text = text.replaceAll('template: implement', `${name}: implement`).replaceAll('YOUR ARRAY, from the template', `${name}, from the template`);
     }
     writeFileSync(join(target, file), text);
     files.push(file);
   }
-  // Outside this repository nothing says the .ts files are ES modules; tsx would load them as CommonJS.
-  writeFileSync(join(target, 'package.json'), `${JSON.stringify({ name: `ferry-driver-${name}`, version: '0.1.0', private: true, type: 'module' }, null, 2)}\n`);
-  files.push('package.json');
-  // For `npx tsc -p DIR`: the settings Ferry's own code is checked with (ferryd loads .ts through tsx, unchecked).
-  const tsconfig = {
-    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, skipLibCheck: true, types: ['node'] },
-    include: ['*.ts'],
-  };
-  writeFileSync(join(target, 'tsconfig.json'), `${JSON.stringify(tsconfig, null, 2)}\n`);
-  files.push('tsconfig.json');
-  // Outside the checkout, the plugin's own imports (@grpc/grpc-js, ...) resolve from its node_modules: lend it Ferry's.
-  const ferryModules = join(PLUGINS_DIR, '..', 'node_modules');
-  if (!target.startsWith(resolve(PLUGINS_DIR, '..') + sep) && existsSync(ferryModules)) {
-    symlinkSync(ferryModules, join(target, 'node_modules'), 'dir');
-    files.push('node_modules -> ' + ferryModules);
-  }
-  return { dir: target, name, files };
-}
-
-/** A relative ESM import specifier from `fromDir` to `file`. */
-function importPath(fromDir: string, file: string): string {
-  const rel = relative(fromDir, file).split(sep).join('/');
-  return rel.startsWith('.') ? rel : `./${rel}`;
+  writeFileSync(join(target, 'package.json'), packageJson(name));
+  writeFileSync(join(target, 'tsconfig.json'), `${JSON.stringify(TSCONFIG, null, 2)}\n`);
+  files.push('package.json', 'tsconfig.json');
+  if (!install) return { dir: target, name, files };
+  const npm = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: target, encoding: 'utf8' });
+  const detail = npm.error ? npm.error.message : (npm.stderr.trim().split('\n').slice(-3).join(' | ') || `npm exited ${npm.status}`);
+  return { dir: target, name, files, install: { ok: npm.status === 0, detail } };
 }

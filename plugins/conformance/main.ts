@@ -223,19 +223,24 @@ program
   .description('write a new plugin folder from the template, with the name filled in')
   .argument('<dir>', 'the new plugin folder (must not exist, or be empty)')
   .option('--name <name>', 'the plugin name (default: from the folder name)')
-  .action((dir: string, flags: { name?: string }) => {
-    const r = initPlugin(dir, flags.name);
+  .option('--no-install', 'do not run npm install in the new folder')
+  .action((dir: string, flags: { name?: string; install: boolean }) => {
+    const r = initPlugin(dir, flags.name, flags.install);
     const rel = shown(r.dir);
-    process.stdout.write(
-      [
-        `wrote plugin ${r.name} in ${rel}: ${r.files.join(', ')}`,
-        'next:',
-        `  1. fill in each call of ${rel}/index.ts (docs/writing-a-driver.md, "The contract, call by call")`,
-        `  2. fill in ${rel}/conformance-adapter.ts (docs/writing-a-driver.md, "The adapter")`,
-        `  3. npx ferry-conformance --plugin ${rel}`,
-        '',
-      ].join('\n'),
+    const lines = [`wrote plugin ${r.name} in ${rel}: ${r.files.join(', ')}`];
+    if (r.install?.ok) lines.push(`installed its dependencies (@ferry/driver-api, @ferry/conformance: file: links to this checkout; run npm install in ${rel} again after moving either)`);
+    else if (r.install) lines.push(`npm install in ${rel} failed: ${r.install.detail}`, `run it yourself there before the next steps`);
+    else lines.push(`run npm install in ${rel} before the next steps`);
+    lines.push(
+      'next:',
+      `  1. fill in each call of ${rel}/index.ts (docs/writing-a-driver.md, "The contract, call by call")`,
+      `  2. fill in ${rel}/conformance-adapter.ts (docs/writing-a-driver.md, "The adapter")`,
+      `  3. npm run typecheck --prefix ${rel}`,
+      `  4. npx ferry-conformance --plugin ${rel}`,
+      '',
     );
+    process.stdout.write(lines.join('\n'));
+    if (r.install && !r.install.ok) process.exitCode = 1;
   });
 
 // Output piped into `head` and the like: stop quietly when the reader goes away.

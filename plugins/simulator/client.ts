@@ -10,8 +10,8 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
-import { FerryError } from '../api/index.ts';
-import type { ErrorCode } from '../api/index.ts';
+import { FerryError } from '@ferry/driver-api';
+import type { ErrorCode } from '@ferry/driver-api';
 
 /** The array's API. A vendor's driver ships its own. */
 const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url));

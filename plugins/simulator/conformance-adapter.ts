@@ -23,8 +23,8 @@ import { silentLog } from '../../daemon/log.ts';
 import { bind, shutdown } from '../../daemon/rpc.ts';
 import { SimArray, addSimulatorService } from '../../simulator/index.ts';
 import type { SimulatorConfig } from '../../simulator/index.ts';
-import { FerryError } from '../api/index.ts';
-import type { AdapterSetup, ConformanceAdapter, ShareLocation } from '../conformance/adapter.ts';
+import { FerryError } from '@ferry/driver-api';
+import type { AdapterSetup, ConformanceAdapter, ShareLocation } from '@ferry/conformance';
 import { ArrayClient } from './client.ts';
 
 const KiB = 1024;

@@ -25,7 +25,7 @@
  *                  UNIMPLEMENTED and the FAILED_PRECONDITION paths exist)
  *   callTimeoutMs  deadline of each call to the array (default 5000)
  */
-import { FerryError } from '../api/index.ts';
+import { FerryError } from '@ferry/driver-api';
 import type {
   CancelResult,
   Capabilities,
@@ -40,7 +40,7 @@ import type {
   MigrationCall,
   PoolInfo,
   StartResult,
-} from '../api/index.ts';
+} from '@ferry/driver-api';
 import { ArrayClient } from './client.ts';
 
 /** The parts of the array's messages this driver reads (see simulator.proto). */

@@ -5,7 +5,7 @@
  * docs/writing-a-driver.md, "The adapter"; plugins/simulator/conformance-adapter.ts
  * is a complete one.
  */
-import type { AdapterSetup, ConformanceAdapter, ShareLocation } from '../conformance/adapter.ts';
+import type { AdapterSetup, ConformanceAdapter, ShareLocation } from '@ferry/conformance';
 
 /** What your adapter reads from `ferry-conformance --config FILE` (the array's address, credentials, pools). */
 interface AdapterConfig {

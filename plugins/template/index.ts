@@ -17,7 +17,7 @@
  * - what you need on the next call goes in the checkpoint, not in memory;
  * - throw FerryError with the documented code for expected failures.
  */
-import { FerryError } from '../api/index.ts';
+import { FerryError } from '@ferry/driver-api';
 import type {
   CancelResult,
   Capabilities,
@@ -32,7 +32,7 @@ import type {
   MigrationCall,
   PoolInfo,
   StartResult,
-} from '../api/index.ts';
+} from '@ferry/driver-api';
 
 /** The backend's `options` from the daemon config, checked. Add what your array needs (credentials, TLS, timeouts). */
 interface Options {

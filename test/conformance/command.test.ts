@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -31,6 +31,13 @@ async function ferryConformance(args: string[]): Promise<Ran> {
     if (typeof e.code !== 'number') throw err;
     return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/** Runs a command to its end; a failure throws with its output. */
+async function run(command: string, args: string[], cwd: string): Promise<void> {
+  await promisify(execFile)(command, args, { cwd, maxBuffer: 16 * 1024 * 1024 }).catch((err: { stdout?: string; stderr?: string; message: string }) => {
+    throw new Error(`${command} ${args.join(' ')} in ${cwd} failed: ${err.message}\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+  });
 }
 
 const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as JsonReport;
@@ -120,22 +127,42 @@ describe('ferry-conformance', () => {
     assert.match(r.stderr, /--check nope: no such check \(see --list\)/);
   });
 
-  test('init writes a plugin from the template that ferryd’s loader loads from outside the repository; every call says what to implement', async (t) => {
-    const dir = join(tempDir(t), 'Acme Array');
-    const init = await ferryConformance(['init', dir]);
+  test('init writes a plugin package that imports the driver API by name; moved elsewhere and reinstalled, it type-checks and ferryd\u2019s loader loads it', async (t) => {
+    const base = tempDir(t);
+    const first = join(base, 'Acme Array');
+    const init = await ferryConformance(['init', first]);
     assert.equal(init.code, 0, init.stderr);
-    assert.match(init.stdout, /wrote plugin acme-array in .*: conformance-adapter\.ts, index\.ts, plugin\.json, package\.json/);
-    assert.equal(JSON.parse(readFileSync(join(dir, 'plugin.json'), 'utf8')).name, 'acme-array');
-    const index = readFileSync(join(dir, 'index.ts'), 'utf8');
-    assert.match(index, /from '(\.\.\/)+.*plugins\/api\/index\.ts'/);
+    assert.match(init.stdout, /wrote plugin acme-array in .*: conformance-adapter\.ts, index\.ts, plugin\.json, package\.json, tsconfig\.json\ninstalled its dependencies/);
+    assert.equal(JSON.parse(readFileSync(join(first, 'plugin.json'), 'utf8')).name, 'acme-array');
+    const index = readFileSync(join(first, 'index.ts'), 'utf8');
+    assert.match(index, /from '@ferry\/driver-api';/);
+    assert.doesNotMatch(index, /from '\.|plugins\/api/, 'no import reaches into the checkout by path');
     assert.match(index, /acme-array: implement/);
-    const again = await ferryConformance(['init', dir]);
+    const pkg = JSON.parse(readFileSync(join(first, 'package.json'), 'utf8'));
+    assert.equal(pkg.dependencies['@ferry/driver-api'], `file:${join(ROOT, 'plugins', 'api')}`);
+    assert.equal(lstatSync(join(first, 'node_modules')).isSymbolicLink(), false, 'node_modules is the plugin\u2019s own, not a link to Ferry\u2019s');
+    const again = await ferryConformance(['init', first]);
     assert.equal(again.code, 2);
     assert.match(again.stderr, /is not empty; init writes a new plugin folder/);
+
+    // Moved one level deeper (every relative link it had would now be wrong), then reinstalled, as the guide says.
+    const dir = join(base, 'vendor', 'acme');
+    mkdirSync(join(base, 'vendor'));
+    renameSync(first, dir);
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], dir);
+    await run('npm', ['run', '-s', 'typecheck'], dir);
 
     const r = await ferryConformance(['--plugin', dir, '--check', 'happy-path']);
     assert.equal(r.code, 1);
     assert.match(r.stdout, /pass {2}manifest .*\n +note: {3}plugin acme-array 0\.1\.0 loads; createDriver was not tried: adapter setup failed: acme-array: implement setup in conformance-adapter\.ts/);
     assert.match(r.stdout, /FAIL {2}happy-path .*\n +reason: not run: adapter setup failed: acme-array: implement setup/);
+  });
+
+  test('init --no-install writes the folder and says to run npm install', async (t) => {
+    const dir = join(tempDir(t), 'quiet');
+    const init = await ferryConformance(['init', dir, '--no-install']);
+    assert.equal(init.code, 0, init.stderr);
+    assert.match(init.stdout, /\nrun npm install in .*quiet before the next steps\n/);
+    assert.equal(existsSync(join(dir, 'node_modules')), false);
   });
 });

@@ -23,46 +23,6 @@ export function parseDestination(value: string): string {
   return value;
 }
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1024,
-  kib: 1024,
-  kb: 1000,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  mb: 1000 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-  gb: 1000 ** 3,
-  t: 1024 ** 4,
-  tib: 1024 ** 4,
-  tb: 1000 ** 4,
-};
-
-/**
- * A byte count or rate: "1048576", "512KiB", "10MiB", "1.5GiB", "20MB"
- * (KiB/MiB/GiB/TiB and K/M/G/T are powers of 1024; KB/MB/GB/TB are powers
- * of 1000; case does not matter; a trailing "/s" is allowed).
- */
-export function parseSize(value: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)(?:\/s)?\s*$/i.exec(value);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new InvalidArgumentError(`"${value}" is not a size: expected bytes or a number with a unit, e.g. 1048576, 512KiB, 10MiB, 1.5GiB`);
-  const bytes = Math.round(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`"${value}" is too large`);
-  return bytes;
-}
-
-/** A whole number from `min` to `max`. */
-export function integer(min: number, max: number): (value: string) => number {
-  return (value: string) => {
-    const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`"${value}" is not a whole number from ${min} to ${max}`);
-    return n;
-  };
-}
-
 /** Every MigrationState, short names. */
 export const STATE_NAMES = ['STARTING', 'IN_PROGRESS', 'PHASE1_DONE', 'COMPLETING', 'SUCCESS', 'CANCELLING', 'CANCELLED', 'ERROR'] as const;
 

@@ -4,7 +4,8 @@
  * wait for phase 1, complete, wait for the end.
  */
 import * as grpc from '@grpc/grpc-js';
-import { clientConstructor, errorCodeOf } from '../daemon/rpc.ts';
+import { ERROR_CODE_METADATA } from '../lib/api.ts';
+import { clientConstructor } from '../lib/rpc.ts';
 import { decodeStatusDetails, STATUS_DETAILS_METADATA, type ErrorInfo } from '../lib/status.ts';
 
 /** MigrationState names as they travel. */
@@ -142,6 +143,12 @@ export class FerryCallError extends Error {
  */
 function messageOf(e: grpc.ServiceError): string {
   return (e.details || e.message || '').replace(/\s*Resolution note:\s*$/, '');
+}
+
+/** The stable code in ferryd's `ferry-error-code` trailer, if it sent one. */
+function errorCodeOf(err: unknown): string | undefined {
+  const value = (err as { metadata?: grpc.Metadata }).metadata?.get(ERROR_CODE_METADATA)[0];
+  return typeof value === 'string' ? value : undefined;
 }
 
 function wrap(err: unknown): FerryCallError {

@@ -1,78 +1,16 @@
 /**
- * How the `ferry` CLI shows things: sizes in KiB/MiB/GiB, durations, enum
- * names without their prefixes, aligned tables, and the JSON form of a
- * migration (timestamps as RFC 3339 strings, everything else as the client
- * library returns it).
+ * How the `ferry` CLI shows migrations, backends and compatibility reports
+ * (with the floor's units and tables), and the JSON form of a migration
+ * (timestamps as RFC 3339 strings, everything else as the client library
+ * returns it).
  */
-import { TERMINAL, type Backend, type CompatibilityReport, type Migration, type Progress, type Timestamp } from './client.ts';
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
-
-/** 512 B, 1.5 KiB, 2.0 MiB, 1.2 GiB: powers of 1024, one decimal above bytes. */
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n) || n < 1024) return `${Math.max(0, Math.round(n))} B`;
-  let unit = 0;
-  let value = n;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${UNITS[unit]}`;
-}
-
-/** A rate in bytes per second, e.g. "12.5 MiB/s". */
-export function formatRate(bytesPerSec: number): string {
-  return `${formatBytes(bytesPerSec)}/s`;
-}
-
-/** 7s, 3m05s, 2h01m; "-" for 0 (the daemon's "unknown or done"). */
-export function formatEta(seconds: number): string {
-  if (!(seconds > 0)) return '-';
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-}
-
-/** A duration in ms, e.g. "12.3 ms" or "1.52 s". */
-export function formatMs(ms: number): string {
-  return ms < 1000 ? `${ms.toFixed(1)} ms` : `${(ms / 1000).toFixed(2)} s`;
-}
-
-/** "45.2%". */
-export function formatPercent(p: number): string {
-  return `${(Number.isFinite(p) ? p : 0).toFixed(1)}%`;
-}
-
-/** MIGRATION_STATE_PHASE1_DONE -> PHASE1_DONE (and the same for any prefixed enum name). */
-export function shortEnum(value: string, prefix: string): string {
-  return value.startsWith(prefix) ? value.slice(prefix.length) : value;
-}
+import { fields, isoTime, shortEnum, table, type Timestamp } from '../lib/text.ts';
+import { formatBytes, formatEta, formatMs, formatPercent, formatRate } from '../lib/units.ts';
+import { TERMINAL, type Backend, type CompatibilityReport, type Migration, type Progress } from './client.ts';
 
 /** A state as people read it: PHASE1_DONE. */
 export function shortState(state: string): string {
   return shortEnum(state, 'MIGRATION_STATE_');
-}
-
-/** A Timestamp as an RFC 3339 string (UTC, ms precision), or null when unset. */
-export function isoTime(ts: Timestamp | null | undefined): string | null {
-  if (!ts) return null;
-  return new Date(Number(ts.seconds) * 1000 + Math.floor(Number(ts.nanos) / 1e6)).toISOString();
-}
-
-/**
- * Rows as aligned columns, two spaces apart, no trailing blanks. The first
- * row is usually the header.
- */
-export function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd() + '\n').join('');
-}
-
-/** "label  value" lines with the labels padded to one width; rows with an empty value are left out. */
-export function fields(rows: readonly (readonly [string, string])[]): string {
-  return table(rows.filter(([, v]) => v !== ''));
 }
 
 /** A migration for `--json`: timestamps become RFC 3339 strings, the rest is kept as it travels. */

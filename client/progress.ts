@@ -10,7 +10,8 @@
 import type { Writable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import { TERMINAL, type Migration } from './client.ts';
-import { averageRate, formatBytes, formatEta, formatPercent, formatRate, migrationHeader, migrationJson, progressLine, shortState } from './format.ts';
+import { averageRate, migrationHeader, migrationJson, progressLine, shortState } from './format.ts';
+import { formatBytes, formatEta, formatPercent, formatRate } from '../lib/units.ts';
 
 /** Where the updates of one migration go. */
 export interface ProgressView {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_DEADLINES, type Deadlines } from './guard.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './engine.ts';
 import type { BackendConfig } from './plugins.ts';
-import { DEFAULT_SIMULATOR_CONFIG, resolveSimulatorConfig, SimulatorConfigError, type SimulatorConfig } from '../simulator/config.ts';
+import { resolveEmbeddedArray, type EmbeddedArrayConfig } from './embedded.ts';
 
 /** Everything ferryd needs to run. */
 export interface DaemonConfig {
@@ -24,7 +24,7 @@ export interface DaemonConfig {
   /** pino level, or "silent". */
   logLevel: string;
   /** The embedded simulated array, served on the daemon's own address. */
-  simulator: { embedded: boolean; config: SimulatorConfig };
+  simulator: EmbeddedArrayConfig;
   /** Which plugin drives which backend. */
   backends: BackendConfig[];
   engine: EngineOptions;
@@ -208,26 +208,17 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ConfigError(`${logSrc}: log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
 
   let simulator: DaemonConfig['simulator'];
-  if (file.simulator === undefined) simulator = { embedded: file.backends === undefined, config: { ...DEFAULT_SIMULATOR_CONFIG } };
-  else if (!isObject(file.simulator)) throw new ConfigError(`${src}: simulator must be an object`);
-  else {
-    const embedded = file.simulator.embedded ?? true;
-    if (typeof embedded !== 'boolean') throw new ConfigError(`${src}: simulator.embedded must be true or false`);
-    const simConfig = file.simulator.config;
-    if (simConfig !== undefined && !isObject(simConfig)) throw new ConfigError(`${src}: simulator.config must be an object`);
-    try {
-      simulator = { embedded, config: resolveSimulatorConfig(simConfig as Partial<SimulatorConfig> | undefined) };
-    } catch (err) {
-      if (err instanceof SimulatorConfigError) throw new ConfigError(`${src}: simulator.config: ${err.message}`);
-      throw err;
-    }
+  try {
+    simulator = resolveEmbeddedArray(file.simulator, file.backends === undefined);
+  } catch (err) {
+    throw new ConfigError(`${src}: ${(err as Error).message}`);
   }
 
   const backends =
     file.backends !== undefined
       ? backendsFrom(file.backends, src)
       : simulator.embedded
-        ? simulator.config.backends.map((b) => ({ name: b.name, plugin: 'simulator', options: {} }))
+        ? simulator.backendNames.map((name) => ({ name, plugin: 'simulator', options: {} }))
         : [];
 
   const engine = numbers(file.engine, DEFAULT_ENGINE_OPTIONS, `${src}: engine`);

@@ -14,12 +14,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { openEmbeddedArray } from './embedded.ts';
 import { Engine, type BackendEntry } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../lib/log.ts';
 import { createBackendDriver, scanPlugins } from './plugins.ts';
 import { Reflection } from '../lib/reflection.ts';
-import { bind, serviceDefinition, shutdown as shutdownServer } from './rpc.ts';
+import { bind, serviceDefinition, shutdown as shutdownServer } from '../lib/rpc.ts';
 import { migrationHandlers } from './service.ts';
 import { Store } from './store.ts';
 import type { DaemonConfig } from './config.ts';
@@ -50,12 +51,10 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
     let array: Closable | undefined;
     if (config.simulator.embedded) {
-      const sim = await import('../simulator/index.ts');
-      const simArray = await sim.SimArray.open({ dataDir: join(config.dataDir, 'simulator'), config: config.simulator.config, log: log.child({ component: 'simulator' }) });
-      array = simArray;
-      cleanups.push(() => simArray.close());
-      sim.addSimulatorService(server, simArray, log.child({ component: 'simulator' }));
-      services.push(sim.SIMULATOR_SERVICE);
+      const embedded = await openEmbeddedArray(server, config.dataDir, config.simulator.config, log.child({ component: 'simulator' }));
+      array = embedded;
+      cleanups.push(() => embedded.close());
+      services.push(embedded.service);
     }
     const health = new HealthImplementation(Object.fromEntries(DAEMON_HEALTH_NAMES.map((n) => [n, 'NOT_SERVING' as const])));
     health.addToServer(server);

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { FerryError, type Checkpoint, type CompleteResult, type MigrationSpec } from '../plugins/api/index.ts';
 import type { GuardedDriver } from './guard.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../lib/log.ts';
 import {
   CANCELLABLE_STATES,
   TERMINAL_STATES,

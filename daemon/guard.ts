@@ -23,7 +23,7 @@ import {
   type StartResult,
 } from '../plugins/api/index.ts';
 import { followAbort } from './abort-fanout.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../lib/log.ts';
 import { LoopWatch } from './loop-watch.ts';
 import { bounded, plainCopy, readFerryError, summarizeThrown, UnreadableResult } from './untrusted.ts';
 

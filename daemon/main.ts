@@ -9,8 +9,8 @@
 import { Command } from 'commander';
 import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts';
 import { startDaemon } from './daemon.ts';
-import { createLog, routeGrpcLogs } from './log.ts';
-import { ListenError } from './rpc.ts';
+import { createLog, routeGrpcLogs } from '../lib/log.ts';
+import { ListenError } from '../lib/rpc.ts';
 import { StoreLockedError } from './store.ts';
 
 const program = new Command('ferryd')

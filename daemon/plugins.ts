@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifest } from '../plugins/api/index.ts';
 import { GuardedDriver, type Deadlines } from './guard.ts';
-import type { Log } from './log.ts';
+import type { Log } from '../lib/log.ts';
 
 /** Why a plugin or a backend's driver could not be had. */
 export type PluginErrorCode =

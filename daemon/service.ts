@@ -5,12 +5,13 @@
  * as the change is persisted.
  */
 import type * as grpc from '@grpc/grpc-js';
+import type { Log } from '../lib/log.ts';
+import { serverStream, unary } from '../lib/rpc.ts';
 import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
 import type { BackendEntry, Engine } from './engine.ts';
+import { ferryStatus } from './errors.ts';
 import type { BackendHealthMonitor } from './health.ts';
-import type { Log } from './log.ts';
 import { TERMINAL_STATES, type MigrationRecord } from './migration.ts';
-import { serverStream, unary } from './rpc.ts';
 import { encodePageToken, parseCheck, parseList, parseStart, requireId, toWireMigration, type WireListRequest, type WireStartRequest } from './wire.ts';
 
 /** What the service needs from the daemon. `engine` is null until the daemon is ready. */
@@ -37,27 +38,27 @@ const capabilitiesToWire = (c: { writable: boolean; nondisruptive: boolean; pres
 export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImplementation {
   const { log } = ctx;
   return {
-    StartMigration: unary<WireStartRequest, Wire>('StartMigration', log, async (req) => {
+    StartMigration: unary<WireStartRequest, Wire>('StartMigration', log, ferryStatus, async (req) => {
       const input = parseStart(req, ctx.defaultMaxDowntimeMs);
       return toWireMigration(await ready(ctx).startMigration(input));
     }),
 
-    CompleteMigration: unary<{ id: string }, Wire>('CompleteMigration', log, async (req) => toWireMigration(await ready(ctx).complete(requireId(req.id)))),
+    CompleteMigration: unary<{ id: string }, Wire>('CompleteMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).complete(requireId(req.id)))),
 
-    CancelMigration: unary<{ id: string }, Wire>('CancelMigration', log, async (req) => toWireMigration(await ready(ctx).cancel(requireId(req.id)))),
+    CancelMigration: unary<{ id: string }, Wire>('CancelMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).cancel(requireId(req.id)))),
 
-    GetMigration: unary<{ id: string }, Wire>('GetMigration', log, async (req) => toWireMigration(ready(ctx).get(requireId(req.id)))),
+    GetMigration: unary<{ id: string }, Wire>('GetMigration', log, ferryStatus, async (req) => toWireMigration(ready(ctx).get(requireId(req.id)))),
 
-    ListMigrations: unary<WireListRequest, Wire>('ListMigrations', log, async (req) => {
+    ListMigrations: unary<WireListRequest, Wire>('ListMigrations', log, ferryStatus, async (req) => {
       const filter = parseList(req);
       const { migrations, more } = ready(ctx).list(filter);
       const last = migrations.at(-1);
       return { migrations: migrations.map(toWireMigration), nextPageToken: more && last ? encodePageToken(last.id) : '' };
     }),
 
-    WatchMigration: serverStream<{ id: string }, Wire>('WatchMigration', log, (req, call) => watch(ready(ctx), requireId(req.id), call)),
+    WatchMigration: serverStream<{ id: string }, Wire>('WatchMigration', log, ferryStatus, (req, call) => watch(ready(ctx), requireId(req.id), call)),
 
-    CheckCompatibility: unary<WireStartRequest, Wire>('CheckCompatibility', log, async (req) => {
+    CheckCompatibility: unary<WireStartRequest, Wire>('CheckCompatibility', log, ferryStatus, async (req) => {
       const input = parseCheck(req, ctx.defaultMaxDowntimeMs);
       const entry = ctx.backends.get(input.source.backend);
       if (!entry) throw new FerryError('NOT_FOUND', `backend ${input.source.backend} is not configured (known: ${[...ctx.backends.keys()].join(', ')})`);
@@ -84,7 +85,7 @@ export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImple
       };
     }),
 
-    ListBackends: unary<Wire, Wire>('ListBackends', log, async () => {
+    ListBackends: unary<Wire, Wire>('ListBackends', log, ferryStatus, async () => {
       const backends = await Promise.all(
         [...ctx.backends.values()].map(async (entry) => {
           const probe = await ctx.health.probe(entry.name);

@@ -15,6 +15,12 @@ import descriptor from 'protobufjs/ext/descriptor/index.js';
 /** Where `npm run proto:build` writes the descriptor set. */
 export const API_DESCRIPTOR_SET = fileURLToPath(new URL('../build/api/ferry.binpb', import.meta.url));
 
+/** The ErrorInfo domain of the migration API's errors (google.rpc.ErrorInfo.domain). */
+export const FERRY_ERROR_DOMAIN = 'ferry.v1';
+
+/** The trailer in which ferryd sends an error's stable code beside the gRPC status (proto/ferry/v1/error_reason.proto). */
+export const ERROR_CODE_METADATA = 'ferry-error-code';
+
 /**
  * How every Ferry process maps messages to JS: camelCase fields, enums as
  * their names, 64-bit integers as JS numbers (sizes stay below 2^53),

@@ -10,8 +10,10 @@
  * simulator.proto, enums by name, timestamps as RFC 3339 strings.
  */
 import * as grpc from '@grpc/grpc-js';
-import { fields, formatBytes, isoTime, table } from '../client/format.ts';
-import { ERROR_CODE_METADATA, clientConstructor } from '../daemon/rpc.ts';
+import { fields, isoTime, table } from '../lib/text.ts';
+import { formatBytes } from '../lib/units.ts';
+import { ERROR_CODE_METADATA } from '../lib/api.ts';
+import { clientConstructor } from '../lib/rpc.ts';
 import { SIMULATOR_SERVICE } from './service.ts';
 
 /** Exit codes of ferry-sim. They are part of its contract: scripts test them. */

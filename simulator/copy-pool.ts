@@ -7,7 +7,7 @@
  * what this avoids).
  */
 import { Worker } from 'node:worker_threads';
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import type {
   ChecksumRequest,
   ChecksumResult,

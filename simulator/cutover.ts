@@ -28,7 +28,7 @@
  * forward, also across a restart.
  */
 import { performance } from 'node:perf_hooks';
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { ShareGate } from './datapath.ts';
 import type { Faults } from './faults.ts';

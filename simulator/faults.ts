@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
 import type { ErrorCode } from '../plugins/api/index.ts';
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import { keys } from './model.ts';
 import type { MetaStore } from './metadata.ts';
 import { sleep } from './rates.ts';

@@ -13,7 +13,7 @@
  * write that lands after is marked dirty, and one that lands in between is
  * both (which is only wasteful).
  */
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import { BlockState, Flight, expand } from './block-state.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';

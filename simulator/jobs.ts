@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { FerryError } from '../plugins/api/index.ts';
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { SimulatorConfig } from './config.ts';
 import type { CopyPool } from './copy-pool.ts';

@@ -17,13 +17,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { HealthImplementation } from 'grpc-health-check';
-import { createLog, routeGrpcLogs } from '../daemon/log.ts';
-import { bind, ListenError, shutdown } from '../daemon/rpc.ts';
+import { createLog, routeGrpcLogs } from '../lib/log.ts';
+import { bind, ListenError, shutdown } from '../lib/rpc.ts';
 import { Reflection } from '../lib/reflection.ts';
 import { SimArray } from './array.ts';
 import { SimulatorConfigError, loadSimulatorConfig } from './config.ts';
 import { SIMULATOR_SERVICE, addSimulatorService } from './service.ts';
-import { integer, parseSize } from '../client/args.ts';
+import { integer, parseSize } from '../lib/units.ts';
 import { EXIT_HELP, SIM_EXIT, runCreateShareCommand, runListSharesCommand } from './array-cli.ts';
 import { runListWorkloadsCommand, runStopWorkloadCommand, runWorkloadCommand } from './workload-cli.ts';
 

@@ -6,9 +6,10 @@
  * address; ferry-sim (main.ts) serves a standalone one.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { FerryError } from '../plugins/api/index.ts';
-import type { Log } from '../daemon/log.ts';
-import { serviceDefinition, unary } from '../daemon/rpc.ts';
+import { ERROR_CODE_METADATA } from '../lib/api.ts';
+import type { Log } from '../lib/log.ts';
+import { serviceDefinition, unary, type ErrorStatus } from '../lib/rpc.ts';
+import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
 import type { SimArray, ShareView } from './array.ts';
 import { INJECTABLE_CODES, isInjectableCode } from './faults.ts';
 import type { CrashPoint, FaultSet } from './faults.ts';
@@ -212,6 +213,20 @@ function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
 
 // ---------------------------------------------------------------- service
 
+/** The array's errors on the wire: its code as the ErrorInfo reason, domain ferry.simulator.v1. */
+function arrayStatus(err: unknown): ErrorStatus | undefined {
+  if (!(err instanceof FerryError)) return undefined;
+  return {
+    code: ErrorCodes[err.code],
+    message: err.message,
+    reason: err.code,
+    domain: 'ferry.simulator.v1',
+    info: err.details,
+    trailers: { [ERROR_CODE_METADATA]: err.code },
+    logged: err.code === 'INTERNAL',
+  };
+}
+
 /** Registers SimulatorService for `array` on `server`. */
 export function addSimulatorService(server: grpc.Server, array: SimArray, log: Log): void {
   const def = simulatorServiceDefinition();
@@ -219,10 +234,10 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
   const handlers: grpc.UntypedServiceImplementation = {};
   const rpc = (method: string, fn: (req: Req) => Promise<unknown> | unknown) => {
     if (!methods.has(method)) throw new Error(`SimulatorService has no method ${method}`);
-    handlers[method] = unary<Req, unknown>(method, log, async (req) => {
+    handlers[method] = unary<Req, unknown>(method, log, arrayStatus, async (req) => {
       await array.faults.beforeCall(method);
       return fn(req);
-    }, 'ferry.simulator.v1');
+    });
   };
 
   rpc('ListBackends', () => ({ backends: array.listBackends() }));

@@ -10,7 +10,8 @@
  * (and `list`: one {"workloads": [...]} document).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { formatBytes, formatMs, formatRate, isoTime, shortEnum, table } from '../client/format.ts';
+import { formatBytes, formatMs, formatRate } from '../lib/units.ts';
+import { isoTime, shortEnum, table } from '../lib/text.ts';
 import { ArrayCallError, SIM_EXIT, STDIO, jsonTimes, withArray } from './array-cli.ts';
 import type { ArrayConnection, Out } from './array-cli.ts';
 import type { WorkloadStats } from './workload.ts';

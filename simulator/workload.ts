@@ -15,7 +15,7 @@
 import { createCipheriv, createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { FerryError } from '../plugins/api/index.ts';
-import type { Log } from '../daemon/log.ts';
+import type { Log } from '../lib/log.ts';
 import type { DataPath } from './datapath.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys, shareNotFound } from './model.ts';

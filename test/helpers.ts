@@ -14,7 +14,7 @@ import type { TestContext } from 'node:test';
 import { FerryCallError, FerryClient, type Migration } from '../client/client.ts';
 import { loadConfig, type DaemonConfig } from '../daemon/config.ts';
 import { startDaemon, type Daemon } from '../daemon/daemon.ts';
-import { silentLog } from '../daemon/log.ts';
+import { silentLog } from '../lib/log.ts';
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { TERMINAL, type Migration, type StartMigrationRequest } from '../../client/client.ts';
 import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
 import type { GuardedDriver } from '../../daemon/guard.ts';
-import { silentLog } from '../../daemon/log.ts';
+import { silentLog } from '../../lib/log.ts';
 import { newMigrationId } from '../../daemon/migration.ts';
 import type { Checkpoint, CompleteResult, ContinueResult, MigrationSpec } from '../api/index.ts';
 import type { Hold, HookedCall, HookPhase } from './control.ts';

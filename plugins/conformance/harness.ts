@@ -17,7 +17,7 @@ import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FerryClient, type Backend } from '../../client/client.ts';
 import { DEFAULT_DEADLINES, type GuardedDriver } from '../../daemon/guard.ts';
-import { silentLog, type Log } from '../../daemon/log.ts';
+import { silentLog, type Log } from '../../lib/log.ts';
 import { createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../daemon/plugins.ts';
 import type { Capabilities } from '../api/index.ts';
 import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';

@@ -11,7 +11,7 @@ import { getEventListeners } from 'node:events';
 import { beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { DEFAULT_DEADLINES, GuardedDriver, type Deadlines } from '../../daemon/guard.ts';
-import { silentLog } from '../../daemon/log.ts';
+import { silentLog } from '../../lib/log.ts';
 import { FerryError, type Driver, type MigrationSpec } from '../../plugins/api/index.ts';
 import { control, createDriver } from '../fixtures/plugins/scripted/index.ts';
 

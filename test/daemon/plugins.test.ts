@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_DEADLINES } from '../../daemon/guard.ts';
-import { silentLog } from '../../daemon/log.ts';
+import { silentLog } from '../../lib/log.ts';
 import { createBackendDriver, scanPlugins, type PluginScan } from '../../daemon/plugins.ts';
 import { pluginsDir, tempDir } from '../helpers.ts';
 

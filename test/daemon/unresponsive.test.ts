@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { clientConstructor } from '../../daemon/rpc.ts';
+import { clientConstructor } from '../../lib/rpc.ts';
 import { control } from '../fixtures/plugins/scripted/index.ts';
 import { inProcessDaemon, pluginsDir, rejectsWith, scriptedConfig, tempDir, testConfig, waitForState } from '../helpers.ts';
 

@@ -11,7 +11,7 @@ import protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
 import { loadApi } from '../../lib/api.ts';
 import { Reflection, REFLECTION_SERVICES } from '../../lib/reflection.ts';
-import { bind, clientConstructor, shutdown } from '../../daemon/rpc.ts';
+import { bind, clientConstructor, shutdown } from '../../lib/rpc.ts';
 
 const FileDescriptorProto = (descriptor as unknown as { FileDescriptorProto: protobuf.Type }).FileDescriptorProto;
 

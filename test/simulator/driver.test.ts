@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { silentLog } from '../../daemon/log.ts';
+import { silentLog } from '../../lib/log.ts';
 import { FerryError } from '../../plugins/api/index.ts';
 import type { Checkpoint, Driver, MigrationCall, MigrationSpec } from '../../plugins/api/index.ts';
 import { createDriver } from '../../plugins/simulator/index.ts';

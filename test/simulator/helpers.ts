@@ -14,8 +14,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { silentLog } from '../../daemon/log.ts';
-import { bind, clientConstructor, shutdown } from '../../daemon/rpc.ts';
+import { silentLog } from '../../lib/log.ts';
+import { bind, clientConstructor, shutdown } from '../../lib/rpc.ts';
 import { SIMULATOR_SERVICE, SimArray, addSimulatorService } from '../../simulator/index.ts';
 import type { SimulatorConfig } from '../../simulator/index.ts';
 

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { clientConstructor } from '../../daemon/rpc.ts';
+import { clientConstructor } from '../../lib/rpc.ts';
 import { configFile, spawnSim, tempDir } from './helpers.ts';
 
 const require = createRequire(import.meta.url);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { FerryError } from '../../plugins/api/index.ts';
-import { silentLog } from '../../daemon/log.ts';
+import { silentLog } from '../../lib/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
 import { BlockState } from '../../simulator/block-state.ts';
 import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';

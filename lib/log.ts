@@ -5,9 +5,8 @@
 import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import type { Logger } from '../plugins/api/index.ts';
 
-/** The logger type used across the daemon and the simulator. */
+/** The logger type used across Ferry (the daemon, the simulator, the kit). */
 export type Log = pino.Logger;
 
 /** Where logs go and how much of them. */
@@ -29,14 +28,9 @@ export function silentLog(): Log {
   return pino({ level: 'silent' });
 }
 
-/** The daemon's logger seen through the driver API's narrower type. */
-export function asDriverLogger(log: Log): Logger {
-  return log;
-}
-
 /**
  * Sends grpc-js's own messages (it writes "E ..." lines to stderr by
- * default) into `log`, so that stderr carries only ferryd's one-line
+ * default) into `log`, so that stderr carries only the program's one-line
  * errors and the logs stay one JSON object per line.
  */
 export function routeGrpcLogs(log: Log): void {

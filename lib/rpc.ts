@@ -1,66 +1,80 @@
 /**
- * gRPC plumbing shared by the daemon and the simulator: proto loading, the
- * adapter that turns `async (request) => response` into a grpc-js handler
- * that answers exactly once, and the translation of errors to status codes.
+ * gRPC plumbing every part of Ferry shares: clients and service definitions
+ * from the compiled API description, the adapters that turn
+ * `async (request) => response` into grpc-js handlers that answer exactly
+ * once, binding with a one-line reason when an address cannot be had, and
+ * shutdown with a grace period.
+ *
+ * What a thrown error becomes on the wire is the server's own rule: each
+ * server passes a `StatusMapper` (ferryd's maps FerryError to its codes and
+ * trailer; the simulated array has its own codes).
  */
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../lib/api.ts';
-import { encodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
-import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
+import { serviceDefinition } from './api.ts';
 import type { Log } from './log.ts';
+import { encodeStatusDetails, STATUS_DETAILS_METADATA } from './status.ts';
 
-export { serviceDefinition } from '../lib/api.ts';
+export { serviceDefinition } from './api.ts';
 
-/** A client constructor for a service of the compiled API, for tests, the CLI and drivers. */
+/** A client constructor for a service of the compiled API. */
 export function clientConstructor(fullName: string): grpc.ServiceClientConstructor {
   return grpc.makeGenericClientConstructor(serviceDefinition(fullName), fullName.split('.').pop() ?? fullName);
 }
 
-/** The ErrorInfo domain of the migration API's errors. */
-export const FERRY_ERROR_DOMAIN = 'ferry.v1';
+/**
+ * The status an error is answered with: the gRPC code and message, and a
+ * google.rpc.ErrorInfo (AIP-193) whose reason is the server's stable code,
+ * sent in `grpc-status-details-bin`; `trailers` are extra metadata.
+ */
+export interface ErrorStatus {
+  code: grpc.status;
+  message: string;
+  reason: string;
+  domain: string;
+  info?: Readonly<Record<string, string>>;
+  trailers?: Readonly<Record<string, string>>;
+  /** Log the error with its stack (a failure inside the server, not a caller's mistake). */
+  logged?: boolean;
+}
 
-/** The trailer that carries our stable error code beside the gRPC status. */
-export const ERROR_CODE_METADATA = 'ferry-error-code';
+/** A server's rule for what a thrown value becomes; undefined for a value it does not know (answered as a bare INTERNAL). */
+export type StatusMapper = (err: unknown) => ErrorStatus | undefined;
 
 /**
- * Turns anything thrown by a handler into the status sent on the wire, twice
- * over: our `ferry-error-code` trailer, and a google.rpc.Status with an
- * ErrorInfo (reason = the stable code, `domain`, the error's details as
- * metadata) that any gRPC client can read (AIP-193). FerryErrors keep their
- * message and code; anything else is logged with its stack and sent as a
- * bare INTERNAL, so internals never leak to callers.
+ * Turns anything thrown by a handler into the status sent on the wire.
+ * Values the mapper does not know are logged with their stack and sent as
+ * a bare INTERNAL whose message names the method, so internals never leak.
  */
-export function toServiceError(err: unknown, log: Log, method: string, domain = FERRY_ERROR_DOMAIN): Partial<grpc.StatusObject> {
-  let status: { code: grpc.status; details: string; reason: string; info: Record<string, string> };
-  if (err instanceof FerryError) {
-    if (err.code === 'INTERNAL' || err.code === 'DRIVER_ERROR') log.error({ err, method }, 'call failed');
-    status = { code: ErrorCodes[err.code], details: err.message, reason: err.code, info: err.details };
-  } else {
+export function toServiceError(err: unknown, log: Log, method: string, mapError: StatusMapper): Partial<grpc.StatusObject> {
+  let status = mapError(err);
+  if (status === undefined) {
     log.error({ err, method }, 'unexpected error in handler');
-    status = { code: grpc.status.INTERNAL, details: `internal error in ${method}; see the server log`, reason: 'INTERNAL', info: {} };
+    status = { code: grpc.status.INTERNAL, message: `internal error in ${method}; see the server log`, reason: 'INTERNAL', domain: 'grpc' };
+  } else if (status.logged) {
+    log.error({ err, method }, 'call failed');
   }
   const metadata = new grpc.Metadata();
-  metadata.set(ERROR_CODE_METADATA, status.reason);
-  metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(status.code, status.details, { reason: status.reason, domain, metadata: status.info }));
-  return { code: status.code, details: status.details, metadata };
+  for (const [key, value] of Object.entries(status.trailers ?? {})) metadata.set(key, value);
+  metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(status.code, status.message, { reason: status.reason, domain: status.domain, metadata: { ...status.info } }));
+  return { code: status.code, details: status.message, metadata };
 }
 
 /** An async unary handler. */
 export type UnaryFn<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
 /** Wraps an async function as a grpc-js unary handler that answers exactly once. */
-export function unary<Req, Res>(method: string, log: Log, fn: UnaryFn<Req, Res>, domain = FERRY_ERROR_DOMAIN): grpc.handleUnaryCall<Req, Res> {
+export function unary<Req, Res>(method: string, log: Log, mapError: StatusMapper, fn: UnaryFn<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let promise: Promise<Res>;
     try {
       promise = fn(call.request, call);
     } catch (err) {
-      callback(toServiceError(err, log, method, domain));
+      callback(toServiceError(err, log, method, mapError));
       return;
     }
     promise.then(
       (response) => callback(null, response),
-      (err: unknown) => callback(toServiceError(err, log, method, domain)),
+      (err: unknown) => callback(toServiceError(err, log, method, mapError)),
     );
   };
 }
@@ -69,12 +83,12 @@ export function unary<Req, Res>(method: string, log: Log, fn: UnaryFn<Req, Res>,
 export type StreamFn<Req, Res> = (request: Req, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>;
 
 /** Wraps an async function as a grpc-js server-streaming handler that ends the stream exactly once. */
-export function serverStream<Req, Res>(method: string, log: Log, fn: StreamFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
+export function serverStream<Req, Res>(method: string, log: Log, mapError: StatusMapper, fn: StreamFn<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
     const finish = (err?: unknown) => {
       if (call.cancelled || call.destroyed) return;
       if (err === undefined) call.end();
-      else call.emit('error', toServiceError(err, log, method));
+      else call.emit('error', toServiceError(err, log, method, mapError));
     };
     let promise: Promise<void>;
     try {
@@ -142,11 +156,4 @@ export async function shutdown(server: grpc.Server, graceMs: number): Promise<vo
       resolve();
     });
   });
-}
-
-/** Reads the stable error code from a client-side gRPC error, if the server sent one. */
-export function errorCodeOf(err: unknown): string | undefined {
-  const md = (err as { metadata?: grpc.Metadata }).metadata;
-  const value = md?.get(ERROR_CODE_METADATA)[0];
-  return typeof value === 'string' ? value : undefined;
 }

@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_DEADLINES, type Deadlines } from './guard.ts';
+import { DEFAULT_DEADLINES, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../host/deadlines.ts';
+import type { BackendConfig } from '../host/plugins.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './engine.ts';
-import type { BackendConfig } from './plugins.ts';
 import { resolveEmbeddedArray, type EmbeddedArrayConfig } from './embedded.ts';
 
 /** Everything ferryd needs to run. */
@@ -236,7 +236,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     backends,
     engine,
     deadlines: numbers(file.deadlines, DEFAULT_DEADLINES, `${src}: deadlines`),
-    pluginLoadTimeoutMs: number(file, 'pluginLoadTimeoutMs', 10_000, src, 1),
+    pluginLoadTimeoutMs: number(file, 'pluginLoadTimeoutMs', DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, src, 1),
     healthProbeMs: number(file, 'healthProbeMs', 5_000, src, 100),
     shutdownGraceMs: number(file, 'shutdownGraceMs', 10_000, src),
     shutdownForceMs: number(file, 'shutdownForceMs', 30_000, src, 1),

@@ -16,7 +16,11 @@
  */
 import { createHash } from 'node:crypto';
 import { FerryError, type Checkpoint, type CompleteResult, type MigrationSpec } from '../plugins/api/index.ts';
-import type { GuardedDriver } from './guard.ts';
+import { admit, admitted } from '../host/admission.ts';
+import type { GuardedDriver } from '../host/guard.ts';
+import { newMigrationId, observeMigrationId } from '../host/ids.ts';
+import type { BackendEntry } from '../host/plugins.ts';
+import { DEFAULT_POLL_POLICY, pollDelay, type PollPolicy } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
 import {
   CANCELLABLE_STATES,
@@ -24,8 +28,6 @@ import {
   canTransition,
   emptyProgress,
   finalProgress,
-  newMigrationId,
-  observeMigrationId,
   toProgress,
   type MigrationOnlyCode,
   type MigrationRecord,
@@ -34,15 +36,10 @@ import {
 } from './migration.ts';
 import type { Store } from './store.ts';
 
-/** Engine tuning. Every field has a default (DEFAULT_ENGINE_OPTIONS). */
-export interface EngineOptions {
+/** Engine tuning. Every field has a default (DEFAULT_ENGINE_OPTIONS). The poll policy's fields are the host's (host/poll.ts). */
+export interface EngineOptions extends PollPolicy {
   /** Driver calls in flight at once, across all migrations. */
   maxConcurrentCalls: number;
-  /** Bounds on the delay between two continue calls, whatever the driver suggests. */
-  minPollMs: number;
-  maxPollMs: number;
-  /** The delay when the driver suggests none. */
-  defaultPollMs: number;
   /** STARTING or IN_PROGRESS with no progress for this long becomes ERROR (STALLED). 0 turns it off. */
   stallTimeoutMs: number;
   /** The cutover window when the request gives none. */
@@ -71,9 +68,7 @@ export interface EngineHooks {
 /** Defaults: notice phase 1 within tens of ms, give up on a silent copy after 5 minutes. */
 export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   maxConcurrentCalls: 64,
-  minPollMs: 5,
-  maxPollMs: 2_000,
-  defaultPollMs: 250,
+  ...DEFAULT_POLL_POLICY,
   stallTimeoutMs: 300_000,
   defaultMaxDowntimeMs: 1_000,
   backoffInitialMs: 100,
@@ -82,14 +77,6 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   cleanupAttempts: 20,
   unresponsiveAfterMs: 600_000,
 };
-
-/** A backend as the engine sees it: its driver, or why it has none. */
-export interface BackendEntry {
-  name: string;
-  driver?: GuardedDriver;
-  /** Why there is no driver (the plugin failed to load). */
-  failure?: string;
-}
 
 /** What StartMigration asks for, validated. */
 export type StartInput = Omit<MigrationSpec, 'id'> & { requestId: string };
@@ -264,31 +251,10 @@ export class Engine {
     if (retried) return retried;
 
     const { source, destination } = input;
-    const backend = this.backend(source.backend);
-    this.backend(destination.backend);
     this.assertShareFree(source.backend, source.shareId);
-    const driver = backend.driver;
-    if (!driver) throw new FerryError('UNAVAILABLE', `backend ${backend.name} is not serving: ${backend.failure ?? 'its driver is not loaded'}`);
-
-    const flags = ['writable', 'nondisruptive', 'preserveMetadata', 'preserveSnapshots'] as const;
-    const unsupported = flags.filter((f) => input[f] && !driver.capabilities[f]);
-    if (unsupported.length > 0) {
-      throw new FerryError('UNIMPLEMENTED', `driver ${driver.plugin.name} (backend ${backend.name}) does not support ${unsupported.map(snake).join(', ')}`);
-    }
-
     const id = newMigrationId();
     const spec: MigrationSpec = { ...withoutRequestId(input), id };
-    const compat = await driver.checkCompatibility(spec, this.log.child({ migration: id }));
-    const refused = flags.filter((f) => input[f] && !compat.capabilities[f]);
-    const where = `share ${source.backend}/${source.shareId} to ${destination.backend}#${destination.pool}`;
-    if (refused.length > 0) throw new FerryError('FAILED_PRECONDITION', `driver ${driver.plugin.name} cannot honour ${refused.map(snake).join(', ')} for ${where}`);
-    if (compat.reasons.length > 0) throw new FerryError('FAILED_PRECONDITION', `cannot migrate ${where}: ${compat.reasons.join('; ')}`);
-    if (compat.destinationFreeBytes < compat.shareSizeBytes) {
-      throw new FerryError(
-        'RESOURCE_EXHAUSTED',
-        `pool ${destination.backend}#${destination.pool} has ${compat.destinationFreeBytes} bytes free; share ${source.shareId} needs ${compat.shareSizeBytes}`,
-      );
-    }
+    const compat = admitted(await admit(this.backends, spec, this.log.child({ migration: id }), 'first'));
 
     // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
     const raced = this.byRequestId(input.requestId, fp);
@@ -386,12 +352,6 @@ export class Engine {
 
   private assertRunning(): void {
     if (this.stopping) throw new FerryError('UNAVAILABLE', 'the daemon is shutting down; retry against the restarted daemon');
-  }
-
-  private backend(name: string): BackendEntry {
-    const backend = this.backends.get(name);
-    if (!backend) throw new FerryError('NOT_FOUND', `backend ${name} is not configured (known: ${[...this.backends.keys()].join(', ') || 'none'})`);
-    return backend;
   }
 
   private assertShareFree(backend: string, shareId: string): void {
@@ -760,13 +720,8 @@ export class Engine {
   }
 
   private pollDelay(hint: number | undefined): number {
-    const wanted = hint ?? this.options.defaultPollMs;
-    return Math.min(this.options.maxPollMs, Math.max(this.options.minPollMs, wanted));
+    return pollDelay(hint, this.options);
   }
-}
-
-function snake(flag: string): string {
-  return flag.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 function withoutRequestId(input: StartInput): Omit<MigrationSpec, 'id'> {

@@ -6,7 +6,7 @@
  */
 import type { HealthImplementation } from 'grpc-health-check';
 import type { PoolInfo } from '../plugins/api/index.ts';
-import type { BackendEntry } from './engine.ts';
+import type { BackendEntry } from '../host/plugins.ts';
 import type { Log } from '../lib/log.ts';
 
 /** The health service name of a backend. */

@@ -2,7 +2,6 @@
  * A migration as the daemon keeps it (in memory and in LevelDB), and the
  * state machine it moves through (DESIGN.md section 3).
  */
-import { randomBytes } from 'node:crypto';
 import type { Checkpoint, CutoverMeasurements, DriverProgress, MigrationSpec } from '../plugins/api/index.ts';
 
 /** Every migration state, in the proto's order (without the MIGRATION_STATE_ prefix). */
@@ -161,41 +160,4 @@ export function finalProgress(record: Pick<MigrationRecord, 'state' | 'progress'
   if (success) Object.assign(progress, { percent: 100, copiedBytes: copied, remainingBytes: 0, dirtyBytes: 0 });
   else if (p.warning) progress.warning = p.warning;
   return progress;
-}
-
-let lastMs = 0;
-let sameMsCount = 0;
-
-/**
- * A new migration id: time-ordered (so ids sort in creation order, which
- * ListMigrations pages by) and unique ("mig-" + 12 hex ms + 4 hex counter + "-" + 8 hex random).
- */
-export function newMigrationId(now = Date.now()): string {
-  if (now <= lastMs) {
-    sameMsCount++;
-    now = lastMs;
-  } else {
-    lastMs = now;
-    sameMsCount = 0;
-  }
-  const time = now.toString(16).padStart(12, '0');
-  const count = sameMsCount.toString(16).padStart(4, '0');
-  return `mig-${time}${count}-${randomBytes(4).toString('hex')}`;
-}
-
-/**
- * Makes later ids sort after `id` even if the clock went back since it was
- * made (called for every id loaded at start, so creation order survives restarts).
- */
-export function observeMigrationId(id: string): void {
-  const ms = parseInt(id.slice(4, 16), 16);
-  if (Number.isFinite(ms) && ms > lastMs) {
-    lastMs = ms;
-    sameMsCount = parseInt(id.slice(16, 20), 16);
-  }
-}
-
-/** Whether a string has the shape of a migration id. */
-export function isMigrationId(id: string): boolean {
-  return /^mig-[0-9a-f]{16}-[0-9a-f]{8}$/.test(id);
 }

@@ -8,7 +8,11 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Log } from '../lib/log.ts';
 import { serverStream, unary } from '../lib/rpc.ts';
 import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
-import type { BackendEntry, Engine } from './engine.ts';
+import { admit } from '../host/admission.ts';
+import { NO_CAPABILITIES } from '../host/capabilities.ts';
+import { newDryRunId } from '../host/ids.ts';
+import type { BackendEntry } from '../host/plugins.ts';
+import type { Engine } from './engine.ts';
 import { ferryStatus } from './errors.ts';
 import type { BackendHealthMonitor } from './health.ts';
 import { TERMINAL_STATES, type MigrationRecord } from './migration.ts';
@@ -31,7 +35,6 @@ function ready(ctx: ServiceContext): Engine {
   return engine;
 }
 
-const NO_CAPABILITIES = { writable: false, nondisruptive: false, preserveMetadata: false, preserveSnapshots: false };
 const capabilitiesToWire = (c: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean }) => ({ ...c });
 
 /** The handlers of ferry.v1.MigrationService. */
@@ -60,28 +63,15 @@ export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImple
 
     CheckCompatibility: unary<WireStartRequest, Wire>('CheckCompatibility', log, ferryStatus, async (req) => {
       const input = parseCheck(req, ctx.defaultMaxDowntimeMs);
-      const entry = ctx.backends.get(input.source.backend);
-      if (!entry) throw new FerryError('NOT_FOUND', `backend ${input.source.backend} is not configured (known: ${[...ctx.backends.keys()].join(', ')})`);
-      if (!ctx.backends.has(input.destination.backend)) throw new FerryError('NOT_FOUND', `backend ${input.destination.backend} is not configured (known: ${[...ctx.backends.keys()].join(', ')})`);
-      const driver = entry.driver;
-      if (!driver) throw new FerryError('UNAVAILABLE', `backend ${entry.name} is not serving: ${entry.failure ?? 'no driver'}`);
       const { requestId: _r, ...rest } = input;
-      const spec: MigrationSpec = { ...rest, id: 'dry-run' };
-      const result = await driver.checkCompatibility(spec, log.child({ backend: entry.name, dryRun: true }));
-      const reasons = [...result.reasons];
-      const flags = ['writable', 'nondisruptive', 'preserveMetadata', 'preserveSnapshots'] as const;
-      for (const flag of flags) {
-        if (!input[flag]) continue;
-        if (!driver.capabilities[flag]) reasons.push(`driver ${driver.plugin.name} does not support ${flag}`);
-        else if (!result.capabilities[flag]) reasons.push(`driver ${driver.plugin.name} cannot honour ${flag} for this share and destination`);
-      }
-      if (result.destinationFreeBytes < result.shareSizeBytes) reasons.push(`destination pool has ${result.destinationFreeBytes} bytes free; the share needs ${result.shareSizeBytes}`);
+      const spec: MigrationSpec = { ...rest, id: newDryRunId() };
+      const { compat, refusals } = await admit(ctx.backends, spec, log.child({ backend: input.source.backend, migration: spec.id, dryRun: true }), 'all');
       return {
-        compatible: reasons.length === 0,
-        capabilities: capabilitiesToWire(result.capabilities),
-        reasons,
-        shareSizeBytes: result.shareSizeBytes,
-        destinationFreeBytes: result.destinationFreeBytes,
+        compatible: refusals.length === 0,
+        capabilities: capabilitiesToWire(compat.capabilities),
+        reasons: refusals.map((r) => r.message),
+        shareSizeBytes: compat.shareSizeBytes,
+        destinationFreeBytes: compat.destinationFreeBytes,
       };
     }),
 

@@ -6,7 +6,8 @@
  */
 import { FerryError, type CutoverAction } from '../plugins/api/index.ts';
 import type { StartInput } from './engine.ts';
-import { isMigrationId, STATES, type MigrationRecord, type State } from './migration.ts';
+import { isMigrationId } from '../host/ids.ts';
+import { STATES, type MigrationRecord, type State } from './migration.ts';
 
 /** A ShareRef as it arrives. */
 export interface WireShareRef {

@@ -7,10 +7,11 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { TERMINAL, type Migration, type StartMigrationRequest } from '../../client/client.ts';
-import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
-import type { GuardedDriver } from '../../daemon/guard.ts';
+import type { Deadlines } from '../../host/deadlines.ts';
+import type { GuardedDriver } from '../../host/guard.ts';
+import { newMigrationId } from '../../host/ids.ts';
+import { pollDelay } from '../../host/poll.ts';
 import { silentLog } from '../../lib/log.ts';
-import { newMigrationId } from '../../daemon/migration.ts';
 import type { Checkpoint, CompleteResult, ContinueResult, MigrationSpec } from '../api/index.ts';
 import type { Hold, HookedCall, HookPhase } from './control.ts';
 import { MAX_WRITE_BYTES, pattern, randomSuffix, sha256 } from './data.ts';
@@ -35,9 +36,6 @@ export interface TestShare {
   /** What the share holds, as far as the kit wrote it. */
   content: Buffer;
 }
-
-/** The engine's poll bounds, applied to direct calls as the engine applies them. */
-const { minPollMs: MIN_POLL_MS, maxPollMs: MAX_POLL_MS, defaultPollMs: DEFAULT_POLL_MS } = DEFAULT_ENGINE_OPTIONS;
 
 const short = (m: Migration) => `${m.state.replace('MIGRATION_STATE_', '')} at ${m.progress?.percent ?? 0} %`;
 
@@ -243,6 +241,16 @@ export class CheckContext {
     return hold;
   }
 
+  /**
+   * What the driver answered to `call` for migration `id` through ferryd,
+   * oldest first, as the kit's wrapper saw it: before ferryd's guard judged
+   * it, so a check can hold the driver to a rule that the guard would
+   * otherwise turn into an ERROR of its own.
+   */
+  answers(id: string, call: HookedCall): unknown[] {
+    return this.h.control.events.filter((e) => e.migration === id && e.call === call && e.phase === 'after' && e.ok).map((e) => e.result);
+  }
+
   /** Waits for a hold to be reached, failing after the migration timeout. */
   async reached(hold: Hold, what: string): Promise<void> {
     const ms = this.settings.timeouts.migrationMs;
@@ -268,9 +276,14 @@ export class CheckContext {
 
   // ------------------------------------------------- direct driver calls
 
-  /** A new driver instance from the plugin's factory (as after an engine restart), closed at clean-up. */
-  async driver(): Promise<GuardedDriver> {
-    const d = await this.h.openDriver();
+  /**
+   * A new driver instance from the plugin's factory (as after an engine
+   * restart), closed at clean-up. Its guard has the daemon's deadlines,
+   * unless `deadlines` changes some (for a check that measures a call's
+   * time itself, and must not have the guard cut it at the deadline first).
+   */
+  async driver(deadlines: Partial<Deadlines> = {}): Promise<GuardedDriver> {
+    const d = await this.h.openDriver(this.h.source, deadlines);
     this.drivers.add(d);
     return d;
   }
@@ -325,10 +338,6 @@ export class CheckContext {
     if (problems.length > 0) this.note(`clean-up: ${problems.join('; ')}`);
   }
 
-  /** The engine's delay before the next continue, for a driver's hint. */
-  static pollDelay(hint: number | undefined): number {
-    return Math.min(MAX_POLL_MS, Math.max(MIN_POLL_MS, hint ?? DEFAULT_POLL_MS));
-  }
 }
 
 /** One continue call as a direct migration made it. */
@@ -395,7 +404,7 @@ export class DirectMigration {
       samples.push(sample);
       if (sample.result.phase1Done) return samples;
       if (Date.now() > until) fail(`continue did not report phase 1 done within ${this.c.settings.timeouts.migrationMs} ms (${samples.length} calls; last copied ${sample.result.progress.copiedBytes} of ${sample.result.progress.totalBytes} bytes)`, 'continue');
-      await delay(CheckContext.pollDelay(sample.result.nextPollMs));
+      await delay(pollDelay(sample.result.nextPollMs));
     }
   }
 
@@ -412,7 +421,7 @@ export class DirectMigration {
       }
       if (r.status === 'aborted' && ++aborts >= 3) fail(`the cutover aborted ${aborts} times in a row: ${r.reason}`, label);
       if (Date.now() > until) fail(`complete did not report done within ${this.c.settings.timeouts.migrationMs} ms`, label);
-      if (r.status === 'in_progress') await delay(CheckContext.pollDelay(r.nextPollMs));
+      if (r.status === 'in_progress') await delay(pollDelay(r.nextPollMs));
     }
   }
 
@@ -428,7 +437,7 @@ export class DirectMigration {
         return;
       }
       if (Date.now() > until) fail(`cancel did not report done within ${this.c.settings.timeouts.migrationMs} ms`, label);
-      await delay(CheckContext.pollDelay(r.nextPollMs));
+      await delay(pollDelay(r.nextPollMs));
     }
   }
 }

@@ -16,9 +16,10 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FerryClient, type Backend } from '../../client/client.ts';
-import { DEFAULT_DEADLINES, type GuardedDriver } from '../../daemon/guard.ts';
+import { DEFAULT_DEADLINES, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../../host/deadlines.ts';
+import type { GuardedDriver } from '../../host/guard.ts';
+import { createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../host/plugins.ts';
 import { silentLog, type Log } from '../../lib/log.ts';
-import { createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../daemon/plugins.ts';
 import type { Capabilities } from '../api/index.ts';
 import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';
 import { ControlServer } from './control.ts';
@@ -48,16 +49,13 @@ export interface PluginLoad {
 /** How long driver calls in flight may take when the kit stops ferryd at the end of a run. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
-/** How long the plugin load may take (the daemon's default pluginLoadTimeoutMs). */
-const LOAD_TIMEOUT_MS = 10_000;
-
 /** Loads the plugin folder through ferryd's loader (scanPlugins), alone in a plugins dir of its own. */
 export async function loadPlugin(pluginDir: string, scratch: string): Promise<PluginLoad> {
   const dir = realpathSync(resolve(pluginDir));
   const plugins = join(scratch, 'direct-plugins');
   mkdirSync(plugins, { recursive: true });
   symlinkSync(dir, join(plugins, basename(dir)));
-  const scan = await scanPlugins(plugins, { timeoutMs: LOAD_TIMEOUT_MS, log: silentLog() });
+  const scan = await scanPlugins(plugins, { timeoutMs: DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, log: silentLog() });
   const plugin = [...scan.plugins.values()][0];
   const failure = [...scan.failures.values()][0];
   return plugin ? { dir, scan, plugin } : { dir, scan, failure };
@@ -173,16 +171,16 @@ export class Harness {
 
   /**
    * A new driver instance for `backend` from the plugin's factory, through
-   * ferryd's loader and guard (the daemon's default deadlines), as the
-   * engine creates one at each start. Closed when the harness closes, or
-   * earlier with `closeDriver`.
+   * ferryd's loader and guard (the daemon's default deadlines, unless
+   * `deadlines` changes some), as the engine creates one at each start.
+   * Closed when the harness closes, or earlier with `closeDriver`.
    */
-  async openDriver(backend: AdapterBackend = this.source): Promise<GuardedDriver> {
+  async openDriver(backend: AdapterBackend = this.source, deadlines: Partial<Deadlines> = {}): Promise<GuardedDriver> {
     try {
       const driver = await createBackendDriver({ name: backend.name, plugin: this.load.plugin.manifest.name, options: backend.options }, this.load.scan, {
         daemonAddress: this.daemon?.address ?? '127.0.0.1:1',
-        deadlines: DEFAULT_DEADLINES,
-        timeoutMs: LOAD_TIMEOUT_MS,
+        deadlines: { ...DEFAULT_DEADLINES, ...deadlines },
+        timeoutMs: DEFAULT_PLUGIN_LOAD_TIMEOUT_MS,
         log: this.log,
       });
       this.drivers.add(driver);

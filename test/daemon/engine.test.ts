@@ -143,6 +143,51 @@ describe('MigrationService with a scripted driver', () => {
     assert.equal(daemon.engine.activeCount, 0);
   });
 
+  test('CheckCompatibility lists the reasons StartMigration refuses with, in the same words, flags spelt as the API spells them', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    const check = (extra: object = {}) => client.checkCompatibility({ share: START.share, destination: START.destination, writable: true, ...extra });
+    const refused = async (extra: object, status: string) => (await rejectsWith(client.startMigration({ ...START, ...extra }), status)).message;
+
+    const snapshots = await check({ preserveSnapshots: true });
+    assert.equal(snapshots.compatible, false);
+    assert.deepEqual(snapshots.reasons, [await refused({ preserveSnapshots: true }, 'UNIMPLEMENTED')]);
+    assert.match(snapshots.reasons[0]!, /^driver scripted \(backend a\) does not support preserve_snapshots$/);
+
+    control.capabilities = { ...control.capabilities, writable: false };
+    const writable = await check();
+    assert.deepEqual(writable.reasons, [await refused({}, 'FAILED_PRECONDITION')]);
+    assert.match(writable.reasons[0]!, /^driver scripted cannot honour writable for share a\/s1 to b#p1$/);
+    assert.equal(writable.capabilities?.writable, false);
+    control.capabilities = { ...control.capabilities, writable: true };
+
+    control.reasons = ['destination pool is read-only', 'the share is locked'];
+    const reasons = await check();
+    assert.deepEqual(reasons.reasons, [await refused({}, 'FAILED_PRECONDITION')]);
+    assert.equal(reasons.reasons[0], 'cannot migrate share a/s1 to b#p1: destination pool is read-only; the share is locked');
+    control.reasons = [];
+
+    control.freeBytes = 10;
+    const room = await check();
+    assert.deepEqual(room.reasons, [await refused({}, 'RESOURCE_EXHAUSTED')]);
+    assert.deepEqual([room.compatible, room.shareSizeBytes, room.destinationFreeBytes], [false, 1000, 10]);
+    control.freeBytes = 1_000_000;
+
+    const ok = await check();
+    assert.deepEqual([ok.compatible, ok.reasons], [true, []]);
+    assert.equal((await client.listMigrations()).migrations.length, 0, 'a dry run or a refused start left a migration behind');
+  });
+
+  test('every dry run gives the driver a migration id of its own, never one a migration could have', async (t) => {
+    const { client } = await scriptedDaemon(t);
+    for (let i = 0; i < 3; i++) await client.checkCompatibility({ share: START.share, destination: START.destination });
+    const m = await client.startMigration(START);
+    const ids = control.calls.filter((c) => c.call === 'checkCompatibility').map((c) => c.migration!);
+    assert.equal(ids.length, 4);
+    assert.equal(new Set(ids).size, 4, `a dry-run id was used twice: ${ids.join(', ')}`);
+    for (const id of ids.slice(0, 3)) assert.match(id, /^dry-run-[0-9a-f]{16}-[0-9a-f]{8}$/);
+    assert.equal(ids[3], m.id);
+  });
+
   test('request_id makes StartMigration idempotent, and a reuse with other fields is ALREADY_EXISTS', async (t) => {
     const { client } = await scriptedDaemon(t);
     const a = await client.startMigration({ ...START, requestId: 'req-1' });

@@ -1,22 +1,7 @@
-/** Pure logic of a migration record: ids, the state machine, and progress that never lies. */
+/** Pure logic of a migration record: the state machine, and progress that never lies. (Ids: test/host/ids.test.ts.) */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { canTransition, finalProgress, isMigrationId, newMigrationId, observeMigrationId, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
-
-describe('migration ids', () => {
-  test('sort in creation order, also many in one millisecond', () => {
-    const ids = Array.from({ length: 1000 }, () => newMigrationId(1_700_000_000_000));
-    assert.deepEqual([...ids].sort(), ids);
-    assert.ok(ids.every(isMigrationId));
-    assert.equal(new Set(ids).size, ids.length);
-  });
-
-  test('sort after every id seen at load, even if the clock went back', () => {
-    const future = newMigrationId(Date.now() + 86_400_000);
-    observeMigrationId(future);
-    assert.ok(newMigrationId() > future);
-  });
-});
+import { canTransition, finalProgress, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
 
 describe('the state machine', () => {
   test('terminal states lead nowhere, and COMPLETING cannot be cancelled', () => {

@@ -4,7 +4,7 @@
  * continue answers within its deadline.
  */
 import type { Migration } from '../../../client/client.ts';
-import { DEFAULT_DEADLINES } from '../../../daemon/guard.ts';
+import { DEFAULT_DEADLINES } from '../../../host/deadlines.ts';
 import type { ContinueSample } from '../context.ts';
 import { codeOf, describeError, expect, fail } from '../failure.ts';
 import { CAPABILITY_NAMES, PAST_STARTING, expectRefused, type Check } from './check.ts';

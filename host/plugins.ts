@@ -12,8 +12,9 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifest } from '../plugins/api/index.ts';
-import { GuardedDriver, type Deadlines } from './guard.ts';
 import type { Log } from '../lib/log.ts';
+import type { Deadlines } from './deadlines.ts';
+import { GuardedDriver } from './guard.ts';
 
 /** Why a plugin or a backend's driver could not be had. */
 export type PluginErrorCode =
@@ -179,6 +180,14 @@ export interface BackendConfig {
   name: string;
   plugin: string;
   options: Record<string, unknown>;
+}
+
+/** A backend as the host gives it to the daemon: its driver, or why it has none. */
+export interface BackendEntry {
+  name: string;
+  driver?: GuardedDriver;
+  /** Why there is no driver (the plugin failed to load). */
+  failure?: string;
 }
 
 /** Creates and checks the driver for one backend. Throws PluginError. */

@@ -4,13 +4,14 @@
  * driver, the backend and the call, and never throws anything else. Also
  * FerryError's `instanceof`, which the guard relies on. The real guard over
  * the scripted fixture plugin; the same failures through a running daemon
- * are in guard-daemon.test.ts.
+ * are in test/daemon/guard-daemon.test.ts.
  */
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { DEFAULT_DEADLINES, GuardedDriver, type Deadlines } from '../../daemon/guard.ts';
+import { DEFAULT_DEADLINES, type Deadlines } from '../../host/deadlines.ts';
+import { GuardedDriver } from '../../host/guard.ts';
 import { silentLog } from '../../lib/log.ts';
 import { FerryError, type Driver, type MigrationSpec } from '../../plugins/api/index.ts';
 import { control, createDriver } from '../fixtures/plugins/scripted/index.ts';

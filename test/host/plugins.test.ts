@@ -1,9 +1,9 @@
 /** The plugin host: each load step fails with its own code, and one bad plugin never stops the others. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DEFAULT_DEADLINES } from '../../daemon/guard.ts';
+import { DEFAULT_DEADLINES } from '../../host/deadlines.ts';
 import { silentLog } from '../../lib/log.ts';
-import { createBackendDriver, scanPlugins, type PluginScan } from '../../daemon/plugins.ts';
+import { createBackendDriver, scanPlugins, type PluginScan } from '../../host/plugins.ts';
 import { pluginsDir, tempDir } from '../helpers.ts';
 
 const manifest = (name: string, extra: object = {}) => JSON.stringify({ name, version: '1.0.0', apiVersion: 1, main: 'index.mjs', ...extra });

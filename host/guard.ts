@@ -22,32 +22,12 @@ import {
   type PoolInfo,
   type StartResult,
 } from '../plugins/api/index.ts';
-import { followAbort } from './abort-fanout.ts';
 import type { Log } from '../lib/log.ts';
+import { followAbort } from './abort-fanout.ts';
+import { CAPABILITY_FLAGS } from './capabilities.ts';
+import type { Deadlines } from './deadlines.ts';
 import { LoopWatch } from './loop-watch.ts';
 import { bounded, plainCopy, readFerryError, summarizeThrown, UnreadableResult } from './untrusted.ts';
-
-/** Per-call deadlines in milliseconds. */
-export interface Deadlines {
-  describe: number;
-  checkCompatibility: number;
-  start: number;
-  continue: number;
-  complete: number;
-  cancel: number;
-  progress: number;
-}
-
-/** Defaults: short for calls that must return fast, long for the cutover. */
-export const DEFAULT_DEADLINES: Deadlines = {
-  describe: 5_000,
-  checkCompatibility: 10_000,
-  start: 30_000,
-  continue: 5_000,
-  complete: 300_000,
-  cancel: 60_000,
-  progress: 5_000,
-};
 
 type CallName = keyof Deadlines;
 
@@ -68,7 +48,7 @@ function checkCheckpoint(v: unknown): void {
 export function checkCapabilities(v: unknown): Capabilities {
   need(isObject(v), 'capabilities must be an object');
   const c = v as Record<string, unknown>;
-  for (const key of ['writable', 'nondisruptive', 'preserveMetadata', 'preserveSnapshots']) need(typeof c[key] === 'boolean', `capabilities.${key} must be a boolean`);
+  for (const key of CAPABILITY_FLAGS) need(typeof c[key] === 'boolean', `capabilities.${key} must be a boolean`);
   return v as unknown as Capabilities;
 }
 
@@ -80,6 +60,18 @@ function checkProgress(v: unknown): DriverProgress {
   }
   need(p.warning === undefined || typeof p.warning === 'string', 'progress.warning must be a string');
   return v as unknown as DriverProgress;
+}
+
+/**
+ * What is wrong with the cutover figures of a `done` (freezeMs,
+ * finalDeltaBytes, verifiedBytes: each a non-negative number), or undefined
+ * when nothing is. The guard refuses a `done` with such figures; the
+ * conformance kit reports the same rule against what a driver answered.
+ */
+export function cutoverProblem(cutover: unknown): string | undefined {
+  if (!isObject(cutover)) return 'cutover must be an object when status is done';
+  if (!(isCount(cutover.freezeMs) && isCount(cutover.finalDeltaBytes) && isCount(cutover.verifiedBytes))) return 'cutover figures must be non-negative numbers';
+  return undefined;
 }
 
 const checkers = {
@@ -118,9 +110,8 @@ const checkers = {
     const r = v as Record<string, unknown>;
     checkCheckpoint(r.checkpoint);
     if (r.status === 'done') {
-      need(isObject(r.cutover), 'cutover must be an object when status is done');
-      const c = r.cutover as Record<string, unknown>;
-      need(isCount(c.freezeMs) && isCount(c.finalDeltaBytes) && isCount(c.verifiedBytes), 'cutover figures must be non-negative numbers');
+      const problem = cutoverProblem(r.cutover);
+      if (problem) throw new ShapeError(problem);
     } else if (r.status === 'aborted') {
       need(typeof r.reason === 'string', 'reason must be a string when status is aborted');
     } else {

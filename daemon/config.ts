@@ -86,19 +86,106 @@ function checkListen(value: string, source: string): string {
   return value;
 }
 
-function number(obj: Json, key: string, fallback: number, source: string, min = 0): number {
+/** The longest delay Node can give a timer (ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A number setting: its default and the values that work. */
+interface NumberRule {
+  default: number;
+  /** The least value that works. */
+  min: number;
+  /** The greatest (for a delay: the longest timer Node can set). */
+  max: number;
+  /** Whole numbers only (a count). */
+  integer: boolean;
+  /** Why less than `min` does not work, for the message (when 0 is out). */
+  why?: string;
+}
+
+/** A duration in ms from `min`: what a timer can wait. */
+const ms = (fallback: number, min: number, why?: string): NumberRule => ({ default: fallback, min, max: MAX_TIMER_MS, integer: false, why });
+/** A whole number from `min`. */
+const count = (fallback: number, min: number, why?: string): NumberRule => ({ default: fallback, min, max: Number.MAX_SAFE_INTEGER, integer: true, why });
+
+/** The rules of a group of numbers, from its defaults and each key's limits; a key missing from either does not compile. */
+function group<T extends object>(defaults: T, limits: { [K in keyof T]: (fallback: number) => NumberRule }): { [K in keyof T]: NumberRule } {
+  const out = {} as { [K in keyof T]: NumberRule };
+  for (const key of Object.keys(limits) as (keyof T)[]) out[key] = limits[key](defaults[key] as number);
+  return out;
+}
+
+const DEADLINE = (fallback: number) => ms(fallback, 1, 'a deadline of 0 fails every call at once');
+
+/** The engine's settings (`engine` in the file). */
+const ENGINE_RULES = group(DEFAULT_ENGINE_OPTIONS, {
+  maxConcurrentCalls: (d) => count(d, 1, 'with no slot no driver is ever called'),
+  minPollMs: (d) => ms(d, 1, 'a driver that asks for no delay would be polled without pause'),
+  maxPollMs: (d) => ms(d, 1, 'a driver that asks for no delay would be polled without pause'),
+  defaultPollMs: (d) => ms(d, 1, 'a driver that suggests no delay would be polled without pause'),
+  stallTimeoutMs: (d) => ms(d, 0),
+  defaultMaxDowntimeMs: (d) => ms(d, 1, 'no cutover fits a window of 0 ms'),
+  backoffInitialMs: (d) => ms(d, 1, 'a failing call would be retried without pause'),
+  backoffMaxMs: (d) => ms(d, 1, 'a failing call would be retried without pause'),
+  progressPersistMs: (d) => ms(d, 0),
+  cleanupAttempts: (d) => count(d, 1, 'the clean-up after an error would never be tried'),
+  unresponsiveAfterMs: (d) => ms(d, 0),
+});
+
+/** The per-call deadlines (`deadlines` in the file). */
+const DEADLINE_RULES = group(DEFAULT_DEADLINES, {
+  describe: DEADLINE,
+  checkCompatibility: DEADLINE,
+  start: DEADLINE,
+  continue: DEADLINE,
+  complete: DEADLINE,
+  cancel: DEADLINE,
+  progress: DEADLINE,
+});
+
+/**
+ * Every setting of the config file, once: the keys of DaemonConfig, each
+ * with how it is read (a number's rule, a group of numbers, or a line
+ * saying what it holds). The list of known keys is this object's keys, so a
+ * setting cannot be added to the type and not here, nor here and not there.
+ */
+const SETTINGS = {
+  listen: 'HOST:PORT (port 0 picks one) or unix:PATH',
+  dataDir: 'a directory: the daemon\'s LevelDB and the embedded array\'s data',
+  pluginsDir: 'a directory of driver plugins',
+  logLevel: 'fatal, error, warn, info, debug, trace or silent',
+  simulator: 'the embedded simulated array (see simulator/config.ts)',
+  backends: 'an array of { name, plugin, options }',
+  engine: ENGINE_RULES,
+  deadlines: DEADLINE_RULES,
+  pluginLoadTimeoutMs: ms(DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, 1, 'no plugin loads in 0 ms'),
+  healthProbeMs: ms(5_000, 100, 'probes more often than that would load the arrays for nothing'),
+  shutdownGraceMs: ms(10_000, 0),
+  shutdownForceMs: ms(30_000, 1, 'the daemon would exit before it stopped anything'),
+  storeSync: 'true or false',
+} satisfies Record<keyof DaemonConfig, string | NumberRule | Record<string, NumberRule>>;
+
+/** The keys a config file may set. */
+export const SETTING_KEYS = Object.keys(SETTINGS) as (keyof DaemonConfig)[];
+
+function number(obj: Json, key: string, rule: NumberRule, source: string): number {
   const v = obj[key];
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new ConfigError(`${source}: ${key} must be a number >= ${min}, got ${JSON.stringify(v)}`);
+  if (v === undefined) return rule.default;
+  const whole = rule.integer ? 'a whole number' : 'a number';
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < rule.min || (rule.integer && !Number.isInteger(v))) {
+    const why = rule.why && typeof v === 'number' && v < rule.min ? `: ${rule.why}` : '';
+    throw new ConfigError(`${source}: ${key} must be ${whole} >= ${rule.min}, got ${JSON.stringify(v)}${why}`);
+  }
+  if (v > rule.max) throw new ConfigError(`${source}: ${key} must be at most ${rule.max}${rule.max === MAX_TIMER_MS ? ' (the longest timer Node can set)' : ''}, got ${v}`);
   return v;
 }
 
-function numbers<T extends object>(obj: unknown, defaults: T, source: string): T {
-  if (obj === undefined) return { ...defaults };
-  if (!isObject(obj)) throw new ConfigError(`${source} must be an object`);
-  for (const key of Object.keys(obj)) if (!(key in defaults)) throw new ConfigError(`${source}.${key} is not a setting (known: ${Object.keys(defaults).join(', ')})`);
-  const out = { ...defaults } as Record<string, number>;
-  for (const key of Object.keys(defaults)) out[key] = number(obj, key, (defaults as Record<string, number>)[key] ?? 0, source);
+function numbers<T extends object>(obj: unknown, rules: { [K in keyof T]: NumberRule }, source: string): T {
+  const keys = Object.keys(rules);
+  const out = {} as Record<string, number>;
+  if (obj !== undefined && !isObject(obj)) throw new ConfigError(`${source} must be an object`);
+  const given = (obj ?? {}) as Json;
+  for (const key of Object.keys(given)) if (!keys.includes(key)) throw new ConfigError(`${source}.${key} is not a setting (known: ${keys.join(', ')})`);
+  for (const key of keys) out[key] = number(given, key, (rules as Record<string, NumberRule>)[key]!, source);
   return out as T;
 }
 
@@ -186,8 +273,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     fileDir = resolve(path, '..');
   }
   const src = configPath ? `config file ${configPath}` : 'config';
-  const known = ['listen', 'dataDir', 'pluginsDir', 'logLevel', 'simulator', 'backends', 'engine', 'deadlines', 'pluginLoadTimeoutMs', 'healthProbeMs', 'shutdownGraceMs', 'shutdownForceMs', 'storeSync'];
-  for (const key of Object.keys(file)) if (!known.includes(key)) throw new ConfigError(`${src}: ${key} is not a setting (known: ${known.join(', ')})`);
+  for (const key of Object.keys(file)) if (!(SETTING_KEYS as string[]).includes(key)) throw new ConfigError(`${src}: ${key} is not a setting (known: ${SETTING_KEYS.join(', ')})`);
 
   const pick = (key: keyof typeof ENV_VARS & keyof ConfigFlags, fallback: string, isPath: boolean): [string, string] => {
     if (flags[key] !== undefined) return [isPath ? resolve(cwd, flags[key]!) : flags[key]!, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`];
@@ -221,8 +307,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
         ? simulator.backendNames.map((name) => ({ name, plugin: 'simulator', options: {} }))
         : [];
 
-  const engine = numbers(file.engine, DEFAULT_ENGINE_OPTIONS, `${src}: engine`);
-  if (engine.maxConcurrentCalls < 1) throw new ConfigError(`${src}: engine.maxConcurrentCalls must be at least 1`);
+  const engine = numbers<EngineOptions>(file.engine, SETTINGS.engine, `${src}: engine`);
   if (engine.minPollMs > engine.maxPollMs) throw new ConfigError(`${src}: engine.minPollMs must not exceed engine.maxPollMs`);
   const storeSync = file.storeSync ?? false;
   if (typeof storeSync !== 'boolean') throw new ConfigError(`${src}: storeSync must be true or false`);
@@ -235,11 +320,11 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     simulator,
     backends,
     engine,
-    deadlines: numbers(file.deadlines, DEFAULT_DEADLINES, `${src}: deadlines`),
-    pluginLoadTimeoutMs: number(file, 'pluginLoadTimeoutMs', DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, src, 1),
-    healthProbeMs: number(file, 'healthProbeMs', 5_000, src, 100),
-    shutdownGraceMs: number(file, 'shutdownGraceMs', 10_000, src),
-    shutdownForceMs: number(file, 'shutdownForceMs', 30_000, src, 1),
+    deadlines: numbers<Deadlines>(file.deadlines, SETTINGS.deadlines, `${src}: deadlines`),
+    pluginLoadTimeoutMs: number(file, 'pluginLoadTimeoutMs', SETTINGS.pluginLoadTimeoutMs, src),
+    healthProbeMs: number(file, 'healthProbeMs', SETTINGS.healthProbeMs, src),
+    shutdownGraceMs: number(file, 'shutdownGraceMs', SETTINGS.shutdownGraceMs, src),
+    shutdownForceMs: number(file, 'shutdownForceMs', SETTINGS.shutdownForceMs, src),
     storeSync,
   };
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, DEFAULT_PLUGINS_DIR, loadConfig } from '../../daemon/config.ts';
+import { ConfigError, DEFAULT_PLUGINS_DIR, loadConfig, SETTING_KEYS } from '../../daemon/config.ts';
 import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
@@ -53,6 +53,14 @@ describe('loadConfig', () => {
     ['a bad log level', { logLevel: 'loud' }, /log level "loud" is not one of/],
     ['a non-boolean simulator.embedded', { simulator: { embedded: 'yes' } }, /simulator\.embedded must be true or false/],
     ['a bad simulator setting', { simulator: { config: { blockSizeBytes: -4 } } }, /simulator\.config: .*blockSizeBytes/],
+    ['a deadline of 0', { deadlines: { continue: 0 } }, /deadlines: continue must be a number >= 1, got 0: a deadline of 0 fails every call at once$/],
+    ['no driver-call slots', { engine: { maxConcurrentCalls: 0 } }, /engine: maxConcurrentCalls must be a whole number >= 1, got 0: with no slot no driver is ever called$/],
+    ['a count that is not whole', { engine: { cleanupAttempts: 2.5 } }, /engine: cleanupAttempts must be a whole number >= 1, got 2\.5$/],
+    ['a retry backoff of 0', { engine: { backoffInitialMs: 0 } }, /engine: backoffInitialMs must be a number >= 1, got 0: a failing call would be retried without pause$/],
+    ['a poll floor of 0', { engine: { minPollMs: 0 } }, /engine: minPollMs must be a number >= 1, got 0/],
+    ['a deadline longer than a timer can wait', { deadlines: { complete: 2 ** 31 } }, /deadlines: complete must be at most 2147483647 \(the longest timer Node can set\), got 2147483648$/],
+    ['a plugin load timeout of 0', { pluginLoadTimeoutMs: 0 }, /pluginLoadTimeoutMs must be a number >= 1, got 0: no plugin loads in 0 ms$/],
+    ['a number given as a string', { deadlines: { start: '30000' } }, /deadlines: start must be a number >= 1, got "30000"$/],
   ];
   for (const [what, file, message] of bad) {
     test(`rejects ${what} with one line naming it`, (t) => {
@@ -62,6 +70,16 @@ describe('loadConfig', () => {
       assert.throws(() => loadConfig({ config: path }, {}), (err: Error) => err instanceof ConfigError && message.test(err.message) && !err.message.includes('\n'));
     });
   }
+
+  test('accepts 0 where 0 means off or at once, and knows exactly the settings it returns', (t) => {
+    const path = join(tempDir(t), 'zeros.json');
+    writeFileSync(path, JSON.stringify({ engine: { stallTimeoutMs: 0, progressPersistMs: 0, unresponsiveAfterMs: 0 }, shutdownGraceMs: 0 }));
+    const c = loadConfig({ config: path }, {});
+    assert.deepEqual([c.engine.stallTimeoutMs, c.engine.progressPersistMs, c.engine.unresponsiveAfterMs, c.shutdownGraceMs], [0, 0, 0, 0]);
+    assert.deepEqual(Object.keys(c).sort(), [...SETTING_KEYS].sort());
+    writeFileSync(path, JSON.stringify({ lisen: 'x' }));
+    assert.throws(() => loadConfig({ config: path }, {}), new RegExp(`lisen is not a setting \\(known: ${SETTING_KEYS.join(', ')}\\)$`));
+  });
 
   test('rejects a config file that is missing, or whose top level is not an object', (t) => {
     const dir = tempDir(t);

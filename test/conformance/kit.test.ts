@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { DEFAULT_DEADLINES } from '../../host/deadlines.ts';
 import { CHECK_IDS, collectResults, conformance, type CheckResult } from '../../plugins/conformance/index.ts';
 import { createAdapter } from '../../plugins/simulator/conformance-adapter.ts';
 import { ROOT } from '../helpers.ts';
@@ -62,6 +63,22 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
       'crash-completing': { reason: /ended ERROR \(FAILED_PRECONDITION: driver broken \(backend alpha\) failed in complete: no cutover .* was started by this driver\)/, call: /^complete -> FAILED_PRECONDITION/ },
     },
     unaffected: 'happy-path',
+  },
+  {
+    // The guard of ferryd cuts a continue at its deadline; the check measures the call itself.
+    defect: 'continue-past-deadline',
+    caughtBy: {
+      'continue-deadline': { reason: new RegExp(`^continue call 2 took \\d+ ms; its deadline is ${DEFAULT_DEADLINES.continue} ms$`), call: /^continue$/ },
+    },
+    unaffected: 'cancel-starting',
+  },
+  {
+    // ferryd's guard turns such a done into ERROR; the check reads what the driver answered.
+    defect: 'done-without-figures',
+    caughtBy: {
+      'happy-path': { reason: /^complete reported the cutover done without its figures: cutover must be an object when status is done \(it answered \{"status":"done","checkpoint":/, call: /^complete$/ },
+    },
+    unaffected: 'cancel-in-progress',
   },
 ];
 

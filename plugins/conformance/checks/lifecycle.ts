@@ -5,6 +5,8 @@
  */
 import type { Migration } from '../../../client/client.ts';
 import { DEFAULT_DEADLINES } from '../../../host/deadlines.ts';
+import { cutoverProblem } from '../../../host/guard.ts';
+import { bounded } from '../../../host/untrusted.ts';
 import type { ContinueSample } from '../context.ts';
 import { codeOf, describeError, expect, fail } from '../failure.ts';
 import { CAPABILITY_NAMES, PAST_STARTING, expectRefused, type Check } from './check.ts';
@@ -48,7 +50,12 @@ export const happyPath: Check = {
     const m = await c.start(share);
     await c.waitState(m.id, 'PHASE1_DONE', 'phase 1 to be done');
     await c.complete(m.id);
-    const end = await c.waitState(m.id, 'SUCCESS', 'the cutover to succeed');
+    const end = await c.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_SUCCESS', 'the cutover to succeed');
+    // The driver's own `done`: ferryd's guard would turn one without figures into ERROR, which says less.
+    const done = c.answers(m.id, 'complete').find((r) => (r as { status?: unknown } | null)?.status === 'done') as { cutover?: unknown } | undefined;
+    const problem = done && cutoverProblem(done.cutover);
+    if (problem) fail(`complete reported the cutover done without its figures: ${problem} (it answered ${bounded(JSON.stringify(done))})`, 'complete');
+    if (end.state !== 'MIGRATION_STATE_SUCCESS') await c.failEnded(end, 'waiting for the cutover to succeed');
     expect(end.cutover, `migration ${m.id} reached SUCCESS without cutover figures`, 'complete');
     c.note(`cutover froze writes for ${end.cutover.freezeMs.toFixed(1)} ms, final delta ${end.cutover.finalDeltaBytes} bytes`);
     await c.expectMoved(share, before, 'after SUCCESS');
@@ -138,7 +145,8 @@ export const continueDeadline: Check = {
   async run(c) {
     const share = await c.share();
     const direct = c.direct(share, { maxBandwidthBytesPerSec: c.slowBandwidth });
-    const driver = await c.driver();
+    // The guard of this driver waits as long as a migration may take: a continue past its deadline is measured here, not cut short by the guard.
+    const driver = await c.driver({ continue: c.settings.timeouts.migrationMs });
     await direct.start(driver);
     const samples: ContinueSample[] = await direct.continueUntilPhase1(driver);
     // And on, as the engine keeps the destination warm in PHASE1_DONE.

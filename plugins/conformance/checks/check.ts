@@ -5,6 +5,7 @@
  * adapter feature), and the check itself.
  */
 import { FerryCallError, type Migration } from '../../../client/client.ts';
+import { CAPABILITY_FLAGS, wireName } from '../../../host/capabilities.ts';
 import type { Capabilities } from '../../api/index.ts';
 import type { CheckContext } from '../context.ts';
 import { describeError, expect, fail } from '../failure.ts';
@@ -22,12 +23,7 @@ export interface Check {
 }
 
 /** The wire name of a capability, as the API and the docs spell it. */
-export const CAPABILITY_NAMES: Record<keyof Capabilities, string> = {
-  writable: 'writable',
-  nondisruptive: 'nondisruptive',
-  preserveMetadata: 'preserve_metadata',
-  preserveSnapshots: 'preserve_snapshots',
-};
+export const CAPABILITY_NAMES = Object.fromEntries(CAPABILITY_FLAGS.map((f) => [f, wireName(f)])) as Record<keyof Capabilities, string>;
 
 /** A gate: skip unless the driver claims every one of `flags`. */
 export function claims(...flags: (keyof Capabilities)[]): (h: Harness) => string | null {

@@ -10,7 +10,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_DEADLINES, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../host/deadlines.ts';
 import type { BackendConfig } from '../host/plugins.ts';
-import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './engine.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './options.ts';
 import { resolveEmbeddedArray, type EmbeddedArrayConfig } from './embedded.ts';
 
 /** Everything ferryd needs to run. */

@@ -1,12 +1,13 @@
 /**
- * The engine: the migration state machine and the scheduler that drives
- * asynchronous drivers (DESIGN.md option C).
+ * The engine: the one owner of the migration records (their indexes, state
+ * transitions, persistence and watchers) and the scheduler that drives
+ * asynchronous drivers (docs/design.md, option C).
  *
- * Each live migration has one runner, a loop that makes one driver call at a
- * time (start, then continue until phase 1 is done and on to keep the
- * destination warm, complete or cancel on request) and sleeps between calls
- * for as long as the driver suggests. Requests from the API only change the
- * record and wake the runner; they never wait on a driver call.
+ * Each live migration has one runner (runner.ts), a loop that makes one
+ * driver call at a time and sleeps between calls for as long as the driver
+ * suggests; it changes the record only through the engine's transition and
+ * persist. Requests from the API only change the record and wake the
+ * runner; they never wait on a driver call.
  *
  * Persist, then act: a runner waits for the record (state and the driver's
  * checkpoint together) to be in LevelDB before it makes the next driver call,
@@ -15,68 +16,17 @@
  * was last seen in.
  */
 import { createHash } from 'node:crypto';
-import { FerryError, type Checkpoint, type CompleteResult, type MigrationSpec } from '../plugins/api/index.ts';
+import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
 import { admit, admitted } from '../host/admission.ts';
 import type { GuardedDriver } from '../host/guard.ts';
 import { newMigrationId, observeMigrationId } from '../host/ids.ts';
 import type { BackendEntry } from '../host/plugins.ts';
-import { DEFAULT_POLL_POLICY, pollDelay, type PollPolicy } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
-import {
-  CANCELLABLE_STATES,
-  TERMINAL_STATES,
-  canTransition,
-  emptyProgress,
-  finalProgress,
-  toProgress,
-  type MigrationOnlyCode,
-  type MigrationRecord,
-  type RecordedError,
-  type State,
-} from './migration.ts';
+import { CANCELLABLE_STATES, TERMINAL_STATES, canTransition, emptyProgress, finalProgress, type MigrationRecord, type State } from './migration.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineHooks, type EngineOptions } from './options.ts';
+import { Runner, stepFor, type RunnerHost } from './runner.ts';
+import { Semaphore } from './semaphore.ts';
 import type { Store } from './store.ts';
-
-/** Engine tuning. Every field has a default (DEFAULT_ENGINE_OPTIONS). The poll policy's fields are the host's (host/poll.ts). */
-export interface EngineOptions extends PollPolicy {
-  /** Driver calls in flight at once, across all migrations. */
-  maxConcurrentCalls: number;
-  /** STARTING or IN_PROGRESS with no progress for this long becomes ERROR (STALLED). 0 turns it off. */
-  stallTimeoutMs: number;
-  /** The cutover window when the request gives none. */
-  defaultMaxDowntimeMs: number;
-  /** Retry delays after a failed driver call: doubling from initial, capped at max. */
-  backoffInitialMs: number;
-  backoffMaxMs: number;
-  /** Progress-only changes are written to LevelDB at most this often (state and checkpoint changes: always). */
-  progressPersistMs: number;
-  /** How many times cleanup after an error is tried before it is given up (and logged). */
-  cleanupAttempts: number;
-  /**
-   * A cutover or cancel whose driver has not answered (every call timed out
-   * or was UNAVAILABLE) for this long is marked `stuck`, and its backend
-   * NOT_SERVING. The retries go on: a driver that answers again resumes it.
-   */
-  unresponsiveAfterMs: number;
-}
-
-/** What the engine tells the rest of the daemon. */
-export interface EngineHooks {
-  /** A migration of this backend became stuck, or answered again. */
-  stuckChanged?(backend: string): void;
-}
-
-/** Defaults: notice phase 1 within tens of ms, give up on a silent copy after 5 minutes. */
-export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
-  maxConcurrentCalls: 64,
-  ...DEFAULT_POLL_POLICY,
-  stallTimeoutMs: 300_000,
-  defaultMaxDowntimeMs: 1_000,
-  backoffInitialMs: 100,
-  backoffMaxMs: 10_000,
-  progressPersistMs: 1_000,
-  cleanupAttempts: 20,
-  unresponsiveAfterMs: 600_000,
-};
 
 /** What StartMigration asks for, validated. */
 export type StartInput = Omit<MigrationSpec, 'id'> & { requestId: string };
@@ -91,41 +41,6 @@ export interface ListFilter {
   /** Return migrations with ids greater than this. */
   after?: string;
   limit: number;
-}
-
-type Step = 'start' | 'continue' | 'complete' | 'cancel' | 'cleanup';
-
-interface Runner {
-  log: Log;
-  /** Resolves the current sleep early. */
-  wake?: () => void;
-  /** Consecutive failed driver calls, for backoff. */
-  failures: number;
-  /** When the current run of failed calls began (undefined after a success). */
-  failingSince?: number;
-  /** When progress last moved (for the stall timeout). */
-  lastAdvanceAt: number;
-  lastPersistAt: number;
-  cleanupAttempts: number;
-  done: Promise<void>;
-}
-
-/** A counting semaphore for driver calls. */
-class Semaphore {
-  private waiting: (() => void)[] = [];
-  constructor(private free: number) {}
-  async acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
 }
 
 const shareKey = (backend: string, shareId: string) => `${backend}\u0000${shareId}`;
@@ -166,7 +81,8 @@ export class Engine {
   private readonly runners = new Map<string, Runner>();
   private readonly writes = new Map<string, Promise<void>>();
   private readonly watchers = new Map<string, Set<WatchListener>>();
-  private readonly semaphore: Semaphore;
+  /** Driver calls in flight, across all migrations. */
+  private readonly calls: Semaphore;
   /**
    * Starts hold at most a quarter of the driver-call slots. An array may
    * create destinations one at a time, so a burst of starts would otherwise
@@ -175,6 +91,8 @@ export class Engine {
    */
   private readonly startSlots: Semaphore;
   private readonly shutdown = new AbortController();
+  /** What runners may see and do of the engine: the records change only through transition and persist. */
+  private readonly runnerHost: RunnerHost;
   /**
    * Starts under way (between their first check and their first write), by
    * share. A second start of the same share waits for the first to be
@@ -192,8 +110,24 @@ export class Engine {
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
     private readonly hooks: EngineHooks = {},
   ) {
-    this.semaphore = new Semaphore(options.maxConcurrentCalls);
+    this.calls = new Semaphore(options.maxConcurrentCalls);
     this.startSlots = new Semaphore(Math.max(1, Math.floor(options.maxConcurrentCalls / 4)));
+    const engine = this;
+    this.runnerHost = {
+      options,
+      get stopping() {
+        return engine.stopping;
+      },
+      signal: this.shutdown.signal,
+      slots: { calls: this.calls, starts: this.startSlots },
+      record: (id) => this.records.get(id),
+      pendingWrite: (id) => this.writes.get(id),
+      driverFor: (record) => this.driverFor(record),
+      transition: (record, to, patch) => this.transition(record, to, patch),
+      persist: (record) => this.persist(record),
+      notify: (record) => this.notify(record),
+      stuckChanged: (backend) => this.hooks.stuckChanged?.(backend),
+    };
   }
 
   /** Loads every migration and resumes each one where it stood. */
@@ -205,7 +139,7 @@ export class Engine {
     }
     let resumed = 0;
     for (const record of records) {
-      if (this.stepFor(record)) {
+      if (stepFor(record)) {
         this.runner(record.id).log.info({ state: record.state }, 'resuming migration');
         resumed++;
       }
@@ -445,262 +379,23 @@ export class Engine {
     for (const listener of set) listener(record);
   }
 
-  /** The next driver call a migration needs, or null if none. */
-  private stepFor(record: MigrationRecord): Step | null {
-    switch (record.state) {
-      case 'STARTING':
-        return 'start';
-      case 'IN_PROGRESS':
-      case 'PHASE1_DONE':
-        return 'continue';
-      case 'COMPLETING':
-        return 'complete';
-      case 'CANCELLING':
-        return 'cancel';
-      case 'ERROR':
-        return record.cleanupPending ? 'cleanup' : null;
-      default:
-        return null;
-    }
-  }
-
-  /** The migration's runner, started if it is not running. */
-  private runner(id: string): Runner {
-    const existing = this.runners.get(id);
-    if (existing) return existing;
-    const now = Date.now();
-    const backend = this.records.get(id)?.spec.source.backend;
-    const runner: Runner = { log: this.log.child({ migration: id, backend }), failures: 0, lastAdvanceAt: now, lastPersistAt: now, cleanupAttempts: 0, done: Promise.resolve() };
-    this.runners.set(id, runner);
-    runner.done = this.run(id, runner)
-      .catch((err: unknown) => runner.log.error({ err }, 'runner stopped by an unexpected failure; the migration resumes at the next start'))
-      .finally(() => this.runners.delete(id));
-    return runner;
-  }
-
-  private async run(id: string, runner: Runner): Promise<void> {
-    // Let the caller finish its own bookkeeping before the first call.
-    await Promise.resolve();
-    while (!this.stopping) {
-      const record = this.records.get(id);
-      if (!record) return;
-      const step = this.stepFor(record);
-      if (!step) return;
-      // Persist, then act: the driver is never called ahead of what is on disk.
-      await this.writes.get(id);
-      if (this.stopping) return;
-      let delay: number;
-      try {
-        delay = await this.step(record, step, runner);
-        runner.failures = 0;
-        runner.failingSince = undefined;
-      } catch (err) {
-        delay = await this.failed(record, step, runner, err);
-      }
-      if (delay > 0 && !this.stopping && this.stepFor(record)) await this.sleep(runner, delay);
-    }
-  }
-
-  private sleep(runner: Runner, ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        runner.wake = undefined;
-        resolve();
-      }
-      runner.wake = done;
-    });
-  }
-
   private driverFor(record: MigrationRecord): GuardedDriver {
     const backend = this.backends.get(record.spec.source.backend);
     if (!backend?.driver) throw new FerryError('UNAVAILABLE', `backend ${record.spec.source.backend} is not serving: ${backend?.failure ?? 'it is not configured'}`);
     return backend.driver;
   }
 
-  /** Makes one driver call and applies its result. Returns the delay before the next call. */
-  private async step(record: MigrationRecord, step: Step, runner: Runner): Promise<number> {
-    const driver = this.driverFor(record);
-    const call = { migration: record.spec, checkpoint: record.checkpoint, log: runner.log };
-    const starting = step === 'start';
-    if (starting) await this.startSlots.acquire();
-    await this.semaphore.acquire();
-    let result: unknown;
-    try {
-      switch (step) {
-        case 'start':
-          result = await driver.start(call, this.shutdown.signal);
-          break;
-        case 'continue':
-          result = await driver.continue(call, this.shutdown.signal);
-          break;
-        case 'complete':
-          result = await driver.complete(call, this.shutdown.signal);
-          if ((result as CompleteResult).status === 'in_progress') {
-            // continue is not called during a cutover: ask for progress so watchers see the cutover move.
-            record.progress = toProgress(await driver.progress({ ...call, checkpoint: (result as CompleteResult).checkpoint }, this.shutdown.signal).catch(() => record.progress), true);
-          }
-          break;
-        case 'cancel':
-        case 'cleanup':
-          result = await driver.cancel(call, this.shutdown.signal);
-          break;
-      }
-    } finally {
-      this.semaphore.release();
-      if (starting) this.startSlots.release();
-    }
-    if (record.stuck) this.unstick(record, runner);
-    return this.apply(record, step, runner, result);
-  }
-
-  private async apply(record: MigrationRecord, step: Step, runner: Runner, result: unknown): Promise<number> {
-    const now = Date.now();
-    switch (step) {
-      case 'start': {
-        const { checkpoint } = result as { checkpoint: Checkpoint };
-        record.checkpoint = checkpoint;
-        if (record.state === 'STARTING') this.transition(record, 'IN_PROGRESS');
-        await this.persist(record);
-        runner.lastAdvanceAt = now;
-        return 0;
-      }
-      case 'continue': {
-        const r = result as { progress: MigrationRecord['progress']; phase1Done: boolean; nextPollMs?: number; checkpoint: Checkpoint };
-        const before = record.progress;
-        const checkpointChanged = JSON.stringify(r.checkpoint) !== JSON.stringify(record.checkpoint);
-        const stateBefore = record.state;
-        // Once phase 1 was done it stays done for reporting, whatever a later poll says.
-        const phase1Done = (r.phase1Done || record.phase1DoneAt !== undefined) && record.state !== 'CANCELLING';
-        record.progress = toProgress(r.progress, phase1Done);
-        record.checkpoint = r.checkpoint;
-        if (r.progress.copiedBytes > before.copiedBytes || r.progress.iteration > before.iteration || r.progress.dirtyBytes < before.dirtyBytes || r.phase1Done) {
-          runner.lastAdvanceAt = now;
-        }
-        // A complete or cancel may have arrived while the call was out: then only the checkpoint and progress are kept.
-        if (record.state === 'IN_PROGRESS' && r.phase1Done) this.transition(record, 'PHASE1_DONE');
-        const stalled = this.options.stallTimeoutMs > 0 && record.state === 'IN_PROGRESS' && now - runner.lastAdvanceAt > this.options.stallTimeoutMs;
-        if (stalled) {
-          this.fail(record, { code: 'STALLED', message: `phase 1 made no progress for ${Math.round((now - runner.lastAdvanceAt) / 1000)} s (stall timeout ${this.options.stallTimeoutMs} ms); the source is untouched` }, true);
-        }
-        record.updatedAt = now;
-        if (record.state !== stateBefore || checkpointChanged || now - runner.lastPersistAt >= this.options.progressPersistMs) {
-          runner.lastPersistAt = now;
-          await this.persist(record);
-        } else {
-          this.notify(record);
-        }
-        return this.pollDelay(r.nextPollMs);
-      }
-      case 'complete': {
-        const r = result as CompleteResult;
-        record.checkpoint = r.checkpoint;
-        if (r.status === 'done') {
-          this.transition(record, 'SUCCESS', { cutover: r.cutover });
-        } else if (r.status === 'aborted') {
-          runner.log.warn({ reason: r.reason }, 'cutover ran past its window and rolled back');
-          this.transition(record, 'PHASE1_DONE', { lastCutoverAbort: { code: 'CUTOVER_WINDOW_EXCEEDED' satisfies MigrationOnlyCode, message: r.reason } });
-        }
-        await this.persist(record);
-        return r.status === 'in_progress' ? this.pollDelay(r.nextPollMs) : 0;
-      }
-      case 'cancel':
-      case 'cleanup': {
-        const r = result as { done: boolean; nextPollMs?: number; checkpoint: Checkpoint };
-        record.checkpoint = r.checkpoint;
-        if (r.done && step === 'cancel') this.transition(record, 'CANCELLED');
-        if (r.done && step === 'cleanup') {
-          record.cleanupPending = false;
-          runner.log.info('cleanup after error done');
-        }
-        record.updatedAt = now;
-        await this.persist(record);
-        return r.done ? 0 : this.pollDelay(r.nextPollMs);
-      }
-    }
-  }
-
-  /** Handles a failed driver call. Returns the delay before the next try (0 when the migration ended). */
-  private async failed(record: MigrationRecord, step: Step, runner: Runner, err: unknown): Promise<number> {
-    const error = err instanceof FerryError ? err : new FerryError('INTERNAL', `engine failure in ${step}: ${String(err)}`);
-    if (!(err instanceof FerryError) || error.code === 'INTERNAL') runner.log.error({ err, step }, 'unexpected failure');
-    runner.failures++;
-    const now = Date.now();
-    runner.failingSince ??= now;
-    const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffInitialMs * 2 ** Math.min(runner.failures - 1, 20));
-    const delay = Math.round(backoff * (0.75 + Math.random() * 0.5));
-    runner.log.warn({ step, code: error.code, error: error.message, failures: runner.failures, retryInMs: error.retryable ? delay : undefined }, 'driver call failed');
-
-    if (step === 'cleanup') {
-      if (!error.retryable) {
-        // The driver answered: there is nothing it will roll back (for example, its cutover had committed).
-        runner.log.warn({ code: error.code, error: error.message }, 'driver refused the clean-up after error; nothing was rolled back');
-        record.cleanupPending = false;
-        await this.persist(record);
-        return 0;
-      }
-      if (++runner.cleanupAttempts >= this.options.cleanupAttempts) {
-        runner.log.error({ attempts: runner.cleanupAttempts }, 'giving up cleanup after error; the destination may hold a partial copy');
-        record.cleanupPending = false;
-        await this.persist(record);
-        return 0;
-      }
-      return delay;
-    }
-    if (error.retryable) {
-      if ((step === 'complete' || step === 'cancel') && !record.stuck && now - runner.failingSince >= this.options.unresponsiveAfterMs) {
-        await this.markStuck(record, step, runner, error, now - runner.failingSince);
-      }
-      const stalling = record.state === 'STARTING' || record.state === 'IN_PROGRESS';
-      if (stalling && this.options.stallTimeoutMs > 0 && now - runner.lastAdvanceAt > this.options.stallTimeoutMs) {
-        this.fail(record, { code: 'STALLED', message: `no progress for ${Math.round((now - runner.lastAdvanceAt) / 1000)} s; last error: ${error.message}` }, true);
-        await this.persist(record);
-        return 0;
-      }
-      return delay;
-    }
-    // A complete or cancel arrived while the failed call was out: go on to that instead.
-    if (this.stepFor(record) !== step) return 0;
-    // Not retryable: the migration ends in ERROR, and the driver's cancel is asked to clean up. After a
-    // failed complete that is safe too: a driver whose cutover had committed refuses that cancel (see
-    // cancel in docs/writing-a-driver.md), and the clean-up stops there.
-    this.fail(record, { code: error.code, message: error.message }, true);
-    await this.persist(record);
-    return 0;
-  }
-
-  /**
-   * A cutover or cancel whose driver has stopped answering: say what is
-   * unknown and what to check, and tell the backend's health. The retries go on.
-   */
-  private async markStuck(record: MigrationRecord, step: 'complete' | 'cancel', runner: Runner, error: FerryError, silentMs: number): Promise<void> {
-    const { source, destination } = record.spec;
-    const shareId = source.shareId;
-    const driver = this.backends.get(source.backend)?.driver?.plugin.name ?? source.backend;
-    const silent = `driver ${driver} (backend ${source.backend}) has not answered ${step} for ${Math.round(silentMs / 1000)} s (last: ${error.message})`;
-    const retrying = `ferryd keeps retrying ${step} every ${Math.round(this.options.backoffMaxMs / 1000)} s or less; once the driver answers, the migration resumes from its checkpoint`;
-    record.stuck =
-      step === 'complete'
-        ? {
-            code: 'CUTOVER_OUTCOME_UNKNOWN' satisfies MigrationOnlyCode,
-            message: `${silent}. Whether the cutover committed is unknown: check on the array whether share ${shareId} lives on ${destination.backend}#${destination.pool} or still on ${source.backend}. ${retrying}`,
-          }
-        : {
-            code: 'CANCEL_OUTCOME_UNKNOWN' satisfies MigrationOnlyCode,
-            message: `${silent}. The source share ${source.backend}/${shareId} is untouched and stays in use; whether the destination on ${destination.backend}#${destination.pool} was removed is unknown: check the array for leftovers. ${retrying}`,
-          };
-    record.updatedAt = Date.now();
-    runner.log.error({ step, code: record.stuck.code, silentMs }, 'driver is not answering; the migration is stuck until it does');
-    await this.persist(record);
-    this.hooks.stuckChanged?.(source.backend);
-  }
-
-  /** The driver answered a stuck migration again; `apply` persists what it answered. */
-  private unstick(record: MigrationRecord, runner: Runner): void {
-    runner.log.info({ code: record.stuck?.code }, 'driver answered again; the migration is no longer stuck');
-    delete record.stuck;
-    this.hooks.stuckChanged?.(record.spec.source.backend);
+  /** The migration's runner, started if it is not running. */
+  private runner(id: string): Runner {
+    const existing = this.runners.get(id);
+    if (existing) return existing;
+    const backend = this.records.get(id)?.spec.source.backend;
+    const runner = new Runner(this.runnerHost, id, this.log.child({ migration: id, backend }));
+    this.runners.set(id, runner);
+    void runner.done.finally(() => {
+      if (this.runners.get(id) === runner) this.runners.delete(id);
+    });
+    return runner;
   }
 
   /** Why a backend's driver is not answering, if a migration of it is stuck. */
@@ -713,15 +408,6 @@ export class Engine {
     return undefined;
   }
 
-  /** Moves a migration to ERROR; before the commit point its destination is cleaned up by later cancel calls. */
-  private fail(record: MigrationRecord, error: RecordedError, cleanup: boolean): void {
-    if (TERMINAL_STATES.has(record.state)) return;
-    this.transition(record, 'ERROR', { error, cleanupPending: cleanup });
-  }
-
-  private pollDelay(hint: number | undefined): number {
-    return pollDelay(hint, this.options);
-  }
 }
 
 function withoutRequestId(input: StartInput): Omit<MigrationSpec, 'id'> {

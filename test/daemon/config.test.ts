@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, DEFAULT_PLUGINS_DIR, loadConfig, SETTING_KEYS } from '../../daemon/config.ts';
-import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/engine.ts';
+import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/options.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
 describe('loadConfig', () => {

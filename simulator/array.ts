@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import { silentLog } from '../lib/log.ts';
 import type { Log } from '../lib/log.ts';
 import { BlockStore } from './blockstore.ts';
@@ -213,13 +213,13 @@ export class SimArray {
           existing.shareType === (input.shareType || 'default') &&
           existing.snapshots === input.snapshots &&
           JSON.stringify(sortKeys(existing.metadata)) === JSON.stringify(sortKeys(input.metadata));
-        if (!same) throw new FerryError('ALREADY_EXISTS', `share ${shareId} already exists with different fields`);
+        if (!same) throw new ArrayError('OBJECT_EXISTS', `share ${shareId} already exists with different fields`);
         return this.view(existing);
       }
       const used = poolUsage(this.shares, this.jobs).get(`${input.backend}/${input.pool}`) ?? 0;
       const free = capacityOf(this.config, input.backend, input.pool) - used;
       if (input.sizeBytes > free) {
-        throw new FerryError('RESOURCE_EXHAUSTED', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
+        throw new ArrayError('NO_SPACE', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
       }
       const share: ShareRecord = {
         shareId,
@@ -251,7 +251,7 @@ export class SimArray {
   /** ListShares, by share id. */
   listShares(backend: string): ShareView[] {
     if (backend && !this.config.backends.some((b) => b.name === backend)) {
-      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
+      throw new ArrayError('NO_SUCH_OBJECT', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
     }
     return [...this.shares.values()]
       .filter((s) => !backend || s.backend === backend)
@@ -265,7 +265,7 @@ export class SimArray {
       const share = this.shares.get(shareId);
       if (!share) throw shareNotFound(shareId);
       const job = this.jobs.activeJob(share);
-      if (job) throw new FerryError('FAILED_PRECONDITION', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
+      if (job) throw new ArrayError('WRONG_STATE', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
       await this.workloads.stopForShare(shareId, 'share deleted');
       this.shares.delete(shareId);
       await this.store.del([keys.share(shareId)]);
@@ -327,9 +327,9 @@ function capacityOf(config: SimulatorConfig, backend: string, pool: string): num
 /** Throws NOT_FOUND naming the field (as the request calls it) unless the backend and pool exist. */
 function checkPool(config: SimulatorConfig, backend: string, pool: string, fields: { backend: string; pool: string }): void {
   const b = config.backends.find((x) => x.name === backend);
-  if (!b) throw new FerryError('NOT_FOUND', `${fields.backend}: backend ${backend} not found on this array (it has ${config.backends.map((x) => x.name).join(', ')})`);
+  if (!b) throw new ArrayError('NO_SUCH_OBJECT', `${fields.backend}: backend ${backend} not found on this array (it has ${config.backends.map((x) => x.name).join(', ')})`);
   if (!b.pools.some((p) => p.name === pool)) {
-    throw new FerryError('NOT_FOUND', `${fields.pool}: pool ${pool} not found on backend ${backend} (it has ${b.pools.map((p) => p.name).join(', ')})`);
+    throw new ArrayError('NO_SUCH_OBJECT', `${fields.pool}: pool ${pool} not found on backend ${backend} (it has ${b.pools.map((p) => p.name).join(', ')})`);
   }
 }
 

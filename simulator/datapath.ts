@@ -10,7 +10,7 @@
  * releases the gate.
  */
 import { performance } from 'node:perf_hooks';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';
 import { MAX_IO_BYTES } from './model.ts';
@@ -38,7 +38,7 @@ export class ShareGate {
 
   /** Admits one write: at once when open, after the release when frozen in 'wait' mode. */
   async enter(shareId: string): Promise<void> {
-    if (this.mode === 'reject') throw new FerryError('UNAVAILABLE', `share ${shareId} is cutting over; retry`);
+    if (this.mode === 'reject') throw new ArrayError('BUSY', `share ${shareId} is cutting over; retry`);
     if (this.mode === 'wait') {
       // `release` counts us in flight before waking us, so no new freeze can slip in between.
       await new Promise<void>((resolve) => this.queued.push(resolve));
@@ -159,17 +159,17 @@ export class DataPath {
 /** Checks an I/O request against the share's size and the per-call limit; `lengthField` names the field that carries the length. */
 function checkRange(share: ShareRecord, offset: number, length: number, lengthField: 'data' | 'length'): void {
   if (!Number.isSafeInteger(offset) || offset < 0) {
-    throw new FerryError('INVALID_ARGUMENT', `offset must be 0 or more, got ${offset}`);
+    throw new ArrayError('BAD_REQUEST', `offset must be 0 or more, got ${offset}`);
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new FerryError('INVALID_ARGUMENT', lengthField === 'data' ? 'data must not be empty' : `length must be at least 1, got ${length}`);
+    throw new ArrayError('BAD_REQUEST', lengthField === 'data' ? 'data must not be empty' : `length must be at least 1, got ${length}`);
   }
   if (length > MAX_IO_BYTES) {
-    throw new FerryError('INVALID_ARGUMENT', `${lengthField} is ${length} bytes; at most ${MAX_IO_BYTES} (1 MiB) per call`);
+    throw new ArrayError('BAD_REQUEST', `${lengthField} is ${length} bytes; at most ${MAX_IO_BYTES} (1 MiB) per call`);
   }
   if (offset + length > share.sizeBytes) {
-    throw new FerryError(
-      'INVALID_ARGUMENT',
+    throw new ArrayError(
+      'BAD_REQUEST',
       `offset ${offset} + ${lengthField === 'data' ? 'data length' : 'length'} ${length} is past the end of share ${share.shareId} (${share.sizeBytes} bytes)`,
     );
   }

@@ -5,7 +5,7 @@
  * cutover.ts. Job records are persisted before anything acts on them.
  */
 import { randomUUID } from 'node:crypto';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { SimulatorConfig } from './config.ts';
@@ -149,7 +149,7 @@ export class JobManager implements WriteObserver {
         if (existing.tombstone) return this.view(existing);
         const diff = specDiff(existing.spec, spec);
         if (diff.length > 0) {
-          throw new FerryError('ALREADY_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
+          throw new ArrayError('OBJECT_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
         }
         return this.view(existing);
       }
@@ -157,14 +157,14 @@ export class JobManager implements WriteObserver {
       if (!share) throw shareNotFound(spec.shareId);
       this.deps.checkPool(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
       if (share.backend === spec.destBackend && share.pool === spec.destPool) {
-        throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
+        throw new ArrayError('WRONG_STATE', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
       }
       const active = this.activeJob(share);
-      if (active) throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
+      if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
       const free = this.deps.freeBytes(spec.destBackend, spec.destPool);
       if (share.sizeBytes > free) {
-        throw new FerryError(
-          'RESOURCE_EXHAUSTED',
+        throw new ArrayError(
+          'NO_SPACE',
           `pool ${spec.destBackend}/${spec.destPool} lacks room for share ${share.shareId}: need ${share.sizeBytes} bytes, ${free} free`,
         );
       }
@@ -214,7 +214,7 @@ export class JobManager implements WriteObserver {
   /** GetJob. */
   get(jobId: string): JobView {
     const rec = this.jobs.get(jobId);
-    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     return this.view(rec);
   }
 
@@ -226,19 +226,19 @@ export class JobManager implements WriteObserver {
   /** CutoverJob: starts or joins the cutover; returns when it ends or after `waitMs` (0: no limit). */
   async cutover(jobId: string, waitMs: number): Promise<JobView> {
     const rec = this.jobs.get(jobId);
-    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     const runner = this.runners.get(jobId);
     switch (rec.state) {
       case 'DONE':
         return this.view(rec);
       case 'CANCELLED':
       case 'FAILED':
-        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is ${rec.state}; start a new job`);
+        throw new ArrayError('WRONG_STATE', `job ${jobId} is ${rec.state}; start a new job`);
       case 'COPYING':
-        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is still COPYING (phase 1 not done); wait for phase1_done`);
+        throw new ArrayError('WRONG_STATE', `job ${jobId} is still COPYING (phase 1 not done); wait for phase1_done`);
       case 'SYNCING': {
-        if (!runner || this.closing) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
-        if (runner.op === 'cancel') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is being cancelled`);
+        if (!runner || this.closing) throw new ArrayError('BUSY', 'the array is shutting down; retry');
+        if (runner.op === 'cancel') throw new ArrayError('WRONG_STATE', `job ${jobId} is being cancelled`);
         runner.op = 'cutover';
         runner.cutover = this.runCutover(runner).finally(() => {
           runner.op = null;
@@ -289,15 +289,15 @@ export class JobManager implements WriteObserver {
         case 'FAILED':
           return this.view(rec);
         case 'DONE':
-          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is DONE: the share lives at its destination; nothing to cancel`);
+          throw new ArrayError('WRONG_STATE', `job ${jobId} is DONE: the share lives at its destination; nothing to cancel`);
         case 'CUTTING_OVER':
-          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+          throw new ArrayError('WRONG_STATE', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
         default:
           break;
       }
       const runner = this.runners.get(jobId);
-      if (!runner) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
-      if (runner.op === 'cutover') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+      if (!runner) throw new ArrayError('BUSY', 'the array is shutting down; retry');
+      if (runner.op === 'cutover') throw new ArrayError('WRONG_STATE', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
       runner.op = 'cancel';
       await runner.stopLoop();
       if ((rec.state as JobState) === 'FAILED') return this.view(rec); // The copy failed while we stopped it; it cleaned up.
@@ -375,8 +375,8 @@ export class JobManager implements WriteObserver {
   checkWritable(share: ShareRecord): void {
     const rec = this.activeJob(share);
     if (rec && !rec.spec.writable && !rec.switched) {
-      throw new FerryError(
-        'FAILED_PRECONDITION',
+      throw new ArrayError(
+        'WRONG_STATE',
         `share ${share.shareId} is read-only while migration job ${rec.jobId} moves it (writable=false); wait for the job to finish or cancel it`,
       );
     }

@@ -2,7 +2,7 @@
  * The records the array persists (shares, jobs), shared by its parts. Every
  * field is plain JSON so a record can be written to LevelDB as is.
  */
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 
 /** A job's state; see the state diagram in simulator.proto. */
 export type JobState = 'COPYING' | 'SYNCING' | 'CUTTING_OVER' | 'DONE' | 'CANCELLED' | 'FAILED';
@@ -126,10 +126,10 @@ export const keys = {
 } as const;
 
 /**
- * NOT_FOUND for a share id the array does not have. The array's calls name
+ * NO_SUCH_OBJECT for a share id the array does not have. The array's calls name
  * no backend with a share, so the message says it is on none of them (a
  * driver, which knows the backend it asked about, names that one instead).
  */
-export function shareNotFound(shareId: string): FerryError {
-  return new FerryError('NOT_FOUND', `share ${shareId} not found: it is on no backend of this array`);
+export function shareNotFound(shareId: string): ArrayError {
+  return new ArrayError('NO_SUCH_OBJECT', `share ${shareId} not found: it is on no backend of this array`);
 }

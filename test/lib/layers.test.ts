@@ -45,8 +45,6 @@ const PACKAGES: Record<string, string> = { '@ferry/driver-api': 'plugins/api', '
  * each is `from-file -> to-layer`. Empty when the redesign is done.
  */
 const PENDING = new Set<string>([
-  // the simulated array answers with its own errors (not the driver API's FerryError)
-  ...['array', 'datapath', 'faults', 'jobs', 'model', 'service', 'workload'].map((f) => `simulator/${f}.ts -> plugins/api`),
   // the conformance kit moves onto host/
   ...['checks/lifecycle', 'context', 'harness'].map((f) => `plugins/conformance/${f}.ts -> daemon`),
   // the reference driver's adapter starts its array as a process (ferry-sim), as a vendor's would

@@ -10,13 +10,14 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
-import { FerryError } from '../../plugins/api/index.ts';
+import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../lib/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
 import { BlockState } from '../../simulator/block-state.ts';
 import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';
 import { CopyPool } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
+import { ArrayError } from '../../simulator/errors.ts';
 import { MetaStore } from '../../simulator/metadata.ts';
 import { Mutex } from '../../simulator/mutex.ts';
 import { RateMeter, TokenBucket } from '../../simulator/rates.ts';
@@ -118,10 +119,10 @@ describe('ShareGate', () => {
     assert.equal(drainedAgain, false, 'released writes count as in flight at once');
   });
 
-  test('rejects writes with UNAVAILABLE while frozen in reject mode', async () => {
+  test('rejects writes with BUSY (UNAVAILABLE) while frozen in reject mode', async () => {
     const gate = new ShareGate();
     gate.freeze('reject');
-    await assert.rejects(gate.enter('s1'), (err: unknown) => err instanceof FerryError && err.code === 'UNAVAILABLE' && /s1 is cutting over; retry/.test(err.message));
+    await assert.rejects(gate.enter('s1'), (err: unknown) => err instanceof ArrayError && err.code === 'BUSY' && err.status === grpc.status.UNAVAILABLE && /s1 is cutting over; retry/.test(err.message));
   });
 });
 

@@ -47,9 +47,6 @@ const PACKAGES: Record<string, string> = { '@ferry/driver-api': 'plugins/api', '
 const PENDING = new Set<string>([
   // the conformance kit moves onto host/
   ...['checks/lifecycle', 'context', 'harness'].map((f) => `plugins/conformance/${f}.ts -> daemon`),
-  // the reference driver's adapter starts its array as a process (ferry-sim), as a vendor's would
-  'plugins/simulator/conformance-adapter.ts -> lib',
-  'plugins/simulator/conformance-adapter.ts -> simulator',
 ]);
 
 function layerOf(path: string): string | undefined {

@@ -89,20 +89,9 @@ export interface WriteObserver {
 /** Finds a share or throws NOT_FOUND. */
 export type ShareLookup = (shareId: string) => ShareRecord;
 
-/** Reads, writes and checksums of shares. */
-export class DataPath {
+/** The write gate of every share, made on first use. */
+export class ShareGates {
   private readonly gates = new Map<string, ShareGate>();
-  private readonly lookup: ShareLookup;
-  private readonly blocks: BlockStore;
-  private readonly pool: CopyPool;
-  /** Set by the job engine once it exists. */
-  observer: WriteObserver | null = null;
-
-  constructor(lookup: ShareLookup, blocks: BlockStore, pool: CopyPool) {
-    this.lookup = lookup;
-    this.blocks = blocks;
-    this.pool = pool;
-  }
 
   /** The write gate of a share. */
   gate(shareId: string): ShareGate {
@@ -118,19 +107,51 @@ export class DataPath {
   forget(shareId: string): void {
     this.gates.delete(shareId);
   }
+}
+
+/** What the data path works with. */
+export interface DataPathDeps {
+  lookup: ShareLookup;
+  blocks: BlockStore;
+  pool: CopyPool;
+  gates: ShareGates;
+  /** The job engine, told about every write. */
+  observer: WriteObserver;
+}
+
+/** Reads, writes and checksums of shares. */
+export class DataPath {
+  private readonly lookup: ShareLookup;
+  private readonly blocks: BlockStore;
+  private readonly pool: CopyPool;
+  private readonly gates: ShareGates;
+  private readonly observer: WriteObserver;
+
+  constructor(deps: DataPathDeps) {
+    this.lookup = deps.lookup;
+    this.blocks = deps.blocks;
+    this.pool = deps.pool;
+    this.gates = deps.gates;
+    this.observer = deps.observer;
+  }
+
+  /** The write gate of a share. */
+  gate(shareId: string): ShareGate {
+    return this.gates.gate(shareId);
+  }
 
   /** Writes and resolves once the data is durable. */
   async write(shareId: string, offset: number, data: Uint8Array): Promise<number> {
     const before = this.lookup(shareId);
     checkRange(before, offset, data.length, 'data');
-    this.observer?.checkWritable(before);
-    const gate = this.gate(shareId);
+    this.observer.checkWritable(before);
+    const gate = this.gates.gate(shareId);
     await gate.enter(shareId);
     try {
       // Look the share up again after the gate: a cutover may have moved it while we waited.
       const share = this.lookup(shareId);
-      this.observer?.checkWritable(share);
-      await this.blocks.write(share.fileId, offset, data, () => this.observer?.written(share, offset, data.length));
+      this.observer.checkWritable(share);
+      await this.blocks.write(share.fileId, offset, data, () => this.observer.written(share, offset, data.length));
       return data.length;
     } finally {
       gate.leave();

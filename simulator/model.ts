@@ -1,14 +1,9 @@
 /**
- * The records the array persists (shares, jobs), shared by its parts. Every
+ * The records the array persists (shares, and the parts of a job record;
+ * the job record itself is in job-record.ts), shared by its parts. Every
  * field is plain JSON so a record can be written to LevelDB as is.
  */
 import { ArrayError } from './errors.ts';
-
-/** A job's state; see the state diagram in simulator.proto. */
-export type JobState = 'COPYING' | 'SYNCING' | 'CUTTING_OVER' | 'DONE' | 'CANCELLED' | 'FAILED';
-
-/** States in which a job holds its share (and a reservation in the destination pool). */
-export const ACTIVE_JOB_STATES: ReadonlySet<JobState> = new Set<JobState>(['COPYING', 'SYNCING', 'CUTTING_OVER']);
 
 /** What the cutover does past its window. */
 export type CutoverAction = 'ABORT' | 'FORCE';
@@ -74,45 +69,6 @@ export interface CutoverMeasurements {
   verifiedBytes: number;
   /** Absent in records written before the cutover caught up unfrozen. */
   caughtUp?: CatchUpMeasurements;
-}
-
-/** A migration job, as persisted. In-memory copy state (dirty set, hashes) lives in JobRunner. */
-export interface JobRecord {
-  jobId: string;
-  spec: JobSpec;
-  /** Set for an id CancelJob saw before any StartJob: it stays CANCELLED. */
-  tombstone: boolean;
-  source: Place;
-  dest: Place;
-  sizeBytes: number;
-  blockSizeBytes: number;
-  chunkSizeBytes: number;
-  state: JobState;
-  phase1Done: boolean;
-  converged: boolean;
-  warning: string;
-  /** The current pass, 1-based; 0 before the copy begins. */
-  pass: number;
-  /** Pass 1: every block below this one has been copied. */
-  cursor: number;
-  /** Pass 1: no block at or above this one has ever been handed to a worker (persisted before dispatch). */
-  dispatchedEnd: number;
-  sentBytes: number;
-  /** The copy rate measured over whole passes, bytes per second: the basis of the phase-1 threshold. */
-  copyRateBps: number;
-  recopiedAfterCrashBytes: number;
-  /** True once the cutover's commit point is durable: the share lives at `dest`. */
-  switched: boolean;
-  createdAtMs: number;
-  phase1DoneAtMs: number;
-  finishedAtMs: number;
-  cutover: CutoverMeasurements | null;
-  cutoverAttempts: number;
-  lastAbortReason: string;
-  lastAbortAttempt: number;
-  error: { code: string; message: string } | null;
-  /** A data file still to delete (the source after the switch, the destination after cancel or failure); '' when none. */
-  pendingDelete: string;
 }
 
 /** Metadata keys. */

@@ -12,8 +12,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { fields, isoTime, table } from '../lib/text.ts';
 import { formatBytes } from '../lib/units.ts';
-import { ERROR_CODE_METADATA } from '../lib/api.ts';
 import { clientConstructor } from '../lib/rpc.ts';
+import { decodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
+import { ARRAY_ERROR_DOMAIN } from './errors.ts';
 import { SIMULATOR_SERVICE } from './service.ts';
 
 /** Exit codes of ferry-sim. They are part of its contract: scripts test them. */
@@ -64,7 +65,7 @@ export const STDIO: Out = {
 export class ArrayCallError extends Error {
   /** The gRPC status. */
   readonly status: grpc.status;
-  /** True when no array answered: the transport's UNAVAILABLE or DEADLINE_EXCEEDED, without the array's error-code trailer. */
+  /** True when no array answered: the transport's UNAVAILABLE or DEADLINE_EXCEEDED, without the array's own ErrorInfo. */
   readonly unreachable: boolean;
 
   constructor(method: string, err: grpc.ServiceError) {
@@ -72,13 +73,19 @@ export class ArrayCallError extends Error {
     this.name = 'ArrayCallError';
     this.status = err.code;
     const transport = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
-    this.unreachable = transport && err.metadata?.get(ERROR_CODE_METADATA).length === 0;
+    this.unreachable = transport && !fromArray(err);
   }
 
   /** True when trying again later may succeed: the array is away, or said UNAVAILABLE itself. */
   get transient(): boolean {
     return this.status === grpc.status.UNAVAILABLE || this.status === grpc.status.DEADLINE_EXCEEDED;
   }
+}
+
+/** True if the array itself answered with `err`: its status details carry an ErrorInfo of the array's domain. */
+function fromArray(err: grpc.ServiceError): boolean {
+  const bytes = err.metadata?.get(STATUS_DETAILS_METADATA)[0];
+  return Buffer.isBuffer(bytes) && decodeStatusDetails(bytes)?.errorInfo?.domain === ARRAY_ERROR_DOMAIN;
 }
 
 type Callback = (err: grpc.ServiceError | null, res: Record<string, unknown>) => void;

@@ -13,20 +13,22 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import { silentLog } from '../lib/log.ts';
 import type { Log } from '../lib/log.ts';
 import { BlockStore } from './blockstore.ts';
 import { resolveSimulatorConfig } from './config.ts';
 import type { SimulatorConfig } from './config.ts';
 import { CopyPool } from './copy-pool.ts';
-import { DataPath } from './datapath.ts';
+import { DataPath, ShareGates } from './datapath.ts';
 import { Faults } from './faults.ts';
 import { JobManager, newFileId } from './jobs.ts';
 import { MetaStore } from './metadata.ts';
-import { ACTIVE_JOB_STATES, keys, shareNotFound } from './model.ts';
+import { ACTIVE_JOB_STATES } from './job-record.ts';
+import { keys, shareNotFound } from './model.ts';
 import type { ShareRecord } from './model.ts';
 import { Mutex } from './mutex.ts';
+import { Pools } from './pools.ts';
 import { WorkloadManager } from './workload.ts';
 
 /** What SimArray.open takes. */
@@ -83,6 +85,8 @@ export class SimArray {
   readonly workloads: WorkloadManager;
   /** Reads, writes and checksums. */
   readonly data: DataPath;
+  private readonly gates: ShareGates;
+  private readonly pools: Pools;
   private readonly shares: Map<string, ShareRecord>;
   private readonly store: MetaStore;
   private readonly blocks: BlockStore;
@@ -97,6 +101,8 @@ export class SimArray {
     jobs: JobManager;
     workloads: WorkloadManager;
     data: DataPath;
+    gates: ShareGates;
+    pools: Pools;
     shares: Map<string, ShareRecord>;
     store: MetaStore;
     blocks: BlockStore;
@@ -109,6 +115,8 @@ export class SimArray {
     this.jobs = parts.jobs;
     this.workloads = parts.workloads;
     this.data = parts.data;
+    this.gates = parts.gates;
+    this.pools = parts.pools;
     this.shares = parts.shares;
     this.store = parts.store;
     this.blocks = parts.blocks;
@@ -139,28 +147,13 @@ export class SimArray {
         if (!share) throw shareNotFound(shareId);
         return share;
       };
-      const data = new DataPath(lookup, blocks, pool);
       const lock = new Mutex();
-      // The job manager needs capacity accounting, which needs the jobs: close over a late-bound reference.
-      let jobsRef: JobManager | undefined;
-      const usage = () => poolUsage(shares, jobsRef);
-      const jobs = await JobManager.open({
-        config,
-        store,
-        blocks,
-        pool,
-        faults,
-        log,
-        lock,
-        datapath: data,
-        shares,
-        freeBytes: (backend, poolName) => capacityOf(config, backend, poolName) - (usage().get(`${backend}/${poolName}`) ?? 0),
-        checkPool: (backend, poolName, fields) => checkPool(config, backend, poolName, fields),
-      });
-      jobsRef = jobs;
-      data.observer = jobs;
+      const gates = new ShareGates();
+      const pools = new Pools(config, shares);
+      const jobs = await JobManager.open({ config, store, blocks, pool, faults, log, lock, gates, shares, pools });
+      const data = new DataPath({ lookup, blocks, pool, gates, observer: jobs });
       const workloads = await WorkloadManager.open(store, data, shares, log);
-      const array = new SimArray({ config, faults, jobs, workloads, data, shares, store, blocks, pool, lock, log });
+      const array = new SimArray({ config, faults, jobs, workloads, data, gates, pools, shares, store, blocks, pool, lock, log });
       await array.removeOrphans();
       log.info({ dataDir: options.dataDir, shares: shares.size }, 'array open');
       return array;
@@ -189,7 +182,7 @@ export class SimArray {
 
   /** ListBackends. */
   listBackends(): BackendView[] {
-    const used = poolUsage(this.shares, this.jobs);
+    const used = this.pools.usage(this.jobs.records());
     return this.config.backends.map((b) => ({
       name: b.name,
       pools: b.pools.map((p) => {
@@ -204,7 +197,7 @@ export class SimArray {
   /** CreateShare. */
   createShare(input: CreateShareInput): Promise<ShareView> {
     return this.lock.run(async () => {
-      checkPool(this.config, input.backend, input.pool, { backend: 'backend', pool: 'pool' });
+      this.pools.check(input.backend, input.pool, { backend: 'backend', pool: 'pool' });
       const shareId = input.shareId || `share-${randomUUID()}`;
       const existing = this.shares.get(shareId);
       if (existing) {
@@ -213,13 +206,12 @@ export class SimArray {
           existing.shareType === (input.shareType || 'default') &&
           existing.snapshots === input.snapshots &&
           JSON.stringify(sortKeys(existing.metadata)) === JSON.stringify(sortKeys(input.metadata));
-        if (!same) throw new FerryError('ALREADY_EXISTS', `share ${shareId} already exists with different fields`);
+        if (!same) throw new ArrayError('OBJECT_EXISTS', `share ${shareId} already exists with different fields`);
         return this.view(existing);
       }
-      const used = poolUsage(this.shares, this.jobs).get(`${input.backend}/${input.pool}`) ?? 0;
-      const free = capacityOf(this.config, input.backend, input.pool) - used;
+      const free = this.pools.free(input.backend, input.pool, this.jobs.records());
       if (input.sizeBytes > free) {
-        throw new FerryError('RESOURCE_EXHAUSTED', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
+        throw new ArrayError('NO_SPACE', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
       }
       const share: ShareRecord = {
         shareId,
@@ -251,7 +243,7 @@ export class SimArray {
   /** ListShares, by share id. */
   listShares(backend: string): ShareView[] {
     if (backend && !this.config.backends.some((b) => b.name === backend)) {
-      throw new FerryError('NOT_FOUND', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
+      throw new ArrayError('NO_SUCH_OBJECT', `backend ${backend} not found on this array (it has ${this.config.backends.map((b) => b.name).join(', ')})`);
     }
     return [...this.shares.values()]
       .filter((s) => !backend || s.backend === backend)
@@ -265,12 +257,12 @@ export class SimArray {
       const share = this.shares.get(shareId);
       if (!share) throw shareNotFound(shareId);
       const job = this.jobs.activeJob(share);
-      if (job) throw new FerryError('FAILED_PRECONDITION', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
+      if (job) throw new ArrayError('WRONG_STATE', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
       await this.workloads.stopForShare(shareId, 'share deleted');
       this.shares.delete(shareId);
       await this.store.del([keys.share(shareId)]);
       await this.blocks.remove(share.fileId);
-      this.data.forget(shareId);
+      this.gates.forget(shareId);
       this.log.info({ share: shareId }, 'share deleted');
     });
   }
@@ -301,35 +293,6 @@ export class SimArray {
       this.log.warn({ file: id }, 'removing a data file nothing refers to');
       await this.blocks.remove(id);
     }
-  }
-}
-
-/** Used bytes per "backend/pool": shares where they live, destinations reserved by active jobs, sources not yet deleted after a switch. */
-function poolUsage(shares: Map<string, ShareRecord>, jobs: JobManager | undefined): Map<string, number> {
-  const used = new Map<string, number>();
-  const add = (backend: string, pool: string, bytes: number) => {
-    const key = `${backend}/${pool}`;
-    used.set(key, (used.get(key) ?? 0) + bytes);
-  };
-  for (const s of shares.values()) add(s.backend, s.pool, s.sizeBytes);
-  for (const j of jobs?.records() ?? []) {
-    if (!ACTIVE_JOB_STATES.has(j.state)) continue;
-    if (j.switched) add(j.source.backend, j.source.pool, j.sizeBytes);
-    else add(j.dest.backend, j.dest.pool, j.sizeBytes);
-  }
-  return used;
-}
-
-function capacityOf(config: SimulatorConfig, backend: string, pool: string): number {
-  return config.backends.find((b) => b.name === backend)?.pools.find((p) => p.name === pool)?.capacityBytes ?? 0;
-}
-
-/** Throws NOT_FOUND naming the field (as the request calls it) unless the backend and pool exist. */
-function checkPool(config: SimulatorConfig, backend: string, pool: string, fields: { backend: string; pool: string }): void {
-  const b = config.backends.find((x) => x.name === backend);
-  if (!b) throw new FerryError('NOT_FOUND', `${fields.backend}: backend ${backend} not found on this array (it has ${config.backends.map((x) => x.name).join(', ')})`);
-  if (!b.pools.some((p) => p.name === pool)) {
-    throw new FerryError('NOT_FOUND', `${fields.pool}: pool ${pool} not found on backend ${backend} (it has ${b.pools.map((p) => p.name).join(', ')})`);
   }
 }
 

@@ -57,8 +57,12 @@ export class CopyPool {
   private nextId = 1;
   private closed = false;
 
-  constructor(size: number, log: Log) {
+  private readonly workerUrl: URL;
+
+  /** `workerUrl` is the worker's entry (tests pass a stand-in that breaks the protocol). */
+  constructor(size: number, log: Log, workerUrl: URL = WORKER_URL) {
     this.log = log;
+    this.workerUrl = workerUrl;
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
@@ -120,23 +124,26 @@ export class CopyPool {
 
   /** Starts a worker in `slot`; if it dies, fails its task and starts another in its place. */
   private start(slot: Slot): void {
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(this.workerUrl);
     slot.worker = worker;
     worker.unref();
     let dead = false;
     worker.on('message', (result: WorkerMessage) => {
-      if (result.type === 'progress') {
-        // The task is still running: the slot stays busy.
-        if (slot.task?.req.id === result.id) slot.task.onProgress?.(result.bytes);
+      if (dead) return;
+      const task = slot.task;
+      // copy-protocol.ts: every message answers the task the worker is running. Anything else means the worker
+      // and the pool disagree about what it is doing: its results cannot be trusted, so it is replaced.
+      if (!task || result.id !== task.req.id) {
+        died(`answered request ${result.id} while ${task ? `running request ${task.req.id}` : 'idle'}`);
+        void worker.terminate();
         return;
       }
-      const task = slot.task;
+      // A progress message: the task is still running, the slot stays busy.
+      if (result.type === 'progress') return task.onProgress?.(result.bytes);
       slot.task = null;
       worker.unref();
-      if (task) {
-        if (result.type === 'error') task.reject(new CopyTaskError(result.message, result.code));
-        else task.resolve(result);
-      }
+      if (result.type === 'error') task.reject(new CopyTaskError(result.message, result.code));
+      else task.resolve(result);
       this.pump();
     });
     const died = (why: string) => {

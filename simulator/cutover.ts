@@ -32,7 +32,8 @@ import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { ShareGate } from './datapath.ts';
 import type { Faults } from './faults.ts';
-import type { JobRunner } from './job-runner.ts';
+import { transition } from './job-record.ts';
+import type { JobRecord } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys } from './model.ts';
 import type { CatchUpMeasurements, ShareRecord } from './model.ts';
@@ -50,6 +51,33 @@ class CutoverAbort extends Error {
   override name = 'CutoverAbort';
 }
 
+/** What the cutover asks of the job's copy engine (its JobRunner), with the copy loop stopped. */
+export interface CutoverEngine {
+  readonly rec: JobRecord;
+  /** Persists the job record. */
+  save(sync: boolean): Promise<void>;
+  /** Waits until the job knows what the destination lacks (after a restart), then stops the copy loop. */
+  stopForCutover(): Promise<void>;
+  /** Starts the copy loop again (after an attempt rolled back). */
+  startLoop(): void;
+  /** Dirty bytes now. */
+  dirtyBytes(): number;
+  /** Copies the dirty set once, throttled; resolves with the bytes copied. */
+  dirtyPass(signal: AbortSignal): Promise<number>;
+  /** Verifies whatever can be verified now, at the slow-disk fault's pace only; resolves with the bytes verified. */
+  verifyBacklog(signal: AbortSignal): Promise<number>;
+  /** Takes every dirty block and every block without a hash, sorted; the dirty set is empty after. */
+  takeFinalDelta(): number[];
+  /** Copies blocks; with `throttle`, under the caps. Stops dispatching when `signal` aborts and returns what it did not reach. */
+  copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }>;
+  /** The blocks not verified yet. */
+  unverified(): number[];
+  /** Verifies blocks against their copy hashes. */
+  verify(blocks: number[], signal: AbortSignal): Promise<{ bytes: number; mismatched: number[] }>;
+  /** Puts blocks back into the dirty set. */
+  markDirty(blocks: Iterable<number>): void;
+}
+
 /** What the cutover needs from the array. */
 export interface CutoverDeps {
   gate: ShareGate;
@@ -61,7 +89,7 @@ export interface CutoverDeps {
   /** Aborted when the array closes: catching up stops, and the restart rolls the attempt back to SYNCING. */
   closing: AbortSignal;
   /** Deletes the source and marks the job DONE (also used when a restart finds a switched job). */
-  finish(runner: JobRunner): Promise<void>;
+  finish(): Promise<void>;
 }
 
 /**
@@ -71,24 +99,21 @@ export interface CutoverDeps {
  * the gate released and the source authoritative) on an unexpected failure
  * before the commit point, which the caller turns into a failed job.
  */
-export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<void> {
+export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Promise<void> {
   const { rec } = runner;
   const { gate, share, log } = deps;
   const attempt = rec.cutoverAttempts + 1;
   rec.cutoverAttempts = attempt;
-  rec.state = 'CUTTING_OVER';
+  transition(rec, 'CUTTING_OVER');
   await runner.save(true);
 
-  // After a restart the loop first rebuilds the dirty set; until then we do not know what the destination lacks.
-  while (runner.needsRebuild && rec.state === 'CUTTING_OVER') await runner.rebuilt.wait(1000);
-  await runner.stopLoop();
+  await runner.stopForCutover();
   if (rec.state !== 'CUTTING_OVER') throw new Error(`job ${rec.jobId} failed before its cutover could freeze the share`);
 
   const caughtUp = await catchUp(runner, deps.closing);
   if (deps.closing.aborted) return;
   log.info({ job: rec.jobId, attempt, ...caughtUp, dirtyBytes: runner.dirtyBytes() }, 'cutover: caught up; freezing');
 
-  const { state } = runner;
   const clock = new FreezeClock(rec.spec.maxDowntimeMs, rec.spec.cutoverAction === 'ABORT');
   // Every block this attempt copied or found wrong while frozen: given back to the dirty set if it rolls back.
   const touched: number[] = [];
@@ -100,29 +125,28 @@ export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<
     await clock.run('waiting for writes in flight', () => gate.drained(), { settle: false });
 
     // The final delta: what is dirty, plus anything we hold no hash for (nothing, unless a restart intervened).
-    const final = new Set(state.dirty.drain());
-    for (const b of state.hashed.list(0, state.count, Infinity, false)) final.add(b);
+    const final = runner.takeFinalDelta();
     touched.push(...final);
     const delay = deps.faults.value.cutoverDelayMs;
     const copied = await clock.run('copying the final delta', async (signal) => {
       // The injected slow cutover: the final copy takes this much longer, after the dirty set was taken. Like an
       // fdatasync or a worker task in flight, it does not stop at the deadline: the freeze must end without it.
       if (delay > 0) await sleep(delay);
-      return runner.copyBlocks([...final].sort((a, b) => a - b), { throttle: false, signal });
+      return runner.copyBlocks(final, { throttle: false, signal });
     });
     finalDeltaBytes = copied.bytes;
     await clock.run('flushing the destination', () => deps.blocks.sync(rec.dest.fileId));
 
     // Catching up verified everything else, so this is the final delta.
-    const unverified = state.verified.list(0, state.count, Infinity, false);
-    const first = await clock.run('verifying the destination', (signal) => state.verify(unverified, signal));
+    const unverified = runner.unverified();
+    const first = await clock.run('verifying the destination', (signal) => runner.verify(unverified, signal));
     verifiedBytes += first.bytes;
     if (first.mismatched.length > 0) {
       log.warn({ job: rec.jobId, blocks: first.mismatched.length }, 'cutover: destination blocks failed verification; copying them again');
       touched.push(...first.mismatched);
       await clock.run('copying blocks that failed verification', (signal) => runner.copyBlocks(first.mismatched, { throttle: false, signal }));
       await clock.run('flushing the destination', () => deps.blocks.sync(rec.dest.fileId));
-      const second = await clock.run('verifying the destination again', (signal) => state.verify(first.mismatched, signal));
+      const second = await clock.run('verifying the destination again', (signal) => runner.verify(first.mismatched, signal));
       verifiedBytes += second.bytes;
       if (second.mismatched.length > 0) {
         throw new CutoverAbort(`verification failed: ${second.mismatched.length} destination blocks differ from what was copied, twice; writes resumed on the source`);
@@ -135,9 +159,9 @@ export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<
     gate.release();
     // The freeze is over; what a cut-short step still has in flight must settle before the loop copies again.
     await clock.settled();
-    for (const b of touched) state.dirty.set(b);
+    runner.markDirty(touched);
     if (!(err instanceof CutoverAbort)) throw err;
-    rec.state = 'SYNCING';
+    transition(rec, 'SYNCING');
     rec.lastAbortReason = err.message;
     rec.lastAbortAttempt = attempt;
     await runner.save(true);
@@ -169,7 +193,7 @@ export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<
   log.info({ job: rec.jobId, attempt, ...rec.cutover }, 'cutover committed');
 
   await deps.faults.crashIfAt('CUTOVER_AFTER_SWITCH');
-  await deps.finish(runner);
+  await deps.finish();
 }
 
 /**
@@ -179,7 +203,7 @@ export async function runCutover(runner: JobRunner, deps: CutoverDeps): Promise<
  * writes keep pace with the copy this stops early, and the freeze (bounded
  * by the window) decides.
  */
-async function catchUp(runner: JobRunner, signal: AbortSignal): Promise<CatchUpMeasurements> {
+async function catchUp(runner: CutoverEngine, signal: AbortSignal): Promise<CatchUpMeasurements> {
   const { rec } = runner;
   const started = performance.now();
   const small = Math.max(rec.blockSizeBytes, (rec.copyRateBps * rec.spec.maxDowntimeMs * CATCH_UP_WINDOW_SHARE) / 1000);

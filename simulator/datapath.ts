@@ -10,7 +10,7 @@
  * releases the gate.
  */
 import { performance } from 'node:perf_hooks';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { CopyPool } from './copy-pool.ts';
 import { MAX_IO_BYTES } from './model.ts';
@@ -38,7 +38,7 @@ export class ShareGate {
 
   /** Admits one write: at once when open, after the release when frozen in 'wait' mode. */
   async enter(shareId: string): Promise<void> {
-    if (this.mode === 'reject') throw new FerryError('UNAVAILABLE', `share ${shareId} is cutting over; retry`);
+    if (this.mode === 'reject') throw new ArrayError('BUSY', `share ${shareId} is cutting over; retry`);
     if (this.mode === 'wait') {
       // `release` counts us in flight before waking us, so no new freeze can slip in between.
       await new Promise<void>((resolve) => this.queued.push(resolve));
@@ -89,20 +89,9 @@ export interface WriteObserver {
 /** Finds a share or throws NOT_FOUND. */
 export type ShareLookup = (shareId: string) => ShareRecord;
 
-/** Reads, writes and checksums of shares. */
-export class DataPath {
+/** The write gate of every share, made on first use. */
+export class ShareGates {
   private readonly gates = new Map<string, ShareGate>();
-  private readonly lookup: ShareLookup;
-  private readonly blocks: BlockStore;
-  private readonly pool: CopyPool;
-  /** Set by the job engine once it exists. */
-  observer: WriteObserver | null = null;
-
-  constructor(lookup: ShareLookup, blocks: BlockStore, pool: CopyPool) {
-    this.lookup = lookup;
-    this.blocks = blocks;
-    this.pool = pool;
-  }
 
   /** The write gate of a share. */
   gate(shareId: string): ShareGate {
@@ -118,19 +107,51 @@ export class DataPath {
   forget(shareId: string): void {
     this.gates.delete(shareId);
   }
+}
+
+/** What the data path works with. */
+export interface DataPathDeps {
+  lookup: ShareLookup;
+  blocks: BlockStore;
+  pool: CopyPool;
+  gates: ShareGates;
+  /** The job engine, told about every write. */
+  observer: WriteObserver;
+}
+
+/** Reads, writes and checksums of shares. */
+export class DataPath {
+  private readonly lookup: ShareLookup;
+  private readonly blocks: BlockStore;
+  private readonly pool: CopyPool;
+  private readonly gates: ShareGates;
+  private readonly observer: WriteObserver;
+
+  constructor(deps: DataPathDeps) {
+    this.lookup = deps.lookup;
+    this.blocks = deps.blocks;
+    this.pool = deps.pool;
+    this.gates = deps.gates;
+    this.observer = deps.observer;
+  }
+
+  /** The write gate of a share. */
+  gate(shareId: string): ShareGate {
+    return this.gates.gate(shareId);
+  }
 
   /** Writes and resolves once the data is durable. */
   async write(shareId: string, offset: number, data: Uint8Array): Promise<number> {
     const before = this.lookup(shareId);
     checkRange(before, offset, data.length, 'data');
-    this.observer?.checkWritable(before);
-    const gate = this.gate(shareId);
+    this.observer.checkWritable(before);
+    const gate = this.gates.gate(shareId);
     await gate.enter(shareId);
     try {
       // Look the share up again after the gate: a cutover may have moved it while we waited.
       const share = this.lookup(shareId);
-      this.observer?.checkWritable(share);
-      await this.blocks.write(share.fileId, offset, data, () => this.observer?.written(share, offset, data.length));
+      this.observer.checkWritable(share);
+      await this.blocks.write(share.fileId, offset, data, () => this.observer.written(share, offset, data.length));
       return data.length;
     } finally {
       gate.leave();
@@ -159,17 +180,17 @@ export class DataPath {
 /** Checks an I/O request against the share's size and the per-call limit; `lengthField` names the field that carries the length. */
 function checkRange(share: ShareRecord, offset: number, length: number, lengthField: 'data' | 'length'): void {
   if (!Number.isSafeInteger(offset) || offset < 0) {
-    throw new FerryError('INVALID_ARGUMENT', `offset must be 0 or more, got ${offset}`);
+    throw new ArrayError('BAD_REQUEST', `offset must be 0 or more, got ${offset}`);
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new FerryError('INVALID_ARGUMENT', lengthField === 'data' ? 'data must not be empty' : `length must be at least 1, got ${length}`);
+    throw new ArrayError('BAD_REQUEST', lengthField === 'data' ? 'data must not be empty' : `length must be at least 1, got ${length}`);
   }
   if (length > MAX_IO_BYTES) {
-    throw new FerryError('INVALID_ARGUMENT', `${lengthField} is ${length} bytes; at most ${MAX_IO_BYTES} (1 MiB) per call`);
+    throw new ArrayError('BAD_REQUEST', `${lengthField} is ${length} bytes; at most ${MAX_IO_BYTES} (1 MiB) per call`);
   }
   if (offset + length > share.sizeBytes) {
-    throw new FerryError(
-      'INVALID_ARGUMENT',
+    throw new ArrayError(
+      'BAD_REQUEST',
       `offset ${offset} + ${lengthField === 'data' ? 'data length' : 'length'} ${length} is past the end of share ${share.shareId} (${share.sizeBytes} bytes)`,
     );
   }

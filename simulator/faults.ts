@@ -8,9 +8,9 @@
  * restarted array would crash again at the same point.
  */
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
-import type { ErrorCode } from '../plugins/api/index.ts';
+import * as grpc from '@grpc/grpc-js';
 import type { Log } from '../lib/log.ts';
+import { ArrayError, arrayCodeForStatus } from './errors.ts';
 import { keys } from './model.ts';
 import type { MetaStore } from './metadata.ts';
 import { sleep } from './rates.ts';
@@ -18,11 +18,11 @@ import { sleep } from './rates.ts';
 /** Where the hosting process kills itself. */
 export type CrashPoint = 'NONE' | 'DURING_COPY' | 'CUTOVER_BEFORE_SWITCH' | 'CUTOVER_AFTER_SWITCH';
 
-/** The Nth call of `method` fails with `code`, once. */
+/** The Nth call of `method` fails with the gRPC status named `code`, once. */
 export interface FailNth {
   method: string;
   n: number;
-  code: ErrorCode;
+  code: InjectableCode;
 }
 
 /** The whole fault set. */
@@ -45,8 +45,12 @@ export const NO_FAULTS: Readonly<FaultSet> = Object.freeze({
   cutoverDelayMs: 0,
 });
 
-/** Codes a fail_nth fault may inject (the ones a real array could answer). */
-export const INJECTABLE_CODES: readonly ErrorCode[] = [
+/**
+ * The gRPC statuses a fail_nth fault may inject, by name (the ones a real
+ * array could answer). The array answers each with its own code for that
+ * status (errors.ts), as it would a real failure.
+ */
+export const INJECTABLE_CODES = [
   'INVALID_ARGUMENT',
   'NOT_FOUND',
   'ALREADY_EXISTS',
@@ -56,7 +60,10 @@ export const INJECTABLE_CODES: readonly ErrorCode[] = [
   'UNAVAILABLE',
   'DEADLINE_EXCEEDED',
   'INTERNAL',
-];
+] as const;
+
+/** A status a fail_nth fault may inject. */
+export type InjectableCode = (typeof INJECTABLE_CODES)[number];
 
 /** RPCs that are never faulted, so that a test can always clear what it set. */
 export const UNFAULTED_METHODS: ReadonlySet<string> = new Set(['SetFaults', 'GetFaults', 'ClearFaults']);
@@ -112,11 +119,11 @@ export class Faults extends EventEmitter {
     if (UNFAULTED_METHODS.has(method)) return;
     const latency = this.current.latencyMs[method] ?? 0;
     if (latency > 0) await sleep(latency, this.closing.signal);
-    if (this.closing.signal.aborted) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
+    if (this.closing.signal.aborted) throw new ArrayError('BUSY', 'the array is shutting down; retry');
     const count = (this.calls.get(method) ?? 0) + 1;
     this.calls.set(method, count);
     const hit = this.current.failNth.find((f) => f.method === method && f.n === count);
-    if (hit) throw new FerryError(hit.code, `injected fault: call ${count} of ${method} fails with ${hit.code}`);
+    if (hit) throw new ArrayError(injectedCode(hit.code), `injected fault: call ${count} of ${method} fails with ${hit.code}`);
   }
 
   /** Cuts injected latencies short; called when the array closes. */
@@ -155,6 +162,13 @@ export class Faults extends EventEmitter {
 }
 
 /** True if `code` may be injected. */
-export function isInjectableCode(code: string): code is ErrorCode {
-  return Object.hasOwn(ErrorCodes, code) && INJECTABLE_CODES.includes(code as ErrorCode);
+export function isInjectableCode(code: string): code is InjectableCode {
+  return (INJECTABLE_CODES as readonly string[]).includes(code);
+}
+
+/** The array's code for an injectable status. */
+function injectedCode(code: InjectableCode) {
+  const found = arrayCodeForStatus(grpc.status[code]);
+  if (!found) throw new Error(`no array error code answers with ${code}`);
+  return found;
 }

@@ -1,10 +1,12 @@
 /**
- * The copy engine of one job: pass 1 (a sequential copy in chunks), later
+ * The copy loop of one job: pass 1 (a sequential copy in chunks), later
  * passes (the blocks written meanwhile), a background verification sweep,
  * and after a restart the rebuild of the dirty set that was lost with the
- * process. The cutover (cutover.ts) uses the same building blocks with the
- * loop stopped and the share frozen. What the job knows about each block,
- * and the worker operations on blocks, are in block-state.ts.
+ * process; and who owns the job at a time (the loop, a cancel or a
+ * cutover). The cutover (cutover.ts) asks the runner for what it needs
+ * through CutoverEngine, with the loop stopped and the share frozen. How
+ * blocks are copied and verified is in job-copier.ts; what the job knows
+ * about each block, and the worker operations on blocks, in block-state.ts.
  *
  * Dirty tracking is race-free against the workers because a write marks its
  * blocks after its pwrite completed and before it is acknowledged, and pass 1
@@ -14,15 +16,18 @@
  * both (which is only wasteful).
  */
 import type { Log } from '../lib/log.ts';
-import { BlockState, Flight, expand } from './block-state.ts';
-import type { BlockStore } from './blockstore.ts';
-import type { CopyPool } from './copy-pool.ts';
-import type { BlockDigest, Runs } from './copy-protocol.ts';
+import { Flight } from './block-state.ts';
+import type { BlockState } from './block-state.ts';
+import type { CutoverEngine } from './cutover.ts';
+import { ArrayError } from './errors.ts';
 import type { Faults } from './faults.ts';
+import { JobCopier } from './job-copier.ts';
+import type { CopierDeps } from './job-copier.ts';
+import { transition } from './job-record.ts';
+import type { JobRecord } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys } from './model.ts';
-import type { JobRecord } from './model.ts';
-import { RateMeter, TokenBucket, Wakeup, sleep } from './rates.ts';
+import { RateMeter, Wakeup, sleep } from './rates.ts';
 
 const MiB = 1024 * 1024;
 /** While syncing, wait this long for small dirty sets to gather before a pass (many tiny passes cost more than they save). */
@@ -31,28 +36,13 @@ const SYNC_PACE_MS = 50;
 const IDLE_WAIT_MS = 1000;
 /** Pass 1 starts an fdatasync of the destination in the background after every this many bytes copied. */
 const FLUSH_EVERY_BYTES = 64 * MiB;
-/**
- * Under a bandwidth cap a worker task carries about this much of the cap's
- * rate (at most a chunk): the cap is paid before a task is handed out, so
- * with whole 8 MiB chunks at 1 MiB/s nothing would land for 8 s, then all of it.
- */
-const PACE_MS = 250;
 
 /** What a runner needs from the array. */
-export interface RunnerDeps {
+export interface RunnerDeps extends CopierDeps {
   store: MetaStore;
-  blocks: BlockStore;
-  pool: CopyPool;
   faults: Faults;
-  log: Log;
   maxPasses: number;
   maxSentFactor: number;
-  /** How blocks are digested for verification. */
-  blockDigest: BlockDigest;
-  /** The array-wide cap. */
-  arrayBucket: TokenBucket;
-  /** The slow-disk fault's cap. */
-  diskBucket: TokenBucket;
   /** Called when the loop fails; the job must then fail. */
   failed(runner: JobRunner, err: unknown): Promise<void>;
 }
@@ -72,54 +62,42 @@ export interface ProgressView {
   verifiedBytes: number;
 }
 
-/** One active job's copy state and loop. */
-export class JobRunner {
+/** One active job's copy loop, and who owns the job (the loop, a cancel, or a cutover). */
+export class JobRunner implements CutoverEngine {
   readonly rec: JobRecord;
-  /** What the job knows about each block. */
-  readonly state: BlockState;
   private readonly deps: RunnerDeps;
-  private readonly bucket: TokenBucket;
-  private readonly throughput = new RateMeter();
+  private readonly copier: JobCopier;
   private readonly dirtyMeter = new RateMeter();
-  /** Bytes that pass-1 tasks still in flight have landed: copied, though their blocks are marked so only when the task ends. */
-  private landing = 0;
   private readonly wake = new Wakeup();
   /** Notified when the rebuild after a restart is done. */
-  readonly rebuilt = new Wakeup();
+  private readonly rebuilt = new Wakeup();
   private loop: Promise<void> | null = null;
   private loopAbort: AbortController | null = null;
   /** True until the dirty set lost in a restart has been rebuilt. */
-  needsRebuild: boolean;
+  private needsRebuild: boolean;
   private precopyStopped = false;
   private budgetPass = 0;
   private budgetSent = 0;
-  private verifyCursor = 0;
   /** Pass 1's background flush of the destination: the one running, where it started, and the first failure. */
   private flushing: Promise<void> | null = null;
   private flushedUpTo = 0;
   private flushError: unknown = null;
   /** A cancel or a cutover that owns the job now; the other must not start. */
-  op: 'cancel' | 'cutover' | null = null;
+  private op: 'cancel' | 'cutover' | null = null;
   /** The running cutover, for callers that join it. */
-  cutover: Promise<void> | null = null;
+  private cutoverRun: Promise<void> | null = null;
 
   constructor(rec: JobRecord, deps: RunnerDeps, options: { resumed: boolean }) {
     this.rec = rec;
     this.deps = deps;
-    this.state = new BlockState(
-      {
-        sizeBytes: rec.sizeBytes,
-        blockSizeBytes: rec.blockSizeBytes,
-        chunkSizeBytes: rec.chunkSizeBytes,
-        srcPath: deps.blocks.path(rec.source.fileId),
-        dstPath: deps.blocks.path(rec.dest.fileId),
-        digest: deps.blockDigest,
-      },
-      deps.pool,
-    );
-    this.bucket = new TokenBucket(rec.spec.maxBandwidthBytesPerSec);
+    this.copier = new JobCopier(rec, deps);
     this.needsRebuild = options.resumed && rec.dispatchedEnd > 0;
     if (options.resumed && rec.dispatchedEnd === 0) rec.cursor = 0;
+  }
+
+  /** What the job knows about each block. */
+  private get state(): BlockState {
+    return this.copier.state;
   }
 
   private get log(): Log {
@@ -159,6 +137,76 @@ export class JobRunner {
     this.loopAbort = null;
   }
 
+  // ------------------------------------------------------------ owners
+
+  /** The cutover running now, for callers that join it; null when none runs. */
+  get runningCutover(): Promise<void> | null {
+    return this.cutoverRun;
+  }
+
+  /**
+   * Makes the job the cutover's and runs `attempt`, or joins the attempt
+   * already running. Throws WRONG_STATE while a cancel owns the job.
+   */
+  cutover(attempt: () => Promise<void>): Promise<void> {
+    if (this.cutoverRun) return this.cutoverRun;
+    if (this.op === 'cancel') throw new ArrayError('WRONG_STATE', `job ${this.rec.jobId} is being cancelled`);
+    this.op = 'cutover';
+    this.cutoverRun = attempt().finally(() => {
+      this.op = null;
+      this.cutoverRun = null;
+    });
+    return this.cutoverRun;
+  }
+
+  /** Makes the job the cancel's and stops the loop. Throws WRONG_STATE while a cutover owns the job. */
+  async stopForCancel(): Promise<void> {
+    if (this.op === 'cutover') throw new ArrayError('WRONG_STATE', `job ${this.rec.jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+    this.op = 'cancel';
+    await this.stopLoop();
+  }
+
+  // ----------------------------------------------- what the cutover asks
+
+  /** CutoverEngine: waits for a restart's rebuild of the dirty set (the cutover cannot know what the destination lacks before), then stops the loop. */
+  async stopForCutover(): Promise<void> {
+    while (this.needsRebuild && this.rec.state === 'CUTTING_OVER') await this.rebuilt.wait(1000);
+    await this.stopLoop();
+  }
+
+  /** CutoverEngine: takes the final delta, every dirty block plus any the job holds no hash for; the dirty set is empty after. */
+  takeFinalDelta(): number[] {
+    const { state } = this;
+    const final = new Set(state.dirty.drain());
+    for (const b of state.hashed.list(0, state.count, Infinity, false)) final.add(b);
+    return [...final].sort((a, b) => a - b);
+  }
+
+  /** CutoverEngine: the blocks not verified yet. */
+  unverified(): number[] {
+    return this.state.verified.list(0, this.state.count, Infinity, false);
+  }
+
+  /** CutoverEngine: verifies `blocks` against their hashes (no retry, no marking: the cutover decides). */
+  verify(blocks: number[], signal: AbortSignal): Promise<{ bytes: number; mismatched: number[] }> {
+    return this.state.verify(blocks, signal);
+  }
+
+  /** CutoverEngine: puts blocks back into the dirty set (an attempt that rolled back). */
+  markDirty(blocks: Iterable<number>): void {
+    for (const b of blocks) this.state.dirty.set(b);
+  }
+
+  /** CutoverEngine: copies a list of blocks (see JobCopier.copyBlocks). */
+  copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }> {
+    return this.copier.copyBlocks(blocks, options);
+  }
+
+  /** CutoverEngine: verifies every block that can be verified now (see JobCopier.verifyBacklog). */
+  verifyBacklog(signal: AbortSignal): Promise<number> {
+    return this.copier.verifyBacklog(signal);
+  }
+
   private async run(signal: AbortSignal): Promise<void> {
     if (this.needsRebuild) {
       await this.rebuild(signal);
@@ -191,7 +239,7 @@ export class JobRunner {
       }
       // One verification batch per round, even while writes keep the dirty set from ever being empty:
       // otherwise every block recopied while syncing would wait for the freeze to be verified.
-      if (this.rec.phase1Done && !signal.aborted && (await this.verifySweep(signal))) worked = true;
+      if (this.rec.phase1Done && !signal.aborted && (await this.copier.verifySweep(signal))) worked = true;
       if (!worked) await this.wake.wait(IDLE_WAIT_MS, signal);
     }
   }
@@ -199,7 +247,7 @@ export class JobRunner {
   /** While syncing, let small dirty sets gather for SYNC_PACE_MS, verifying the destination meanwhile. */
   private async pace(signal: AbortSignal): Promise<void> {
     const until = Date.now() + SYNC_PACE_MS;
-    while (Date.now() < until && !signal.aborted && (await this.verifySweep(signal)));
+    while (Date.now() < until && !signal.aborted && (await this.copier.verifySweep(signal)));
     await sleep(until - Date.now(), signal);
   }
 
@@ -216,8 +264,8 @@ export class JobRunner {
       await this.deps.faults.whileStalled(signal);
       if (signal.aborted) break;
       const from = rec.dispatchedEnd;
-      const to = Math.min(this.blockCount, from + this.taskBlocks());
-      await this.throttle(this.state.countBytes(to) - this.state.countBytes(from), signal);
+      const to = Math.min(this.blockCount, from + this.copier.taskBlocks());
+      await this.copier.throttle(this.state.countBytes(to) - this.state.countBytes(from), signal);
       if (signal.aborted) break;
       await flight.slot(this.state.parallelism);
       if (signal.aborted || flight.error) break;
@@ -227,7 +275,7 @@ export class JobRunner {
       const entry = { end: to, done: false };
       pending.push(entry);
       flight.add(
-        this.copyRuns([[from, to - from]], { firstPass: true }).then(async (bytes) => {
+        this.copier.copyRuns([[from, to - from]], { firstPass: true }).then(async (bytes) => {
           entry.done = true;
           passBytes += bytes;
           this.flushInBackground(passBytes);
@@ -268,9 +316,9 @@ export class JobRunner {
     if (blocks.length === 0) return 0;
     this.rec.pass++;
     const started = Date.now();
-    const { bytes, leftover } = await this.copyBlocks(blocks, { throttle: true, signal });
+    const { bytes, leftover } = await this.copier.copyBlocks(blocks, { throttle: true, signal });
     for (const b of leftover) this.state.dirty.set(b);
-    // Flush now, in the background, so that the cutover's fdatasync only has the final delta to write.
+    // Flush after every pass, so that the cutover's fdatasync only has the final delta to write.
     await this.deps.blocks.sync(this.rec.dest.fileId);
     if (leftover.length === 0) this.measurePass(bytes, started);
     await this.save();
@@ -317,9 +365,7 @@ export class JobRunner {
     } else {
       return;
     }
-    rec.phase1Done = true;
-    rec.state = 'SYNCING';
-    rec.phase1DoneAtMs = Date.now();
+    transition(rec, 'SYNCING'); // Phase 1 done.
     await this.save(true);
     this.log.info({ job: rec.jobId, pass: rec.pass, converged: rec.converged }, 'phase 1 done');
   }
@@ -331,121 +377,6 @@ export class JobRunner {
     this.budgetPass = this.rec.pass;
     this.budgetSent = this.rec.sentBytes;
     this.log.info({ job: this.rec.jobId }, 'writes slowed down; pre-copy resumes');
-  }
-
-  // ------------------------------------------------------- copy and hash
-
-  /**
-   * Copies `runs` in one worker task, counting the bytes sent as they land.
-   * Pass 1 (`firstPass`) skips zero runs, and its landed bytes count as
-   * copied while the task runs.
-   */
-  private async copyRuns(runs: Runs, options: { firstPass: boolean }): Promise<number> {
-    let landed = 0;
-    const onLanded = (n: number) => {
-      landed += n;
-      if (options.firstPass) this.landing += n;
-      this.throughput.add(n);
-    };
-    try {
-      const bytes = await this.state.copy(runs, options.firstPass, onLanded);
-      this.throughput.add(bytes - landed);
-      this.rec.sentBytes += bytes;
-      return bytes;
-    } finally {
-      if (options.firstPass) this.landing -= landed;
-    }
-  }
-
-  /** Blocks per worker task: a chunk, or under a bandwidth cap what the cap lets through in PACE_MS (at least a block). */
-  private taskBlocks(): number {
-    const caps = [this.bucket.rate, this.deps.arrayBucket.rate, this.deps.faults.value.copyBandwidthBytesPerSec].filter((r) => r > 0);
-    if (caps.length === 0) return this.state.chunkBlocks;
-    const blocks = Math.floor((Math.min(...caps) * PACE_MS) / 1000 / this.rec.blockSizeBytes);
-    return Math.max(1, Math.min(this.state.chunkBlocks, blocks));
-  }
-
-  /**
-   * Copies a list of blocks, a few tasks per worker at a time. With
-   * `throttle`, bandwidth caps and the stall fault apply (not during the
-   * freeze: a cap there would only lengthen it). Stops dispatching when
-   * `signal` aborts and returns the blocks it did not reach.
-   */
-  async copyBlocks(blocks: number[], options: { throttle: boolean; signal?: AbortSignal }): Promise<{ bytes: number; leftover: number[] }> {
-    const groups = this.state.tasks(blocks, options.throttle ? this.taskBlocks() : this.state.chunkBlocks);
-    const flight = new Flight();
-    const { signal } = options;
-    let bytes = 0;
-    let i = 0;
-    for (; i < groups.length; i++) {
-      if (signal?.aborted || flight.error) break;
-      const group = groups[i]!;
-      if (options.throttle && signal) {
-        await this.deps.faults.whileStalled(signal);
-        await this.throttle(this.state.bytesOf(expand(group)), signal);
-      }
-      await flight.slot(this.state.parallelism);
-      if (signal?.aborted || flight.error) break;
-      flight.add(this.copyRuns(group, { firstPass: false }).then((n) => void (bytes += n)));
-    }
-    await flight.drain();
-    return { bytes, leftover: groups.slice(i).flatMap(expand) };
-  }
-
-  /** One batch of the background verification. Returns false when there was nothing to verify. */
-  private async verifySweep(signal: AbortSignal): Promise<boolean> {
-    const { state } = this;
-    if (state.verified.count >= state.count) return false;
-    // One chunk per worker, so a sweep reads as fast as the copy does.
-    const limit = state.chunkBlocks * this.deps.pool.size;
-    let batch = state.verifiable(this.verifyCursor, limit);
-    if (batch.length === 0 && this.verifyCursor > 0) {
-      this.verifyCursor = 0;
-      batch = state.verifiable(0, limit);
-    }
-    if (batch.length === 0) return false;
-    this.verifyCursor = batch[batch.length - 1]! + 1;
-    await this.throttle(state.bytesOf(batch), signal);
-    if (signal.aborted) return true;
-    await this.verifyBatch(batch);
-    return true;
-  }
-
-  /**
-   * Verifies every block that can be verified now, for the cutover before it
-   * freezes. Only the slow-disk fault paces it, not the job's or the array's
-   * copy caps: the operator is waiting on it, it reads only the destination,
-   * and the alternative is to do it inside the freeze. Resolves with the
-   * bytes verified.
-   */
-  async verifyBacklog(signal: AbortSignal): Promise<number> {
-    const { state } = this;
-    const limit = state.chunkBlocks * this.deps.pool.size;
-    let bytes = 0;
-    for (let from = 0; !signal.aborted; ) {
-      const batch = state.verifiable(from, limit);
-      if (batch.length === 0) break;
-      from = batch[batch.length - 1]! + 1;
-      this.deps.diskBucket.setRate(this.deps.faults.value.copyBandwidthBytesPerSec);
-      await this.deps.diskBucket.take(state.bytesOf(batch), signal);
-      if (signal.aborted) break;
-      bytes += await this.verifyBatch(batch);
-    }
-    return bytes;
-  }
-
-  /** Verifies `batch`; blocks that do not match their hash lose it and are copied again. Resolves with the bytes verified. */
-  private async verifyBatch(batch: number[]): Promise<number> {
-    const { state } = this;
-    const { bytes, mismatched } = await state.verify(batch);
-    if (mismatched.length > 0) {
-      this.log.warn({ job: this.rec.jobId, blocks: mismatched.length }, 'destination blocks did not match their copy hash; copying them again');
-      for (const b of mismatched) {
-        state.hashed.clear(b);
-        state.dirty.set(b);
-      }
-    }
-    return bytes;
   }
 
   /**
@@ -474,16 +405,6 @@ export class JobRunner {
     this.log.info({ job: rec.jobId, checkedBytes: state.countBytes(end), recopiedBytes: recopied }, 'dirty set rebuilt after restart');
   }
 
-  private async throttle(bytes: number, signal: AbortSignal): Promise<void> {
-    this.deps.diskBucket.setRate(this.deps.faults.value.copyBandwidthBytesPerSec);
-    await this.bucket.take(bytes, signal);
-    await this.deps.arrayBucket.take(bytes, signal);
-    await this.deps.diskBucket.take(bytes, signal);
-    // Stopped: the caller sends nothing. Without the refund the cutover's first catch-up pass, right after the loop
-    // stops, waited out the debt of a sweep batch that was never read (~0.3 s at 50 MiB/s).
-    if (signal.aborted) for (const bucket of [this.bucket, this.deps.arrayBucket, this.deps.diskBucket]) bucket.refund(bytes);
-  }
-
   // -------------------------------------------------------------- writes
 
   /** A write landed on the source (called after its pwrite, before its acknowledgement). */
@@ -501,10 +422,10 @@ export class JobRunner {
   /** Progress now. */
   progress(): ProgressView {
     const { rec } = this;
-    const copiedBytes = Math.min(rec.sizeBytes, this.state.countBytes(this.state.copied.count) + this.landing);
+    const copiedBytes = this.copier.copiedBytes();
     const dirtyBytes = this.dirtyBytes();
     const dirtyRate = this.dirtyMeter.rate();
-    const throughput = this.throughput.rate();
+    const throughput = this.copier.throughputRate();
     let eta = 0;
     if (!rec.phase1Done) {
       const net = (throughput || rec.copyRateBps) - dirtyRate;

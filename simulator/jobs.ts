@@ -5,20 +5,23 @@
  * cutover.ts. Job records are persisted before anything acts on them.
  */
 import { randomUUID } from 'node:crypto';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
 import type { SimulatorConfig } from './config.ts';
 import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
-import type { DataPath, WriteObserver } from './datapath.ts';
+import type { ShareGates, WriteObserver } from './datapath.ts';
 import type { Faults } from './faults.ts';
 import { JobRunner } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
-import { ACTIVE_JOB_STATES, keys, shareNotFound } from './model.ts';
-import type { JobRecord, JobSpec, JobState, ShareRecord } from './model.ts';
+import { ACTIVE_JOB_STATES, newJobRecord, tombstoneRecord, transition } from './job-record.ts';
+import type { JobRecord, JobState } from './job-record.ts';
+import { keys, shareNotFound } from './model.ts';
+import type { JobSpec, ShareRecord } from './model.ts';
 import type { Mutex } from './mutex.ts';
+import type { Pools } from './pools.ts';
 import { TokenBucket, sleep } from './rates.ts';
 
 /** A job as the API shows it. */
@@ -37,12 +40,11 @@ export interface JobManagerDeps {
   faults: Faults;
   log: Log;
   lock: Mutex;
-  datapath: DataPath;
+  /** The shares' write gates (the cutover freezes one). */
+  gates: ShareGates;
   shares: Map<string, ShareRecord>;
-  /** Free bytes in a pool, counting shares and job reservations. */
-  freeBytes(backend: string, pool: string): number;
-  /** Throws NOT_FOUND unless the backend and pool exist. */
-  checkPool(backend: string, pool: string, fields: { backend: string; pool: string }): void;
+  /** Capacity accounting. */
+  pools: Pools;
 }
 
 /** A new data file id. */
@@ -100,7 +102,7 @@ export class JobManager implements WriteObserver {
     }
     if (rec.state === 'CUTTING_OVER') {
       log.info({ job: rec.jobId }, 'restart during a cutover, before its commit point: the source stays authoritative; back to SYNCING');
-      rec.state = 'SYNCING';
+      transition(rec, 'SYNCING');
       await runner.save(true);
     }
     log.info({ job: rec.jobId, pass: rec.pass, cursor: rec.cursor }, 'resuming job after restart');
@@ -149,57 +151,36 @@ export class JobManager implements WriteObserver {
         if (existing.tombstone) return this.view(existing);
         const diff = specDiff(existing.spec, spec);
         if (diff.length > 0) {
-          throw new FerryError('ALREADY_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
+          throw new ArrayError('OBJECT_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
         }
         return this.view(existing);
       }
       const share = this.deps.shares.get(spec.shareId);
       if (!share) throw shareNotFound(spec.shareId);
-      this.deps.checkPool(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
+      this.deps.pools.check(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
       if (share.backend === spec.destBackend && share.pool === spec.destPool) {
-        throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
+        throw new ArrayError('WRONG_STATE', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
       }
       const active = this.activeJob(share);
-      if (active) throw new FerryError('FAILED_PRECONDITION', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
-      const free = this.deps.freeBytes(spec.destBackend, spec.destPool);
+      if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
+      const free = this.deps.pools.free(spec.destBackend, spec.destPool, this.records());
       if (share.sizeBytes > free) {
-        throw new FerryError(
-          'RESOURCE_EXHAUSTED',
+        throw new ArrayError(
+          'NO_SPACE',
           `pool ${spec.destBackend}/${spec.destPool} lacks room for share ${share.shareId}: need ${share.sizeBytes} bytes, ${free} free`,
         );
       }
       const destFileId = newFileId();
       await this.deps.blocks.create(destFileId, share.sizeBytes);
-      const rec: JobRecord = {
+      const rec = newJobRecord({
         jobId,
         spec,
-        tombstone: false,
         source: { backend: share.backend, pool: share.pool, fileId: share.fileId },
         dest: { backend: spec.destBackend, pool: spec.destPool, fileId: destFileId },
         sizeBytes: share.sizeBytes,
         blockSizeBytes: this.deps.config.blockSizeBytes,
         chunkSizeBytes: this.deps.config.chunkSizeBytes,
-        state: 'COPYING',
-        phase1Done: false,
-        converged: false,
-        warning: '',
-        pass: 0,
-        cursor: 0,
-        dispatchedEnd: 0,
-        sentBytes: 0,
-        copyRateBps: 0,
-        recopiedAfterCrashBytes: 0,
-        switched: false,
-        createdAtMs: Date.now(),
-        phase1DoneAtMs: 0,
-        finishedAtMs: 0,
-        cutover: null,
-        cutoverAttempts: 0,
-        lastAbortReason: '',
-        lastAbortAttempt: 0,
-        error: null,
-        pendingDelete: '',
-      };
+      });
       share.jobId = jobId;
       this.jobs.set(jobId, rec);
       await this.persist(rec, share);
@@ -214,7 +195,7 @@ export class JobManager implements WriteObserver {
   /** GetJob. */
   get(jobId: string): JobView {
     const rec = this.jobs.get(jobId);
-    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     return this.view(rec);
   }
 
@@ -226,31 +207,26 @@ export class JobManager implements WriteObserver {
   /** CutoverJob: starts or joins the cutover; returns when it ends or after `waitMs` (0: no limit). */
   async cutover(jobId: string, waitMs: number): Promise<JobView> {
     const rec = this.jobs.get(jobId);
-    if (!rec) throw new FerryError('NOT_FOUND', `job ${jobId} not found`);
+    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     const runner = this.runners.get(jobId);
     switch (rec.state) {
       case 'DONE':
         return this.view(rec);
       case 'CANCELLED':
       case 'FAILED':
-        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is ${rec.state}; start a new job`);
+        throw new ArrayError('WRONG_STATE', `job ${jobId} is ${rec.state}; start a new job`);
       case 'COPYING':
-        throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is still COPYING (phase 1 not done); wait for phase1_done`);
-      case 'SYNCING': {
-        if (!runner || this.closing) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
-        if (runner.op === 'cancel') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is being cancelled`);
-        runner.op = 'cutover';
-        runner.cutover = this.runCutover(runner).finally(() => {
-          runner.op = null;
-          runner.cutover = null;
-        });
+        throw new ArrayError('WRONG_STATE', `job ${jobId} is still COPYING (phase 1 not done); wait for phase1_done`);
+      case 'SYNCING':
+        if (!runner || this.closing) throw new ArrayError('BUSY', 'the array is shutting down; retry');
+        runner.cutover(() => this.runCutover(runner));
         break;
-      }
       case 'CUTTING_OVER':
-        if (runner && !runner.cutover && rec.switched) runner.cutover = this.finish(runner).finally(() => (runner.cutover = null));
+        // Past the commit point with no attempt running (it failed there): this call rolls it forward.
+        if (runner && rec.switched && !this.closing) runner.cutover(() => this.finish(runner));
         break;
     }
-    const running = runner?.cutover;
+    const running = runner?.runningCutover;
     if (running) await (waitMs > 0 ? Promise.race([running, sleep(waitMs)]) : running);
     return this.view(rec);
   }
@@ -260,14 +236,14 @@ export class JobManager implements WriteObserver {
     try {
       if (!share) throw new Error(`share ${runner.rec.spec.shareId} of job ${runner.rec.jobId} is missing`);
       await runCutover(runner, {
-        gate: this.deps.datapath.gate(share.shareId),
+        gate: this.deps.gates.gate(share.shareId),
         share,
         store: this.deps.store,
         blocks: this.deps.blocks,
         faults: this.deps.faults,
         log: this.deps.log,
         closing: this.closed.signal,
-        finish: (r) => this.finish(r),
+        finish: () => this.finish(runner),
       });
     } catch (err) {
       if (runner.rec.switched) {
@@ -289,17 +265,15 @@ export class JobManager implements WriteObserver {
         case 'FAILED':
           return this.view(rec);
         case 'DONE':
-          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is DONE: the share lives at its destination; nothing to cancel`);
+          throw new ArrayError('WRONG_STATE', `job ${jobId} is DONE: the share lives at its destination; nothing to cancel`);
         case 'CUTTING_OVER':
-          throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
+          throw new ArrayError('WRONG_STATE', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
         default:
           break;
       }
       const runner = this.runners.get(jobId);
-      if (!runner) throw new FerryError('UNAVAILABLE', 'the array is shutting down; retry');
-      if (runner.op === 'cutover') throw new FerryError('FAILED_PRECONDITION', `job ${jobId} is CUTTING_OVER; wait for DONE or SYNCING`);
-      runner.op = 'cancel';
-      await runner.stopLoop();
+      if (!runner) throw new ArrayError('BUSY', 'the array is shutting down; retry');
+      await runner.stopForCancel();
       if ((rec.state as JobState) === 'FAILED') return this.view(rec); // The copy failed while we stopped it; it cleaned up.
       await this.discard(runner, 'CANCELLED', null);
       this.deps.log.info({ job: jobId }, 'job cancelled');
@@ -308,49 +282,7 @@ export class JobManager implements WriteObserver {
   }
 
   private async tombstone(jobId: string): Promise<JobRecord> {
-    const none = { backend: '', pool: '', fileId: '' };
-    const rec: JobRecord = {
-      jobId,
-      spec: {
-        shareId: '',
-        destBackend: '',
-        destPool: '',
-        writable: false,
-        nondisruptive: false,
-        preserveMetadata: false,
-        preserveSnapshots: false,
-        newShareType: '',
-        maxBandwidthBytesPerSec: 0,
-        maxDowntimeMs: 0,
-        cutoverAction: 'ABORT',
-      },
-      tombstone: true,
-      source: none,
-      dest: none,
-      sizeBytes: 0,
-      blockSizeBytes: this.deps.config.blockSizeBytes,
-      chunkSizeBytes: this.deps.config.chunkSizeBytes,
-      state: 'CANCELLED',
-      phase1Done: false,
-      converged: false,
-      warning: '',
-      pass: 0,
-      cursor: 0,
-      dispatchedEnd: 0,
-      sentBytes: 0,
-      copyRateBps: 0,
-      recopiedAfterCrashBytes: 0,
-      switched: false,
-      createdAtMs: Date.now(),
-      phase1DoneAtMs: 0,
-      finishedAtMs: Date.now(),
-      cutover: null,
-      cutoverAttempts: 0,
-      lastAbortReason: '',
-      lastAbortAttempt: 0,
-      error: null,
-      pendingDelete: '',
-    };
+    const rec = tombstoneRecord(jobId, { blockSizeBytes: this.deps.config.blockSizeBytes, chunkSizeBytes: this.deps.config.chunkSizeBytes });
     this.jobs.set(jobId, rec);
     await this.deps.store.put(keys.job(jobId), rec, { sync: true });
     this.deps.log.info({ job: jobId }, 'cancel of an unknown job: remembered as cancelled');
@@ -365,7 +297,7 @@ export class JobManager implements WriteObserver {
   async close(): Promise<void> {
     this.closing = true;
     this.closed.abort();
-    for (const runner of this.runners.values()) await runner.cutover?.catch(() => undefined);
+    for (const runner of this.runners.values()) await runner.runningCutover?.catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
   }
 
@@ -375,8 +307,8 @@ export class JobManager implements WriteObserver {
   checkWritable(share: ShareRecord): void {
     const rec = this.activeJob(share);
     if (rec && !rec.spec.writable && !rec.switched) {
-      throw new FerryError(
-        'FAILED_PRECONDITION',
+      throw new ArrayError(
+        'WRONG_STATE',
         `share ${share.shareId} is read-only while migration job ${rec.jobId} moves it (writable=false); wait for the job to finish or cancel it`,
       );
     }
@@ -394,9 +326,8 @@ export class JobManager implements WriteObserver {
   private async finish(runner: JobRunner): Promise<void> {
     const { rec } = runner;
     await this.deps.blocks.remove(rec.source.fileId);
-    rec.state = 'DONE';
+    transition(rec, 'DONE');
     rec.pendingDelete = '';
-    rec.finishedAtMs = Date.now();
     this.runners.delete(rec.jobId);
     const share = this.deps.shares.get(rec.spec.shareId);
     if (share && share.jobId === rec.jobId) share.jobId = '';
@@ -414,9 +345,8 @@ export class JobManager implements WriteObserver {
 
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
     const { rec } = runner;
-    rec.state = state;
+    transition(rec, state);
     rec.error = error;
-    rec.finishedAtMs = Date.now();
     rec.pendingDelete = rec.dest.fileId;
     this.runners.delete(rec.jobId);
     const share = this.deps.shares.get(rec.spec.shareId);
@@ -435,7 +365,7 @@ export class JobManager implements WriteObserver {
 
   private view(rec: JobRecord): JobView {
     const runner = this.runners.get(rec.jobId);
-    const frozen = runner ? this.deps.datapath.gate(rec.spec.shareId).frozen : false;
+    const frozen = runner ? this.deps.gates.gate(rec.spec.shareId).frozen : false;
     return { record: rec, progress: runner ? runner.progress() : finishedProgress(rec), frozen };
   }
 }

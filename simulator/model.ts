@@ -1,14 +1,9 @@
 /**
- * The records the array persists (shares, jobs), shared by its parts. Every
+ * The records the array persists (shares, and the parts of a job record;
+ * the job record itself is in job-record.ts), shared by its parts. Every
  * field is plain JSON so a record can be written to LevelDB as is.
  */
-import { FerryError } from '../plugins/api/index.ts';
-
-/** A job's state; see the state diagram in simulator.proto. */
-export type JobState = 'COPYING' | 'SYNCING' | 'CUTTING_OVER' | 'DONE' | 'CANCELLED' | 'FAILED';
-
-/** States in which a job holds its share (and a reservation in the destination pool). */
-export const ACTIVE_JOB_STATES: ReadonlySet<JobState> = new Set<JobState>(['COPYING', 'SYNCING', 'CUTTING_OVER']);
+import { ArrayError } from './errors.ts';
 
 /** What the cutover does past its window. */
 export type CutoverAction = 'ABORT' | 'FORCE';
@@ -76,45 +71,6 @@ export interface CutoverMeasurements {
   caughtUp?: CatchUpMeasurements;
 }
 
-/** A migration job, as persisted. In-memory copy state (dirty set, hashes) lives in JobRunner. */
-export interface JobRecord {
-  jobId: string;
-  spec: JobSpec;
-  /** Set for an id CancelJob saw before any StartJob: it stays CANCELLED. */
-  tombstone: boolean;
-  source: Place;
-  dest: Place;
-  sizeBytes: number;
-  blockSizeBytes: number;
-  chunkSizeBytes: number;
-  state: JobState;
-  phase1Done: boolean;
-  converged: boolean;
-  warning: string;
-  /** The current pass, 1-based; 0 before the copy begins. */
-  pass: number;
-  /** Pass 1: every block below this one has been copied. */
-  cursor: number;
-  /** Pass 1: no block at or above this one has ever been handed to a worker (persisted before dispatch). */
-  dispatchedEnd: number;
-  sentBytes: number;
-  /** The copy rate measured over whole passes, bytes per second: the basis of the phase-1 threshold. */
-  copyRateBps: number;
-  recopiedAfterCrashBytes: number;
-  /** True once the cutover's commit point is durable: the share lives at `dest`. */
-  switched: boolean;
-  createdAtMs: number;
-  phase1DoneAtMs: number;
-  finishedAtMs: number;
-  cutover: CutoverMeasurements | null;
-  cutoverAttempts: number;
-  lastAbortReason: string;
-  lastAbortAttempt: number;
-  error: { code: string; message: string } | null;
-  /** A data file still to delete (the source after the switch, the destination after cancel or failure); '' when none. */
-  pendingDelete: string;
-}
-
 /** Metadata keys. */
 export const keys = {
   share: (id: string) => `share!${id}`,
@@ -126,10 +82,10 @@ export const keys = {
 } as const;
 
 /**
- * NOT_FOUND for a share id the array does not have. The array's calls name
+ * NO_SUCH_OBJECT for a share id the array does not have. The array's calls name
  * no backend with a share, so the message says it is on none of them (a
  * driver, which knows the backend it asked about, names that one instead).
  */
-export function shareNotFound(shareId: string): FerryError {
-  return new FerryError('NOT_FOUND', `share ${shareId} not found: it is on no backend of this array`);
+export function shareNotFound(shareId: string): ArrayError {
+  return new ArrayError('NO_SUCH_OBJECT', `share ${shareId} not found: it is on no backend of this array`);
 }

@@ -6,11 +6,10 @@
  * address; ferry-sim (main.ts) serves a standalone one.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { ERROR_CODE_METADATA } from '../lib/api.ts';
 import type { Log } from '../lib/log.ts';
 import { serviceDefinition, unary, type ErrorStatus } from '../lib/rpc.ts';
-import { ErrorCodes, FerryError } from '../plugins/api/index.ts';
 import type { SimArray, ShareView } from './array.ts';
+import { ARRAY_ERROR_DOMAIN, ArrayError } from './errors.ts';
 import { INJECTABLE_CODES, isInjectableCode } from './faults.ts';
 import type { CrashPoint, FaultSet } from './faults.ts';
 import type { JobView } from './jobs.ts';
@@ -51,7 +50,7 @@ function str(req: Req, field: string): string {
 
 function required(req: Req, field: string): string {
   const v = str(req, field);
-  if (!v) throw new FerryError('INVALID_ARGUMENT', `${field} is required`);
+  if (!v) throw new ArrayError('BAD_REQUEST', `${field} is required`);
   return v;
 }
 
@@ -65,7 +64,7 @@ function bool(req: Req, field: string): boolean {
 }
 
 function maxLength(value: string, field: string, max = 128): string {
-  if (value.length > max) throw new FerryError('INVALID_ARGUMENT', `${field} is ${value.length} characters; at most ${max}`);
+  if (value.length > max) throw new ArrayError('BAD_REQUEST', `${field} is ${value.length} characters; at most ${max}`);
   return value;
 }
 
@@ -75,7 +74,7 @@ function enumValue<T extends string>(req: Req, field: string, prefix: string, al
   if (raw === undefined || raw === `${prefix}UNSPECIFIED` || raw === 0) return fallback;
   const name = typeof raw === 'string' ? raw.slice(prefix.length) : '';
   if (typeof raw === 'string' && raw.startsWith(prefix) && (allowed as readonly string[]).includes(name)) return name as T;
-  throw new FerryError('INVALID_ARGUMENT', `${field} has an unknown value ${String(raw)}`);
+  throw new ArrayError('BAD_REQUEST', `${field} has an unknown value ${String(raw)}`);
 }
 
 function camel(field: string): string {
@@ -188,16 +187,16 @@ function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
   const latencyMs: Record<string, number> = {};
   for (const [method, ms] of Object.entries((req.latencyMs ?? {}) as Record<string, number>)) {
     maxLength(method, 'latency_ms key');
-    if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `latency_ms: ${method} is not a SimulatorService method`);
+    if (!methods.has(method)) throw new ArrayError('BAD_REQUEST', `latency_ms: ${method} is not a SimulatorService method`);
     latencyMs[method] = Number(ms);
   }
   const failNth = ((req.failNth ?? []) as Req[]).map((f, i) => {
     const method = str(f, 'method');
-    if (!methods.has(method)) throw new FerryError('INVALID_ARGUMENT', `fail_nth[${i}].method: ${JSON.stringify(method)} is not a SimulatorService method`);
+    if (!methods.has(method)) throw new ArrayError('BAD_REQUEST', `fail_nth[${i}].method: ${JSON.stringify(method)} is not a SimulatorService method`);
     const n = num(f, 'n');
-    if (n < 1) throw new FerryError('INVALID_ARGUMENT', `fail_nth[${i}].n must be 1 or more`);
+    if (n < 1) throw new ArrayError('BAD_REQUEST', `fail_nth[${i}].n must be 1 or more`);
     const code = str(f, 'code');
-    if (!isInjectableCode(code)) throw new FerryError('INVALID_ARGUMENT', `fail_nth[${i}].code must be one of ${INJECTABLE_CODES.join(', ')}; got ${JSON.stringify(code)}`);
+    if (!isInjectableCode(code)) throw new ArrayError('BAD_REQUEST', `fail_nth[${i}].code must be one of ${INJECTABLE_CODES.join(', ')}; got ${JSON.stringify(code)}`);
     return { method, n, code };
   });
   const crashAt = enumValue<CrashPoint>(req, 'crash_at', 'CRASH_POINT_', ['NONE', 'DURING_COPY', 'CUTOVER_BEFORE_SWITCH', 'CUTOVER_AFTER_SWITCH'], 'NONE');
@@ -213,18 +212,10 @@ function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
 
 // ---------------------------------------------------------------- service
 
-/** The array's errors on the wire: its code as the ErrorInfo reason, domain ferry.simulator.v1. */
-function arrayStatus(err: unknown): ErrorStatus | undefined {
-  if (!(err instanceof FerryError)) return undefined;
-  return {
-    code: ErrorCodes[err.code],
-    message: err.message,
-    reason: err.code,
-    domain: 'ferry.simulator.v1',
-    info: err.details,
-    trailers: { [ERROR_CODE_METADATA]: err.code },
-    logged: err.code === 'INTERNAL',
-  };
+/** The array's errors on the wire: its gRPC status, and its own code as the ErrorInfo reason in ARRAY_ERROR_DOMAIN. */
+export function arrayStatus(err: unknown): ErrorStatus | undefined {
+  if (!(err instanceof ArrayError)) return undefined;
+  return { code: err.status, message: err.message, reason: err.code, domain: ARRAY_ERROR_DOMAIN, logged: err.code === 'ARRAY_FAULT' };
 }
 
 /** Registers SimulatorService for `array` on `server`. */
@@ -245,10 +236,10 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
   rpc('CreateShare', async (req) => {
     const shareId = str(req, 'share_id');
     if (shareId && !/^[A-Za-z0-9._-]{1,128}$/.test(shareId)) {
-      throw new FerryError('INVALID_ARGUMENT', 'share_id must be at most 128 characters of [A-Za-z0-9._-]');
+      throw new ArrayError('BAD_REQUEST', 'share_id must be at most 128 characters of [A-Za-z0-9._-]');
     }
     const sizeBytes = num(req, 'size_bytes');
-    if (!(sizeBytes > 0) || !Number.isSafeInteger(sizeBytes)) throw new FerryError('INVALID_ARGUMENT', 'size_bytes is required and must be greater than 0');
+    if (!(sizeBytes > 0) || !Number.isSafeInteger(sizeBytes)) throw new ArrayError('BAD_REQUEST', 'size_bytes is required and must be greater than 0');
     const share = await array.createShare({
       shareId,
       backend: required(req, 'backend'),
@@ -293,11 +284,11 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
   rpc('StartWorkload', async (req) => {
     const shareId = required(req, 'share_id');
     const blockSize = num(req, 'block_size') || 65536;
-    if (blockSize > MAX_IO_BYTES) throw new FerryError('INVALID_ARGUMENT', `block_size is ${blockSize}; at most ${MAX_IO_BYTES} (1 MiB)`);
+    if (blockSize > MAX_IO_BYTES) throw new ArrayError('BAD_REQUEST', `block_size is ${blockSize}; at most ${MAX_IO_BYTES} (1 MiB)`);
     const concurrency = num(req, 'concurrency') || 1;
-    if (concurrency > 64) throw new FerryError('INVALID_ARGUMENT', `concurrency is ${concurrency}; at most 64`);
+    if (concurrency > 64) throw new ArrayError('BAD_REQUEST', `concurrency is ${concurrency}; at most 64`);
     const hotspotPercent = num(req, 'hotspot_percent') || 10;
-    if (hotspotPercent > 100) throw new FerryError('INVALID_ARGUMENT', `hotspot_percent is ${hotspotPercent}; at most 100`);
+    if (hotspotPercent > 100) throw new ArrayError('BAD_REQUEST', `hotspot_percent is ${hotspotPercent}; at most 100`);
     const pattern = enumValue<WritePattern>(req, 'pattern', 'WRITE_PATTERN_', ['SEQUENTIAL', 'RANDOM', 'HOTSPOT'], 'RANDOM');
     const rec = await array.workloads.start({
       shareId,

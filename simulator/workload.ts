@@ -14,7 +14,7 @@
  */
 import { createCipheriv, createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { FerryError } from '../plugins/api/index.ts';
+import { ArrayError } from './errors.ts';
 import type { Log } from '../lib/log.ts';
 import type { DataPath } from './datapath.ts';
 import type { MetaStore } from './metadata.ts';
@@ -145,7 +145,7 @@ export class WorkloadManager {
     const share = this.shares.get(spec.shareId);
     if (!share) throw shareNotFound(spec.shareId);
     if (spec.blockSize > share.sizeBytes) {
-      throw new FerryError('INVALID_ARGUMENT', `block_size ${spec.blockSize} is larger than share ${share.shareId} (${share.sizeBytes} bytes)`);
+      throw new ArrayError('BAD_REQUEST', `block_size ${spec.blockSize} is larger than share ${share.shareId} (${share.sizeBytes} bytes)`);
     }
     const blocks = Math.floor(share.sizeBytes / spec.blockSize);
     const rec: WorkloadRecord = {
@@ -172,7 +172,7 @@ export class WorkloadManager {
   /** GetWorkload. */
   get(workloadId: string): WorkloadRecord {
     const rec = this.records.get(workloadId);
-    if (!rec) throw new FerryError('NOT_FOUND', `workload ${workloadId} not found`);
+    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `workload ${workloadId} not found`);
     const w = this.running.get(workloadId);
     if (w) this.updateLatency(w);
     return rec;
@@ -212,9 +212,9 @@ export class WorkloadManager {
   /** VerifyWorkload: reads back every block with an acknowledged write. */
   async verify(workloadId: string): Promise<VerifyResult> {
     const rec = this.get(workloadId);
-    if (rec.state === 'RUNNING') throw new FerryError('FAILED_PRECONDITION', `workload ${workloadId} is running; StopWorkload first`);
+    if (rec.state === 'RUNNING') throw new ArrayError('WRONG_STATE', `workload ${workloadId} is running; StopWorkload first`);
     if (!this.shares.has(rec.spec.shareId)) {
-      throw new FerryError('FAILED_PRECONDITION', `share ${rec.spec.shareId} of workload ${workloadId} was deleted; nothing to verify`);
+      throw new ArrayError('WRONG_STATE', `share ${rec.spec.shareId} of workload ${workloadId} was deleted; nothing to verify`);
     }
     await this.store.flush();
     const result: VerifyResult = { checked: 0, lost: 0, lostOffsets: [] };
@@ -267,9 +267,9 @@ export class WorkloadManager {
         rec.stats.writesFailed++;
         rec.stats.lastError = (err as Error)?.message ?? String(err);
         // Our own errors are raised before any byte is written; anything else may have left the block torn.
-        const known = err instanceof FerryError;
+        const known = err instanceof ArrayError;
         await this.store.put(key, (known ? [prev, 0] : [prev, seq, 1]) satisfies BlockRecord).catch(() => undefined);
-        if (known && err.code === 'NOT_FOUND') {
+        if (known && err.code === 'NO_SUCH_OBJECT') {
           void this.stop(rec.workloadId, `share ${rec.spec.shareId} is gone`);
           break;
         }

@@ -2,14 +2,17 @@
  * The driver's connection to its array: one gRPC channel per driver
  * instance (shared by every migration), calls that honour the daemon's
  * AbortSignal and a per-call deadline, and the translation of the array's
- * gRPC status codes into Ferry's error codes.
+ * own error codes into Ferry's.
  *
  * A vendor replaces this file with the client of their own array's API;
  * the rest of the driver talks to it through `call`.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
 import { FerryError } from '@ferry/driver-api';
 import type { ErrorCode } from '@ferry/driver-api';
 
@@ -21,15 +24,53 @@ const SERVICE = 'ferry.simulator.v1.SimulatorService';
 /** camelCase fields, enums as names, 64-bit integers as numbers: what the code below reads. */
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true, includeDirs: [PROTO_ROOT] };
 
-/** gRPC status -> Ferry code. Anything else from the array means the driver and the array disagree: DRIVER_ERROR. */
-const CODE_MAP: Partial<Record<grpc.status, ErrorCode>> = {
-  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
-  [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
-  [grpc.status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
-  [grpc.status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
+/** The ErrorInfo domain of the array's own errors (simulator.proto). */
+const ARRAY_DOMAIN = 'ferry.simulator.v1';
+
+/**
+ * The array's error code (its ErrorInfo reason) -> Ferry's. A code not
+ * listed (one this driver does not know yet) is DRIVER_ERROR too: the
+ * driver and the array disagree.
+ */
+export const ARRAY_CODE_MAP: Readonly<Record<string, ErrorCode>> = {
+  NO_SUCH_OBJECT: 'NOT_FOUND',
+  NO_SPACE: 'RESOURCE_EXHAUSTED',
+  WRONG_STATE: 'FAILED_PRECONDITION',
+  OBJECT_EXISTS: 'ALREADY_EXISTS',
+  BUSY: 'UNAVAILABLE',
+  TIMED_OUT: 'DEADLINE_EXCEEDED',
+  // The driver sent what the array refuses, or asked for what it does not do, or the array broke.
+  BAD_REQUEST: 'DRIVER_ERROR',
+  NOT_SUPPORTED: 'DRIVER_ERROR',
+  ARRAY_FAULT: 'DRIVER_ERROR',
+};
+
+/** gRPC status -> Ferry code, when no array answered (the transport's own status). Anything else: DRIVER_ERROR. */
+const TRANSPORT_CODE_MAP: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
   [grpc.status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
 };
+
+/** google.rpc.Status and google.rpc.ErrorInfo, from googleapis' own protos (shipped by google-proto-files). */
+const googleapis = dirname(createRequire(import.meta.url).resolve('google-proto-files/package.json'));
+const rpcTypes = protobuf.loadSync([join(googleapis, 'google/rpc/status.proto'), join(googleapis, 'google/rpc/error_details.proto')]);
+const StatusType = rpcTypes.lookupType('google.rpc.Status');
+const ErrorInfoType = rpcTypes.lookupType('google.rpc.ErrorInfo');
+
+/** The array's own error code, if `err` carries the array's ErrorInfo in `grpc-status-details-bin`; undefined when no array answered. */
+export function arrayCodeOf(err: grpc.ServiceError): string | undefined {
+  const bytes = err.metadata?.get('grpc-status-details-bin')[0];
+  if (!Buffer.isBuffer(bytes)) return undefined;
+  try {
+    const status = StatusType.toObject(StatusType.decode(bytes)) as { details?: { type_url?: string; value?: Uint8Array }[] };
+    const any = status.details?.find((d) => d.type_url === 'type.googleapis.com/google.rpc.ErrorInfo');
+    if (!any?.value) return undefined;
+    const info = ErrorInfoType.toObject(ErrorInfoType.decode(any.value)) as { reason?: string; domain?: string };
+    return info.domain === ARRAY_DOMAIN ? info.reason : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 type Callback = (err: grpc.ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, options: grpc.CallOptions, cb: Callback) => grpc.ClientUnaryCall;
@@ -88,16 +129,26 @@ export class ArrayClient {
     if (aborted || err.code === grpc.status.CANCELLED) {
       return new FerryError('DEADLINE_EXCEEDED', `${method} to the array at ${this.endpoint} was aborted (deadline or shutdown)`, { cause: err });
     }
-    const code = CODE_MAP[err.code] ?? 'DRIVER_ERROR';
     const details = err.details || err.message;
+    const arrayCode = arrayCodeOf(err);
+    if (arrayCode === undefined) {
+      // No array answered: the channel could not reach it, or our deadline passed.
+      const code = TRANSPORT_CODE_MAP[err.code] ?? 'DRIVER_ERROR';
+      const message =
+        code === 'UNAVAILABLE'
+          ? `the array at ${this.endpoint} is unavailable: ${details}`
+          : code === 'DEADLINE_EXCEEDED'
+            ? `${method} to the array at ${this.endpoint} ran past its ${this.timeoutMs} ms deadline`
+            : `${method} to the array at ${this.endpoint} failed with ${grpc.status[err.code] ?? err.code}: ${details}`;
+      return new FerryError(code, message, { cause: err });
+    }
+    const code = ARRAY_CODE_MAP[arrayCode] ?? 'DRIVER_ERROR';
     const message =
       code === 'UNAVAILABLE'
         ? `the array at ${this.endpoint} is unavailable: ${details}`
-        : code === 'DEADLINE_EXCEEDED'
-          ? `${method} to the array at ${this.endpoint} ran past its ${this.timeoutMs} ms deadline`
-          : code === 'DRIVER_ERROR'
-            ? `the array answered ${method} with ${grpc.status[err.code] ?? err.code}: ${details}`
-            : details;
+        : code === 'DRIVER_ERROR'
+          ? `the array answered ${method} with ${arrayCode}: ${details}`
+          : details;
     return new FerryError(code, message, { cause: err });
   }
 }

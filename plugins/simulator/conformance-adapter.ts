@@ -4,10 +4,12 @@
  * ferryd (the kit SIGKILLs and restarts the daemon), and makes and inspects
  * test shares through the array's own API, never through Ferry.
  *
- * By default it opens a simulated array in this process, in a temp dir,
- * served over gRPC on 127.0.0.1:0, with small blocks and chunks so that a
- * few-MiB share has many of each, and a 1 MiB pool for the
- * RESOURCE_EXHAUSTED check. With `endpoint` it uses a running ferry-sim
+ * By default it starts the array as its own process, as a vendor's adapter
+ * starts its array's simulator: `ferry-sim serve` on 127.0.0.1:0 in a temp
+ * dir, with small blocks and chunks so that a few-MiB share has many of
+ * each, and a 1 MiB pool for the RESOURCE_EXHAUSTED check; it learns the
+ * bound address from the array's "listening" log line, and stops the
+ * process (SIGTERM) in teardown. With `endpoint` it uses a running array
  * instead (and names no small pool unless `smallPool` is given).
  *
  * Config (`ferry-conformance --config FILE`, all optional):
@@ -15,14 +17,13 @@
  *   driverOptions  extra options for both backends' drivers (e.g. { "snapshots": true })
  *   smallPool      a pool of backend "beta" smaller than the test share
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { silentLog } from '../../lib/log.ts';
-import { bind, shutdown } from '../../lib/rpc.ts';
-import { SimArray, addSimulatorService } from '../../simulator/index.ts';
-import type { SimulatorConfig } from '../../simulator/index.ts';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { FerryError } from '@ferry/driver-api';
 import type { AdapterSetup, ConformanceAdapter, ShareLocation } from '@ferry/conformance';
 import { ArrayClient } from './client.ts';
@@ -30,8 +31,15 @@ import { ArrayClient } from './client.ts';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** The array the adapter starts: two backends, a roomy pool each, and a tiny one. */
-export const CONFORMANCE_ARRAY: Partial<SimulatorConfig> = {
+/** The array's command; a vendor's adapter starts its own array's simulator. */
+const FERRY_SIM = fileURLToPath(new URL('../../bin/ferry-sim.mjs', import.meta.url));
+
+/** How long the array may take to start listening, and to stop after SIGTERM before it is killed. */
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/** The array the adapter starts (ferry-sim's --config file): two backends, a roomy pool each, and a tiny one. */
+export const CONFORMANCE_ARRAY = {
   blockSizeBytes: 4 * KiB,
   chunkSizeBytes: 64 * KiB,
   workers: 2,
@@ -39,7 +47,7 @@ export const CONFORMANCE_ARRAY: Partial<SimulatorConfig> = {
     { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 1024 * MiB }] },
     { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 1024 * MiB }, { name: 'tiny', capacityBytes: 1 * MiB }] },
   ],
-};
+} as const;
 
 /** What the adapter reads from its config. */
 export interface SimulatorAdapterConfig {
@@ -67,12 +75,70 @@ interface Job {
 /** Calls to the array get a fresh signal each: the adapter has no caller to be aborted by. */
 const forever = () => new AbortController().signal;
 
+/** A running ferry-sim process. */
+interface ArrayProcess {
+  child: ChildProcess;
+  address: string;
+  exited: Promise<void>;
+}
+
+/**
+ * Starts `ferry-sim serve` on 127.0.0.1:0 with `dataDir` and `configFile`;
+ * resolves once it logs the address it listens on. Rejects, with what the
+ * process printed on stderr, if it exits or stays silent first.
+ */
+function startArray(dataDir: string, configFile: string): Promise<ArrayProcess> {
+  const child = spawn(process.execPath, [FERRY_SIM, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  return new Promise<ArrayProcess>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`ferry-sim did not log "listening" within ${START_TIMEOUT_MS} ms: ${stderr}`));
+    }, START_TIMEOUT_MS);
+    // The log is read to its end, so the array never blocks on a full pipe.
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: { msg?: unknown; address?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return; // Not a log line.
+      }
+      if (entry.msg === 'listening' && typeof entry.address === 'string') {
+        clearTimeout(timer);
+        resolve({ child, address: entry.address, exited });
+      }
+    });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ferry-sim (${FERRY_SIM}): ${err.message}`));
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`ferry-sim exited (${child.exitCode ?? child.signalCode}) before listening: ${stderr}`));
+    });
+  });
+}
+
+/** Stops the array: SIGTERM (it closes its jobs and files), SIGKILL if it has not exited within STOP_TIMEOUT_MS. */
+async function stopArray(array: ArrayProcess): Promise<void> {
+  if (array.child.exitCode !== null || array.child.signalCode !== null) return;
+  array.child.kill('SIGTERM');
+  const timer = setTimeout(() => array.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+  await array.exited;
+  clearTimeout(timer);
+}
+
 /** The simulator's ConformanceAdapter. */
 class SimulatorAdapter implements ConformanceAdapter {
-  private array?: SimArray;
-  private server?: grpc.Server;
+  private array?: ArrayProcess;
   private dataDir?: string;
   private client?: ArrayClient;
+  /** Kills the array if this process exits without a teardown, so that it does not outlive the run. */
+  private readonly killOnExit = () => this.array?.child.kill('SIGKILL');
 
   constructor(private readonly config: SimulatorAdapterConfig) {}
 
@@ -81,10 +147,11 @@ class SimulatorAdapter implements ConformanceAdapter {
     let smallPool = this.config.smallPool;
     if (!endpoint) {
       this.dataDir = mkdtempSync(join(tmpdir(), 'ferry-conformance-array-'));
-      this.array = await SimArray.open({ dataDir: this.dataDir, config: CONFORMANCE_ARRAY, log: silentLog() });
-      this.server = new grpc.Server();
-      addSimulatorService(this.server, this.array, silentLog());
-      endpoint = await bind(this.server, '127.0.0.1:0');
+      const configFile = join(this.dataDir, 'array.json');
+      writeFileSync(configFile, JSON.stringify(CONFORMANCE_ARRAY));
+      this.array = await startArray(join(this.dataDir, 'array'), configFile);
+      process.once('exit', this.killOnExit);
+      endpoint = this.array.address;
       smallPool ??= 'tiny';
     }
     this.client = new ArrayClient(endpoint, 30_000);
@@ -140,8 +207,10 @@ class SimulatorAdapter implements ConformanceAdapter {
 
   async teardown(): Promise<void> {
     this.client?.close();
-    if (this.server) await shutdown(this.server, 1_000);
-    await this.array?.close();
+    if (this.array) {
+      await stopArray(this.array);
+      process.off('exit', this.killOnExit);
+    }
     if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 

@@ -276,7 +276,9 @@ class SimulatorDriver implements Driver {
     const job = await this.array.call<ArrayJob>('CutoverJob', { jobId, waitMs }, call.signal);
     throwIfEnded(job);
     if (job.state === 'JOB_STATE_DONE') {
-      const c = job.cutover ?? { freezeMs: 0, finalDeltaBytes: 0, verifiedBytes: 0 };
+      // Figures made up here would hide an array that breaks its contract: say so instead.
+      const c = job.cutover;
+      if (!c) throw new FerryError('DRIVER_ERROR', `array job ${jobId} is DONE but the array reported no cutover figures (simulator.proto promises them for a DONE job)`);
       return { status: 'done', cutover: { freezeMs: c.freezeMs, finalDeltaBytes: c.finalDeltaBytes, verifiedBytes: c.verifiedBytes }, checkpoint: checkpoint(jobId) };
     }
     const aborted = this.abortOf(job, job.cutoverAttempts);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { inProcessDaemon, pluginsDir, ROOT, SMALL_ARRAY, tempDir, testConfig } from '../helpers.ts';
-import { runFerrySim } from './helpers.ts';
+import { runFerrySim, serveArray } from './helpers.ts';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -114,6 +114,14 @@ test('ferry-sim reports a bad size as a usage error and an unreachable array wit
   assert.equal(away.code, 4);
   assert.match(away.stderr, /^ferry-sim: cannot reach the array at 127\.0\.0\.1:1: ListShares: UNAVAILABLE: .*\(is ferry-sim, or ferryd with the embedded array, running there\?\)\n$/);
   assert.doesNotMatch(away.stderr, /\n\s+at /);
+});
+
+test('an UNAVAILABLE the array answers itself is a refusal (exit 1), not an unreachable array', async (t) => {
+  const { address, client } = await serveArray(t);
+  await client.call('SetFaults', { failNth: [{ method: 'ListShares', n: 1, code: 'UNAVAILABLE' }] });
+  const busy = await runFerrySim(t, ['shares', '--target', address]);
+  assert.equal(busy.code, 1, busy.stderr);
+  assert.match(busy.stderr, /^ferry-sim: ListShares: UNAVAILABLE: injected fault: call 1 of ListShares fails with UNAVAILABLE\n$/);
 });
 
 test('the --seconds form of workload still runs, stops and verifies, with --json lines for scripts', async (t) => {

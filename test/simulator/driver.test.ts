@@ -5,10 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../lib/log.ts';
+import { bind, serviceDefinition, shutdown, unary, type StatusMapper } from '../../lib/rpc.ts';
 import { FerryError } from '../../plugins/api/index.ts';
 import type { Checkpoint, Driver, MigrationCall, MigrationSpec } from '../../plugins/api/index.ts';
+import { arrayCodeOf, ARRAY_CODE_MAP } from '../../plugins/simulator/client.ts';
 import { createDriver } from '../../plugins/simulator/index.ts';
+import { SIMULATOR_SERVICE } from '../../simulator/index.ts';
 import { dataFiles, defer, filledShare, serveArray } from './helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -47,6 +51,21 @@ async function rejectsCode(promise: Promise<unknown>, code: string, message?: Re
     if (message) assert.match(err.message, message);
     return true;
   });
+}
+
+/**
+ * A stand-in for the array that answers only `handlers` (each a response or
+ * a thrown error shaped by `mapError`): for answers the real array never
+ * gives. Closed when the test ends.
+ */
+async function fakeArray(t: { after(fn: () => unknown): void }, handlers: Record<string, () => unknown>, mapError: StatusMapper = () => undefined): Promise<string> {
+  const server = new grpc.Server();
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [method, fn] of Object.entries(handlers)) impl[method] = unary(method, silentLog(), mapError, async () => fn());
+  server.addService(serviceDefinition(SIMULATOR_SERVICE), impl);
+  const address = await bind(server, '127.0.0.1:0');
+  defer(t, () => shutdown(server, 1000));
+  return address;
 }
 
 /** Calls continue as the daemon would, honouring nextPollMs, until phase 1 is done. */
@@ -202,6 +221,66 @@ describe('simulator driver', () => {
     await client.call('SetFaults', { stallCopy: true, failNth: [{ method: 'GetJob', n: 1, code: 'INTERNAL' }] });
     await rejectsCode(driver.continue(call(spec('m3', 'big'))), 'DRIVER_ERROR', /injected fault/);
     assert.deepEqual((await driver.progress(call(spec('m-unknown', 'big')))).copiedBytes, 0, 'no job yet: zero progress');
+  });
+
+  test('translates each of the array\'s error codes into its Ferry code', async (t) => {
+    // What the array answers for each status a fault may inject, and what the driver must make of it; written out
+    // here rather than read from the driver's table, so that a wrong row there fails.
+    const expected: Array<[status: string, arrayCode: string, ferryCode: string]> = [
+      ['INVALID_ARGUMENT', 'BAD_REQUEST', 'DRIVER_ERROR'],
+      ['NOT_FOUND', 'NO_SUCH_OBJECT', 'NOT_FOUND'],
+      ['ALREADY_EXISTS', 'OBJECT_EXISTS', 'ALREADY_EXISTS'],
+      ['FAILED_PRECONDITION', 'WRONG_STATE', 'FAILED_PRECONDITION'],
+      ['UNIMPLEMENTED', 'NOT_SUPPORTED', 'DRIVER_ERROR'],
+      ['RESOURCE_EXHAUSTED', 'NO_SPACE', 'RESOURCE_EXHAUSTED'],
+      ['UNAVAILABLE', 'BUSY', 'UNAVAILABLE'],
+      ['DEADLINE_EXCEEDED', 'TIMED_OUT', 'DEADLINE_EXCEEDED'],
+      ['INTERNAL', 'ARRAY_FAULT', 'DRIVER_ERROR'],
+    ];
+    const { address, client } = await serveArray(t);
+    await client.call('SetFaults', { failNth: expected.map(([code], i) => ({ method: 'ListBackends', n: i + 1, code })) });
+    const driver = await driverFor(t, address);
+    for (const [status, arrayCode, ferryCode] of expected) {
+      const err = await driver.describe({ signal: new AbortController().signal }).then(
+        () => assert.fail(`an injected ${status} did not fail describe`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof FerryError, `a FerryError for ${status}, got ${String(err)}`);
+      const cause = err.cause as grpc.ServiceError;
+      assert.equal(grpc.status[cause.code], status, 'the array answers with the status the fault names');
+      assert.equal(arrayCodeOf(cause), arrayCode, `the array's own code for ${status}`);
+      assert.equal(err.code, ferryCode, `the array's ${arrayCode} becomes ${ferryCode}: ${err.message}`);
+      assert.match(err.message, /injected fault: call \d+ of ListBackends/, 'the array message is kept');
+    }
+    assert.deepEqual(Object.keys(ARRAY_CODE_MAP).sort(), expected.map(([, code]) => code).sort(), 'every row of the driver\'s table is checked here');
+  });
+
+  test('reads the array\'s code, not the gRPC status: an unknown code, or a status without the array\'s ErrorInfo, is DRIVER_ERROR', async (t) => {
+    const address = await fakeArray(
+      t,
+      {
+        ListBackends: () => {
+          throw new Error('new');
+        },
+        GetShare: () => {
+          throw new Error('foreign');
+        },
+      },
+      (err) =>
+        (err as Error).message === 'new'
+          ? { code: grpc.status.NOT_FOUND, message: 'a code from a newer array', reason: 'SOMETHING_NEW', domain: 'ferry.simulator.v1' }
+          : { code: grpc.status.NOT_FOUND, message: 'not the array speaking', reason: 'NO_SUCH_OBJECT', domain: 'example.com' },
+    );
+    const driver = await driverFor(t, address);
+    await rejectsCode(driver.describe({ signal: new AbortController().signal }), 'DRIVER_ERROR', /answered ListBackends with SOMETHING_NEW: a code from a newer array/);
+    await rejectsCode(driver.checkCompatibility(call(spec('m1', 's1'))), 'DRIVER_ERROR', /GetShare to the array at .* failed with NOT_FOUND: not the array speaking/);
+  });
+
+  test('complete refuses a DONE job that comes without its cutover figures, instead of inventing them', async (t) => {
+    const done = { jobId: 'm1', state: 'JOB_STATE_DONE', phase1Done: true, progress: null, cutover: null, cutoverAttempts: 1, lastAbortReason: '', lastAbortAttempt: 0, error: null };
+    const address = await fakeArray(t, { CutoverJob: () => done });
+    const driver = await driverFor(t, address);
+    await rejectsCode(driver.complete(call(spec('m1', 's1'), { jobId: 'm1' })), 'DRIVER_ERROR', /array job m1 is DONE but the array reported no cutover figures/);
   });
 
   test('an aborted signal cancels the call: DEADLINE_EXCEEDED; an unreachable array: UNAVAILABLE', async (t) => {

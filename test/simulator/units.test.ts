@@ -10,13 +10,15 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
-import { FerryError } from '../../plugins/api/index.ts';
+import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../lib/log.ts';
 import { Bitmap, toRuns } from '../../simulator/bitmap.ts';
 import { BlockState } from '../../simulator/block-state.ts';
 import { DEFAULT_SIMULATOR_CONFIG, SimulatorConfigError, loadSimulatorConfig, resolveSimulatorConfig } from '../../simulator/config.ts';
-import { CopyPool } from '../../simulator/copy-pool.ts';
+import { CopyPool, CopyTaskError } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
+import { ArrayError } from '../../simulator/errors.ts';
+import { IllegalTransitionError, canTransition, newJobRecord, tombstoneRecord, transition } from '../../simulator/job-record.ts';
 import { MetaStore } from '../../simulator/metadata.ts';
 import { Mutex } from '../../simulator/mutex.ts';
 import { RateMeter, TokenBucket } from '../../simulator/rates.ts';
@@ -94,6 +96,47 @@ describe('configuration', () => {
   });
 });
 
+describe('a job record and its states', () => {
+  const job = () =>
+    newJobRecord({
+      jobId: 'j1',
+      spec: { shareId: 's1', destBackend: 'beta', destPool: 'bronze', writable: true, nondisruptive: true, preserveMetadata: true, preserveSnapshots: false, newShareType: '', maxBandwidthBytesPerSec: 0, maxDowntimeMs: 500, cutoverAction: 'ABORT' },
+      source: { backend: 'alpha', pool: 'gold', fileId: 'f-1' },
+      dest: { backend: 'beta', pool: 'bronze', fileId: 'f-2' },
+      sizeBytes: 4096,
+      blockSizeBytes: 4096,
+      chunkSizeBytes: 4096,
+    });
+
+  test('allows exactly the transitions of the state diagram', () => {
+    const states = ['COPYING', 'SYNCING', 'CUTTING_OVER', 'DONE', 'CANCELLED', 'FAILED'] as const;
+    const legal = new Set(['COPYING>SYNCING', 'COPYING>CANCELLED', 'COPYING>FAILED', 'SYNCING>CUTTING_OVER', 'SYNCING>CANCELLED', 'SYNCING>FAILED', 'CUTTING_OVER>DONE', 'CUTTING_OVER>SYNCING', 'CUTTING_OVER>FAILED']);
+    for (const from of states) for (const to of states) assert.equal(canTransition(from, to), legal.has(`${from}>${to}`), `${from} -> ${to}`);
+  });
+
+  test('a new job starts COPYING; phase 1 done is the move to SYNCING; a final state records when; an illegal move throws and changes nothing', () => {
+    const rec = job();
+    assert.equal(rec.state, 'COPYING');
+    assert.equal(rec.phase1Done, false);
+    transition(rec, 'SYNCING');
+    assert.equal(rec.phase1Done, true);
+    assert.ok(rec.phase1DoneAtMs > 0);
+    transition(rec, 'CUTTING_OVER');
+    transition(rec, 'DONE');
+    assert.ok(rec.finishedAtMs > 0);
+    assert.throws(() => transition(rec, 'SYNCING'), (err: unknown) => err instanceof IllegalTransitionError && /job j1: no transition from DONE to SYNCING/.test(err.message));
+    assert.equal(rec.state, 'DONE');
+  });
+
+  test('a tombstone is CANCELLED from the start, and stays so', () => {
+    const rec = tombstoneRecord('j9', { blockSizeBytes: 4096, chunkSizeBytes: 65536 });
+    assert.equal(rec.state, 'CANCELLED');
+    assert.equal(rec.tombstone, true);
+    assert.ok(rec.finishedAtMs > 0);
+    assert.throws(() => transition(rec, 'COPYING'), IllegalTransitionError);
+  });
+});
+
 describe('ShareGate', () => {
   test('queues writes while frozen in wait mode, in order, and counts them in flight before waking them', async () => {
     const gate = new ShareGate();
@@ -118,10 +161,10 @@ describe('ShareGate', () => {
     assert.equal(drainedAgain, false, 'released writes count as in flight at once');
   });
 
-  test('rejects writes with UNAVAILABLE while frozen in reject mode', async () => {
+  test('rejects writes with BUSY (UNAVAILABLE) while frozen in reject mode', async () => {
     const gate = new ShareGate();
     gate.freeze('reject');
-    await assert.rejects(gate.enter('s1'), (err: unknown) => err instanceof FerryError && err.code === 'UNAVAILABLE' && /s1 is cutting over; retry/.test(err.message));
+    await assert.rejects(gate.enter('s1'), (err: unknown) => err instanceof ArrayError && err.code === 'BUSY' && err.status === grpc.status.UNAVAILABLE && /s1 is cutting over; retry/.test(err.message));
   });
 });
 
@@ -274,6 +317,14 @@ describe('small parts', () => {
     const crcBack = await pool.hash({ paths: [dst], runs: [[0, 2]], blockSize: 4096, fileSize: data.length, digest: 'crc32' });
     assert.ok(Buffer.from(crcBack.hashes[0]!).equals(crcs));
     await assert.rejects(pool.copy({ src: path.join(dir, 'missing'), dst, runs: [[0, 1]], blockSize: 4096, fileSize: 4096, skipZero: false, digest: 'crc32' }), /ENOENT/);
+  });
+
+  test('a worker reply with another request\'s id fails the task and the worker is replaced', async (t) => {
+    const pool = new CopyPool(1, silentLog(), new URL('../fixtures/workers/wrong-id.mjs', import.meta.url));
+    defer(t, () => pool.close());
+    assert.equal((await pool.checksum({ path: 'fine', size: 1 })).sha256, 'sum of fine');
+    await assert.rejects(pool.checksum({ path: 'wrong', size: 1 }), (err: unknown) => err instanceof CopyTaskError && /answered request 1002 while running request 2/.test(err.message));
+    assert.equal((await pool.checksum({ path: 'again', size: 1 })).sha256, 'sum of again', 'a new worker takes the next task');
   });
 
   test('a copy task tells the bytes it landed piece by piece (1 MiB each) before its result, when asked', async (t) => {

@@ -5,6 +5,7 @@
  * argument, before any call is made.
  */
 import { InvalidArgumentError } from 'commander';
+import { MigrationState as MIGRATION_STATES } from '../build/types/ferry/v1/MigrationState.ts';
 import type { MigrationState } from './client.ts';
 
 /** "backend/share_id" -> its parts. The share id may itself contain "/"; the backend may not. */
@@ -23,12 +24,19 @@ export function parseDestination(value: string): string {
   return value;
 }
 
-/** Every MigrationState, short names. */
-export const STATE_NAMES = ['STARTING', 'IN_PROGRESS', 'PHASE1_DONE', 'COMPLETING', 'SUCCESS', 'CANCELLING', 'CANCELLED', 'ERROR'] as const;
+const PREFIX = 'MIGRATION_STATE_';
+
+/** A MigrationState's short name: "PHASE1_DONE" for MIGRATION_STATE_PHASE1_DONE. */
+export type StateName = MigrationState extends `${typeof PREFIX}${infer Name}` ? Name : never;
+
+/** Every MigrationState a migration can be in, short names, in the proto's order (from the enum generated from it). */
+export const STATE_NAMES: readonly StateName[] = Object.values(MIGRATION_STATES)
+  .filter((state): state is MigrationState => state !== 'MIGRATION_STATE_UNSPECIFIED')
+  .map((state) => state.slice(PREFIX.length) as StateName);
 
 /** A state, in any of "phase1_done", "PHASE1_DONE", "phase1-done" or "MIGRATION_STATE_PHASE1_DONE". */
 export function parseState(value: string): MigrationState {
   const name = value.trim().toUpperCase().replace(/-/g, '_').replace(/^MIGRATION_STATE_/, '');
-  if (!(STATE_NAMES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${value}" is not a state: expected one of ${STATE_NAMES.join(', ')}, with or without MIGRATION_STATE_`);
-  return `MIGRATION_STATE_${name}` as MigrationState;
+  if (!(STATE_NAMES as readonly string[]).includes(name)) throw new InvalidArgumentError(`"${value}" is not a state: expected one of ${STATE_NAMES.join(', ')}, with or without ${PREFIX}`);
+  return `${PREFIX}${name as StateName}`;
 }

@@ -7,113 +7,62 @@ import * as grpc from '@grpc/grpc-js';
 import { ERROR_CODE_METADATA } from '../lib/api.ts';
 import { clientConstructor } from '../lib/rpc.ts';
 import { decodeStatusDetails, STATUS_DETAILS_METADATA, type ErrorInfo } from '../lib/status.ts';
+import type { Backend__Output } from '../build/types/ferry/v1/Backend.ts';
+import type { CheckCompatibilityRequest as CheckCompatibilityRequestMessage } from '../build/types/ferry/v1/CheckCompatibilityRequest.ts';
+import type { CheckCompatibilityResponse__Output } from '../build/types/ferry/v1/CheckCompatibilityResponse.ts';
+import type { ListBackendsResponse__Output } from '../build/types/ferry/v1/ListBackendsResponse.ts';
+import type { ListMigrationsRequest as ListMigrationsRequestMessage } from '../build/types/ferry/v1/ListMigrationsRequest.ts';
+import type { ListMigrationsResponse__Output } from '../build/types/ferry/v1/ListMigrationsResponse.ts';
+import type { Migration__Output } from '../build/types/ferry/v1/Migration.ts';
+import type { MigrationState__Output } from '../build/types/ferry/v1/MigrationState.ts';
+import type { Progress__Output } from '../build/types/ferry/v1/Progress.ts';
+import type { ShareRef__Output } from '../build/types/ferry/v1/ShareRef.ts';
+import type { StartMigrationRequest as StartMigrationRequestMessage } from '../build/types/ferry/v1/StartMigrationRequest.ts';
+import type { Timestamp__Output } from '../build/types/google/protobuf/Timestamp.ts';
 
-/** MigrationState names as they travel. */
-export type MigrationState =
-  | 'MIGRATION_STATE_STARTING'
-  | 'MIGRATION_STATE_IN_PROGRESS'
-  | 'MIGRATION_STATE_PHASE1_DONE'
-  | 'MIGRATION_STATE_COMPLETING'
-  | 'MIGRATION_STATE_SUCCESS'
-  | 'MIGRATION_STATE_CANCELLING'
-  | 'MIGRATION_STATE_CANCELLED'
-  | 'MIGRATION_STATE_ERROR';
+/** A migration's state as it travels: never MIGRATION_STATE_UNSPECIFIED (migration.proto). */
+export type MigrationState = Exclude<MigrationState__Output, 'MIGRATION_STATE_UNSPECIFIED'>;
 
 /** States a migration never leaves. */
-export const TERMINAL: ReadonlySet<string> = new Set(['MIGRATION_STATE_SUCCESS', 'MIGRATION_STATE_CANCELLED', 'MIGRATION_STATE_ERROR']);
+export const TERMINAL: ReadonlySet<string> = new Set<MigrationState>(['MIGRATION_STATE_SUCCESS', 'MIGRATION_STATE_CANCELLED', 'MIGRATION_STATE_ERROR']);
 
 /** google.protobuf.Timestamp. */
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
+export type Timestamp = Timestamp__Output;
 
 /** ferry.v1.Progress. */
-export interface Progress {
-  percent: number;
-  totalBytes: number;
-  copiedBytes: number;
-  remainingBytes: number;
-  dirtyBytes: number;
-  dirtyRateBytesPerSec: number;
-  throughputBytesPerSec: number;
-  iteration: number;
-  etaSeconds: number;
-  warning: string;
-}
+export type Progress = Progress__Output;
 
-/** ferry.v1.Migration. */
-export interface Migration {
-  id: string;
-  share: { backend: string; shareId: string };
-  destination: string;
+/**
+ * ferry.v1.Migration as ferryd sends it: the generated type, with what the
+ * proto promises of every migration (`share` and `progress` always set,
+ * `state` never UNSPECIFIED) in the type rather than checked by every reader.
+ */
+export type Migration = Omit<Migration__Output, 'share' | 'progress' | 'state'> & {
+  share: ShareRef__Output;
+  progress: Progress__Output;
   state: MigrationState;
-  progress: Progress;
-  writable: boolean;
-  nondisruptive: boolean;
-  preserveMetadata: boolean;
-  preserveSnapshots: boolean;
-  newShareType: string;
-  requestId: string;
-  maxBandwidthBytesPerSec: number;
-  maxDowntimeMs: number;
-  cutoverAction: string;
-  createdAt: Timestamp | null;
-  startedAt: Timestamp | null;
-  phase1DoneAt: Timestamp | null;
-  completingAt: Timestamp | null;
-  cancellingAt: Timestamp | null;
-  finishedAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  error: { code: string; message: string } | null;
-  cutover: { freezeMs: number; finalDeltaBytes: number; verifiedBytes: number } | null;
-  lastCutoverAbort: { code: string; message: string } | null;
-  /** Set while the driver has not answered complete or cancel for too long: what is unknown and what to check. */
-  stuck: { code: string; message: string } | null;
-}
+};
 
-/** ferry.v1.StartMigrationRequest (every field optional here; the server checks). */
-export interface StartMigrationRequest {
-  share: { backend: string; shareId: string };
-  destination: string;
-  writable?: boolean;
-  nondisruptive?: boolean;
-  preserveMetadata?: boolean;
-  preserveSnapshots?: boolean;
-  newShareType?: string;
-  requestId?: string;
-  maxBandwidthBytesPerSec?: number;
-  maxDowntimeMs?: number;
-  cutoverAction?: 'CUTOVER_ACTION_UNSPECIFIED' | 'CUTOVER_ACTION_ABORT' | 'CUTOVER_ACTION_FORCE';
-}
+/** A request message with its REQUIRED fields required: the generated input types leave every field optional. */
+type WithRequired<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: NonNullable<T[P]> };
+
+/** ferry.v1.StartMigrationRequest: `share` and `destination` are REQUIRED, the rest optional (the server checks). */
+export type StartMigrationRequest = WithRequired<StartMigrationRequestMessage, 'share' | 'destination'>;
+
+/** ferry.v1.CheckCompatibilityRequest: a start's share, destination and flags. */
+export type CheckCompatibilityRequest = WithRequired<CheckCompatibilityRequestMessage, 'share' | 'destination'>;
 
 /** ferry.v1.ListMigrationsRequest. */
-export interface ListMigrationsRequest {
-  state?: MigrationState | 'MIGRATION_STATE_UNSPECIFIED';
-  backend?: string;
-  pageSize?: number;
-  pageToken?: string;
-}
+export type ListMigrationsRequest = ListMigrationsRequestMessage;
+
+/** ferry.v1.ListMigrationsResponse. */
+export type MigrationPage = Omit<ListMigrationsResponse__Output, 'migrations'> & { migrations: Migration[] };
 
 /** ferry.v1.Backend. */
-export interface Backend {
-  name: string;
-  pools: { name: string; capacityBytes: number; freeBytes: number }[];
-  driverName: string;
-  driverVersion: string;
-  capabilities: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean } | null;
-  health: string;
-  healthReason: string;
-}
+export type Backend = Backend__Output;
 
 /** ferry.v1.CheckCompatibilityResponse. */
-export interface CompatibilityReport {
-  compatible: boolean;
-  capabilities: Backend['capabilities'];
-  reasons: string[];
-  shareSizeBytes: number;
-  destinationFreeBytes: number;
-}
+export type CompatibilityReport = CheckCompatibilityResponse__Output;
 
 /** An error from the daemon, with its gRPC status and Ferry's stable code. */
 export class FerryCallError extends Error {
@@ -227,13 +176,13 @@ export class FerryClient {
   getMigration(id: string): Promise<Migration> {
     return this.unary('GetMigration', { id });
   }
-  listMigrations(request: ListMigrationsRequest = {}): Promise<{ migrations: Migration[]; nextPageToken: string }> {
+  listMigrations(request: ListMigrationsRequest = {}): Promise<MigrationPage> {
     return this.unary('ListMigrations', request);
   }
-  checkCompatibility(request: Omit<StartMigrationRequest, 'requestId' | 'newShareType' | 'maxBandwidthBytesPerSec' | 'maxDowntimeMs' | 'cutoverAction'>): Promise<CompatibilityReport> {
+  checkCompatibility(request: CheckCompatibilityRequest): Promise<CompatibilityReport> {
     return this.unary('CheckCompatibility', request);
   }
-  listBackends(): Promise<{ backends: Backend[] }> {
+  listBackends(): Promise<ListBackendsResponse__Output> {
     return this.unary('ListBackends', {});
   }
 

@@ -6,9 +6,13 @@
  * -> plugins and one driver per backend (drivers learn the bound address) ->
  * engine resumes every migration -> health SERVING.
  *
- * Stop: health NOT_SERVING -> engine stops (driver calls in flight finish
- * within the grace period; state is persisted) -> server shuts down -> drivers
- * close -> simulator closes -> store closes last.
+ * Stop, for a close and for a start that failed part way alike (whatever is
+ * up is taken apart; `takeApart` is the one place this order is written):
+ * health NOT_SERVING -> engine stops (driver calls in flight finish within
+ * the grace period; state is persisted) -> server shuts down -> drivers
+ * close -> simulator closes -> store closes last. Drivers close after the
+ * server, not in reverse start order: a request in flight (CheckCompatibility,
+ * ListBackends) still calls its driver until the server has drained.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +34,11 @@ export interface Daemon {
   /** The bound address ("127.0.0.1:port" or "unix:path"). */
   address: string;
   engine: Engine;
-  /** Stops everything in order; driver calls in flight get `graceMs` to finish. Safe to call twice. */
+  /**
+   * Stops everything in order; driver calls in flight get `graceMs` to
+   * finish. Every part is stopped even if one fails; rejects with the first
+   * failure. Safe to call twice.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -38,37 +46,70 @@ interface Closable {
   close(): Promise<void>;
 }
 
+/** What a daemon holds. Each part is set as soon as it exists, so that a failed start takes apart exactly what is up. */
+interface Parts {
+  store: Store;
+  array?: Closable;
+  server?: grpc.Server;
+  backends: ReadonlyMap<string, BackendEntry>;
+  monitor?: BackendHealthMonitor;
+  engine?: Engine;
+  /** The engine the service answers with: set once the daemon is ready, cleared once the engine has stopped. */
+  serving: Engine | null;
+}
+
+/**
+ * Takes apart the parts that are up, in the order at the top of this file.
+ * Every step runs even when one before it fails (each failure is logged);
+ * resolves with the first failure, or undefined.
+ */
+async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unknown> {
+  let first: unknown;
+  const attempt = async (part: string, step: () => unknown) => {
+    try {
+      await step();
+    } catch (err) {
+      log.error({ err, part }, 'stopping a part failed; stopping the rest');
+      first ??= err;
+    }
+  };
+  await attempt('health', () => parts.monitor?.stop());
+  await attempt('engine', async () => {
+    await parts.engine?.stop(graceMs);
+    parts.serving = null;
+  });
+  await attempt('server', () => parts.server && shutdownServer(parts.server, graceMs));
+  for (const entry of parts.backends.values()) await attempt(`driver of ${entry.name}`, () => entry.driver?.close());
+  await attempt('simulator', () => parts.array?.close());
+  await attempt('store', () => parts.store.close());
+  return first;
+}
+
 /** Starts a daemon. Throws StoreLockedError if the data dir is in use, ConfigError-like errors for bad setup. */
 export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true });
-  const store = await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync });
-  const cleanups: (() => Promise<void>)[] = [() => store.close()];
-  const undo = async () => {
-    for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => log.error({ err }, 'cleanup after failed start failed'));
-  };
+  const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
+  const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync }), backends, serving: null };
   try {
     const server = new grpc.Server();
     const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
-    let array: Closable | undefined;
     if (config.simulator.embedded) {
       const embedded = await openEmbeddedArray(server, config.dataDir, config.simulator.config, log.child({ component: 'simulator' }));
-      array = embedded;
-      cleanups.push(() => embedded.close());
+      parts.array = embedded;
       services.push(embedded.service);
     }
     const health = new HealthImplementation(Object.fromEntries(DAEMON_HEALTH_NAMES.map((n) => [n, 'NOT_SERVING' as const])));
     health.addToServer(server);
     new Reflection(services).addToServer(server);
 
-    const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
-    let engine: Engine | null = null;
-    const monitor = new BackendHealthMonitor(health, backends, log, (name) => engine?.stuckReason(name));
+    const monitor = new BackendHealthMonitor(health, backends, log, (name) => parts.serving?.stuckReason(name));
+    parts.monitor = monitor;
     server.addService(
       serviceDefinition('ferry.v1.MigrationService'),
-      migrationHandlers({ engine: () => engine, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
+      migrationHandlers({ engine: () => parts.serving, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
     );
     const address = await bind(server, config.listen);
-    cleanups.push(() => shutdownServer(server, 0));
+    parts.server = server;
     log.info({ address }, 'listening');
 
     const scan = await scanPlugins(config.pluginsDir, { timeoutMs: config.pluginLoadTimeoutMs, log, only: new Set(config.backends.map((b) => b.plugin)) });
@@ -77,18 +118,18 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
       try {
         entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log });
         delete entry.failure;
-        cleanups.push(() => entry.driver!.close());
       } catch (err) {
         entry.failure = (err as Error).message;
         log.error({ backend: backend.name, reason: entry.failure }, 'backend has no driver; it is NOT_SERVING and the daemon serves the rest');
       }
     }
 
-    const started = new Engine(store, backends, log.child({ component: 'engine' }), config.engine, {
+    const engine = new Engine(parts.store, backends, log.child({ component: 'engine' }), config.engine, {
       stuckChanged: (name) => void monitor.probe(name),
     });
-    await started.start();
-    engine = started;
+    parts.engine = engine;
+    await engine.start();
+    parts.serving = engine;
     await monitor.start(config.healthProbeMs);
     for (const name of DAEMON_HEALTH_NAMES) health.setStatus(name, 'SERVING');
     log.info({ address, backends: config.backends.length, plugins: scan.plugins.size, pluginFailures: scan.failures.size }, 'ferryd ready');
@@ -97,18 +138,13 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     const close = (graceMs = config.shutdownGraceMs) =>
       (closing ??= (async () => {
         log.info({ graceMs }, 'shutting down');
-        monitor.stop();
-        await started.stop(graceMs);
-        engine = null;
-        await shutdownServer(server, graceMs);
-        for (const entry of backends.values()) await entry.driver?.close();
-        await array?.close();
-        await store.close();
+        const failure = await takeApart(parts, graceMs, log);
+        if (failure !== undefined) throw failure;
         log.info('stopped');
       })());
-    return { address, engine: started, close };
+    return { address, engine, close };
   } catch (err) {
-    await undo();
+    await takeApart(parts, 0, log);
     throw err;
   }
 }

@@ -2,13 +2,11 @@
  * A migration as the daemon keeps it (in memory and in LevelDB), and the
  * state machine it moves through (DESIGN.md section 3).
  */
+import type { MigrationState__Output } from '../build/types/ferry/v1/MigrationState.ts';
 import type { Checkpoint, CutoverMeasurements, DriverProgress, MigrationSpec } from '../plugins/api/index.ts';
 
-/** Every migration state, in the proto's order (without the MIGRATION_STATE_ prefix). */
-export const STATES = ['STARTING', 'IN_PROGRESS', 'PHASE1_DONE', 'COMPLETING', 'SUCCESS', 'CANCELLING', 'CANCELLED', 'ERROR'] as const;
-
-/** A migration state. */
-export type State = (typeof STATES)[number];
+/** A migration state: the proto's MigrationState (generated) without its MIGRATION_STATE_ prefix, never UNSPECIFIED. */
+export type State = Exclude<MigrationState__Output extends `MIGRATION_STATE_${infer Name}` ? Name : never, 'UNSPECIFIED'>;
 
 /** States a migration never leaves. */
 export const TERMINAL_STATES: ReadonlySet<State> = new Set<State>(['SUCCESS', 'CANCELLED', 'ERROR']);
@@ -16,7 +14,11 @@ export const TERMINAL_STATES: ReadonlySet<State> = new Set<State>(['SUCCESS', 'C
 /** States from which CancelMigration is accepted. */
 export const CANCELLABLE_STATES: ReadonlySet<State> = new Set<State>(['STARTING', 'IN_PROGRESS', 'PHASE1_DONE']);
 
-/** Which transitions are legal. The engine refuses (and logs) any other as a bug. */
+/**
+ * Which transitions are legal. The engine refuses (and logs) any other as a
+ * bug. Its keys are every state: a state added to the proto fails to compile
+ * here until it has a row.
+ */
 const TRANSITIONS: Record<State, readonly State[]> = {
   STARTING: ['IN_PROGRESS', 'CANCELLING', 'ERROR'],
   IN_PROGRESS: ['PHASE1_DONE', 'CANCELLING', 'ERROR'],
@@ -28,6 +30,9 @@ const TRANSITIONS: Record<State, readonly State[]> = {
   CANCELLED: [],
   ERROR: [],
 };
+
+/** Every migration state, in the proto's order. */
+export const STATES = Object.keys(TRANSITIONS) as readonly State[];
 
 /** Whether `from -> to` is a legal transition. */
 export function canTransition(from: State, to: State): boolean {

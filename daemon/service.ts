@@ -5,6 +5,16 @@
  * as the change is persisted.
  */
 import type * as grpc from '@grpc/grpc-js';
+import type { Backend__Output } from '../build/types/ferry/v1/Backend.ts';
+import type { CheckCompatibilityRequest__Output } from '../build/types/ferry/v1/CheckCompatibilityRequest.ts';
+import type { CheckCompatibilityResponse__Output } from '../build/types/ferry/v1/CheckCompatibilityResponse.ts';
+import type { ListBackendsRequest__Output } from '../build/types/ferry/v1/ListBackendsRequest.ts';
+import type { ListBackendsResponse__Output } from '../build/types/ferry/v1/ListBackendsResponse.ts';
+import type { ListMigrationsRequest__Output } from '../build/types/ferry/v1/ListMigrationsRequest.ts';
+import type { ListMigrationsResponse__Output } from '../build/types/ferry/v1/ListMigrationsResponse.ts';
+import type { Migration__Output } from '../build/types/ferry/v1/Migration.ts';
+import type { MigrationServiceHandlers } from '../build/types/ferry/v1/MigrationService.ts';
+import type { StartMigrationRequest__Output } from '../build/types/ferry/v1/StartMigrationRequest.ts';
 import type { Log } from '../lib/log.ts';
 import { serverStream, unary } from '../lib/rpc.ts';
 import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
@@ -16,7 +26,7 @@ import type { Engine } from './engine.ts';
 import { ferryStatus } from './errors.ts';
 import type { BackendHealthMonitor } from './health.ts';
 import { TERMINAL_STATES, type MigrationRecord } from './migration.ts';
-import { encodePageToken, parseCheck, parseList, parseStart, requireId, toWireMigration, type WireListRequest, type WireStartRequest } from './wire.ts';
+import { encodePageToken, parseCheck, parseList, parseStart, requireId, toWireMigration } from './wire.ts';
 
 /** What the service needs from the daemon. `engine` is null until the daemon is ready. */
 export interface ServiceContext {
@@ -27,8 +37,6 @@ export interface ServiceContext {
   log: Log;
 }
 
-type Wire = Record<string, unknown>;
-
 function ready(ctx: ServiceContext): Engine {
   const engine = ctx.engine();
   if (!engine) throw new FerryError('UNAVAILABLE', 'ferryd is starting or stopping; retry shortly');
@@ -38,30 +46,30 @@ function ready(ctx: ServiceContext): Engine {
 const capabilitiesToWire = (c: { writable: boolean; nondisruptive: boolean; preserveMetadata: boolean; preserveSnapshots: boolean }) => ({ ...c });
 
 /** The handlers of ferry.v1.MigrationService. */
-export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImplementation {
+export function migrationHandlers(ctx: ServiceContext): MigrationServiceHandlers {
   const { log } = ctx;
   return {
-    StartMigration: unary<WireStartRequest, Wire>('StartMigration', log, ferryStatus, async (req) => {
+    StartMigration: unary<StartMigrationRequest__Output, Migration__Output>('StartMigration', log, ferryStatus, async (req) => {
       const input = parseStart(req, ctx.defaultMaxDowntimeMs);
       return toWireMigration(await ready(ctx).startMigration(input));
     }),
 
-    CompleteMigration: unary<{ id: string }, Wire>('CompleteMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).complete(requireId(req.id)))),
+    CompleteMigration: unary<{ id: string }, Migration__Output>('CompleteMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).complete(requireId(req.id)))),
 
-    CancelMigration: unary<{ id: string }, Wire>('CancelMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).cancel(requireId(req.id)))),
+    CancelMigration: unary<{ id: string }, Migration__Output>('CancelMigration', log, ferryStatus, async (req) => toWireMigration(await ready(ctx).cancel(requireId(req.id)))),
 
-    GetMigration: unary<{ id: string }, Wire>('GetMigration', log, ferryStatus, async (req) => toWireMigration(ready(ctx).get(requireId(req.id)))),
+    GetMigration: unary<{ id: string }, Migration__Output>('GetMigration', log, ferryStatus, async (req) => toWireMigration(ready(ctx).get(requireId(req.id)))),
 
-    ListMigrations: unary<WireListRequest, Wire>('ListMigrations', log, ferryStatus, async (req) => {
+    ListMigrations: unary<ListMigrationsRequest__Output, ListMigrationsResponse__Output>('ListMigrations', log, ferryStatus, async (req) => {
       const filter = parseList(req);
       const { migrations, more } = ready(ctx).list(filter);
       const last = migrations.at(-1);
       return { migrations: migrations.map(toWireMigration), nextPageToken: more && last ? encodePageToken(last.id) : '' };
     }),
 
-    WatchMigration: serverStream<{ id: string }, Wire>('WatchMigration', log, ferryStatus, (req, call) => watch(ready(ctx), requireId(req.id), call)),
+    WatchMigration: serverStream<{ id: string }, Migration__Output>('WatchMigration', log, ferryStatus, (req, call) => watch(ready(ctx), requireId(req.id), call)),
 
-    CheckCompatibility: unary<WireStartRequest, Wire>('CheckCompatibility', log, ferryStatus, async (req) => {
+    CheckCompatibility: unary<CheckCompatibilityRequest__Output, CheckCompatibilityResponse__Output>('CheckCompatibility', log, ferryStatus, async (req) => {
       const input = parseCheck(req, ctx.defaultMaxDowntimeMs);
       const { requestId: _r, ...rest } = input;
       const spec: MigrationSpec = { ...rest, id: newDryRunId() };
@@ -75,9 +83,9 @@ export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImple
       };
     }),
 
-    ListBackends: unary<Wire, Wire>('ListBackends', log, ferryStatus, async () => {
+    ListBackends: unary<ListBackendsRequest__Output, ListBackendsResponse__Output>('ListBackends', log, ferryStatus, async () => {
       const backends = await Promise.all(
-        [...ctx.backends.values()].map(async (entry) => {
+        [...ctx.backends.values()].map(async (entry): Promise<Backend__Output> => {
           const probe = await ctx.health.probe(entry.name);
           return {
             name: entry.name,
@@ -100,7 +108,7 @@ export function migrationHandlers(ctx: ServiceContext): grpc.UntypedServiceImple
  * Streams a migration until it is terminal. A slow reader gets the latest
  * value when it catches up, not a backlog: memory per watcher is one record.
  */
-function watch(engine: Engine, id: string, call: grpc.ServerWritableStream<{ id: string }, Wire>): Promise<void> {
+function watch(engine: Engine, id: string, call: grpc.ServerWritableStream<{ id: string }, Migration__Output>): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let pending: MigrationRecord | null = null;
     let blocked = false;

@@ -1,42 +1,23 @@
 /**
  * The boundary between the wire (ferry.v1 messages as proto-loader gives
- * them: camelCase, enums as names, defaults filled in) and the engine:
- * request checks that name the faulty field, and record-to-message
- * conversion.
+ * them: camelCase, enums as names, defaults filled in; their types are
+ * generated from the proto into build/types/) and the engine: request checks
+ * that name the faulty field, and record-to-message conversion.
+ *
+ * An enum value this build does not know arrives as its number, which the
+ * generated types do not say: the checks below read enums with String().
  */
+import type { CheckCompatibilityRequest__Output } from '../build/types/ferry/v1/CheckCompatibilityRequest.ts';
+import type { ListMigrationsRequest__Output } from '../build/types/ferry/v1/ListMigrationsRequest.ts';
+import type { Migration__Output } from '../build/types/ferry/v1/Migration.ts';
+import type { MigrationState__Output } from '../build/types/ferry/v1/MigrationState.ts';
+import type { ShareRef__Output } from '../build/types/ferry/v1/ShareRef.ts';
+import type { StartMigrationRequest__Output } from '../build/types/ferry/v1/StartMigrationRequest.ts';
+import type { Timestamp__Output } from '../build/types/google/protobuf/Timestamp.ts';
 import { FerryError, type CutoverAction } from '../plugins/api/index.ts';
 import type { StartInput } from './engine.ts';
 import { isMigrationId } from '../host/ids.ts';
 import { STATES, type MigrationRecord, type State } from './migration.ts';
-
-/** A ShareRef as it arrives. */
-export interface WireShareRef {
-  backend: string;
-  shareId: string;
-}
-
-/** StartMigrationRequest as it arrives. */
-export interface WireStartRequest {
-  share: WireShareRef | null;
-  destination: string;
-  writable: boolean;
-  nondisruptive: boolean;
-  preserveMetadata: boolean;
-  preserveSnapshots: boolean;
-  newShareType: string;
-  requestId: string;
-  maxBandwidthBytesPerSec: number;
-  maxDowntimeMs: number;
-  cutoverAction: string | number;
-}
-
-/** ListMigrationsRequest as it arrives. */
-export interface WireListRequest {
-  state: string | number;
-  backend: string;
-  pageSize: number;
-  pageToken: string;
-}
 
 const invalid = (message: string) => new FerryError('INVALID_ARGUMENT', message);
 
@@ -74,7 +55,7 @@ export function parseDestination(value: unknown, field = 'destination'): { backe
   return { backend: m[1]!, pool: m[2]! };
 }
 
-function requireShare(share: WireShareRef | null | undefined): WireShareRef {
+function requireShare(share: ShareRef__Output | null | undefined): ShareRef__Output {
   if (!share) throw invalid('share is required (share.backend and share.share_id)');
   return { backend: requireName(share.backend, 'share.backend'), shareId: requireName(share.shareId, 'share.share_id') };
 }
@@ -86,7 +67,7 @@ const CUTOVER_ACTIONS: Record<string, CutoverAction> = {
 };
 
 /** Checks a StartMigrationRequest and turns it into what the engine takes. */
-export function parseStart(req: WireStartRequest, defaultMaxDowntimeMs: number): StartInput {
+export function parseStart(req: StartMigrationRequest__Output, defaultMaxDowntimeMs: number): StartInput {
   const share = requireShare(req.share);
   const destination = parseDestination(req.destination);
   if (req.requestId.length > 128) throw invalid('request_id is longer than 128 characters');
@@ -110,18 +91,21 @@ export function parseStart(req: WireStartRequest, defaultMaxDowntimeMs: number):
 }
 
 /** Checks a CheckCompatibilityRequest (the same fields as a start, minus options). */
-export function parseCheck(req: Omit<WireStartRequest, 'newShareType' | 'requestId' | 'maxBandwidthBytesPerSec' | 'maxDowntimeMs' | 'cutoverAction'>, defaultMaxDowntimeMs: number): StartInput {
+export function parseCheck(req: CheckCompatibilityRequest__Output, defaultMaxDowntimeMs: number): StartInput {
   return parseStart({ ...req, newShareType: '', requestId: '', maxBandwidthBytesPerSec: 0, maxDowntimeMs: 0, cutoverAction: 'CUTOVER_ACTION_UNSPECIFIED' }, defaultMaxDowntimeMs);
 }
 
 const PREFIX = 'MIGRATION_STATE_';
+
+/** A state as it travels. */
+const wireState = (state: State): MigrationState__Output => `${PREFIX}${state}`;
 
 /** The page size when none is asked for, and the most allowed. */
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
 /** Checks a ListMigrationsRequest. */
-export function parseList(req: WireListRequest): { state?: State; backend?: string; limit: number; after?: string } {
+export function parseList(req: ListMigrationsRequest__Output): { state?: State; backend?: string; limit: number; after?: string } {
   const out: { state?: State; backend?: string; limit: number; after?: string } = { limit: DEFAULT_PAGE_SIZE };
   const state = String(req.state);
   if (state !== `${PREFIX}UNSPECIFIED`) {
@@ -148,25 +132,19 @@ function decodePageToken(token: string): string {
   return id;
 }
 
-/** A google.protobuf.Timestamp. */
-export interface WireTimestamp {
-  seconds: number;
-  nanos: number;
-}
-
-function timestamp(ms: number | undefined): WireTimestamp | null {
+function timestamp(ms: number | undefined): Timestamp__Output | null {
   if (ms === undefined) return null;
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
 }
 
 /** A record as a ferry.v1.Migration message. */
-export function toWireMigration(r: MigrationRecord): Record<string, unknown> {
+export function toWireMigration(r: MigrationRecord): Migration__Output {
   const s = r.spec;
   return {
     id: r.id,
     share: { backend: s.source.backend, shareId: s.source.shareId },
     destination: `${s.destination.backend}#${s.destination.pool}`,
-    state: PREFIX + r.state,
+    state: wireState(r.state),
     progress: { ...r.progress, warning: r.progress.warning ?? '' },
     writable: s.writable,
     nondisruptive: s.nondisruptive,

@@ -25,6 +25,8 @@ export const ERROR_CODE_METADATA = 'ferry-error-code';
  * How every Ferry process maps messages to JS: camelCase fields, enums as
  * their names, 64-bit integers as JS numbers (sizes stay below 2^53),
  * defaults filled in so handlers never see `undefined` for a scalar.
+ * The message types in build/types/ are generated with the same options
+ * (TYPE_OPTIONS in scripts/proto.mjs; test/lib/api.test.ts holds them equal).
  */
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,

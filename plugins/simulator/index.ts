@@ -42,46 +42,13 @@ import type {
   StartResult,
 } from '@ferry/driver-api';
 import { ArrayClient } from './client.ts';
-
-/** The parts of the array's messages this driver reads (see simulator.proto). */
-interface ArrayPool {
-  name: string;
-  capacityBytes: number;
-  usedBytes: number;
-  freeBytes: number;
-}
-interface ArrayBackend {
-  name: string;
-  pools: ArrayPool[];
-}
-interface ArrayShare {
-  shareId: string;
-  backend: string;
-  pool: string;
-  sizeBytes: number;
-  migrating: boolean;
-  jobId: string;
-}
-interface ArrayJob {
-  jobId: string;
-  state: 'JOB_STATE_COPYING' | 'JOB_STATE_SYNCING' | 'JOB_STATE_CUTTING_OVER' | 'JOB_STATE_DONE' | 'JOB_STATE_CANCELLED' | 'JOB_STATE_FAILED';
-  phase1Done: boolean;
-  progress: {
-    totalBytes: number;
-    copiedBytes: number;
-    dirtyBytes: number;
-    dirtyRateBytesPerSec: number;
-    throughputBytesPerSec: number;
-    pass: number;
-    etaSeconds: number;
-    warning: string;
-  } | null;
-  cutover: { freezeMs: number; finalDeltaBytes: number; verifiedBytes: number } | null;
-  cutoverAttempts: number;
-  lastAbortReason: string;
-  lastAbortAttempt: number;
-  error: { code: string; message: string } | null;
-}
+// The array's messages as the client receives them, generated from simulator.proto into gen/ by
+// `npm run proto:build` (proto-loader-gen-types, with the client's loader options). Types only:
+// nothing of gen/ is loaded at run time. A vendor generates their array's types the same way.
+import type { Backend__Output as ArrayBackend } from './gen/ferry/simulator/v1/Backend.ts';
+import type { Job__Output as ArrayJob } from './gen/ferry/simulator/v1/Job.ts';
+import type { ListBackendsResponse__Output } from './gen/ferry/simulator/v1/ListBackendsResponse.ts';
+import type { Share__Output as ArrayShare } from './gen/ferry/simulator/v1/Share.ts';
 
 /** The checkpoint this driver asks the daemon to keep: the job, and the cutover attempt it started, if any. */
 interface SimCheckpoint {
@@ -201,7 +168,7 @@ class SimulatorDriver implements Driver {
     }
     const reasons: string[] = [];
     const { backend: destBackend, pool: destPool } = migration.destination;
-    const backends = await this.array.call<{ backends: ArrayBackend[] }>('ListBackends', {}, signal);
+    const backends = await this.array.call<ListBackendsResponse__Output>('ListBackends', {}, signal);
     const dest = backends.backends.find((b) => b.name === destBackend);
     let destinationFreeBytes = 0;
     if (!dest) {
@@ -315,7 +282,7 @@ class SimulatorDriver implements Driver {
   }
 
   private async backend(name: string, signal: AbortSignal): Promise<ArrayBackend | undefined> {
-    const res = await this.array.call<{ backends: ArrayBackend[] }>('ListBackends', {}, signal);
+    const res = await this.array.call<ListBackendsResponse__Output>('ListBackends', {}, signal);
     return res.backends.find((b) => b.name === name);
   }
 }

@@ -39,3 +39,12 @@ test('the stable codes listed in error_reason.proto are exactly those ferryd sen
   const sent = [...Object.keys(ErrorCodes), ...MIGRATION_ONLY_CODES];
   assert.deepEqual([...reasons].filter((r) => r !== 'ERROR_REASON_UNSPECIFIED').sort(), sent.sort());
 });
+
+test('the message types are generated with exactly the options every process loads the messages with', async () => {
+  // A computed specifier: the script is plain JavaScript, typed here by what the test reads.
+  const script = new URL('../../scripts/proto.mjs', import.meta.url).href;
+  const { TYPE_OPTIONS, typeFlags } = (await import(script)) as { TYPE_OPTIONS: Record<string, unknown>; typeFlags(): string[] };
+  const loading = Object.fromEntries(Object.entries(LOADER_OPTIONS).map(([name, value]) => [name, typeof value === 'function' ? value.name : value]));
+  assert.deepEqual(TYPE_OPTIONS, loading);
+  assert.deepEqual(typeFlags(), ['--longs=Number', '--enums=String', '--defaults', '--oneofs']);
+});

@@ -4,13 +4,15 @@
  * does not allow fails this test, naming the file, the line and the rule.
  *
  *   lib/                 the floor: gRPC plumbing, logging, units; imports nothing of Ferry's
+ *                        (build/types/, the message types generated from the compiled API, is part of it)
  *   plugins/api/         the driver API (@ferry/driver-api): imports nothing of Ferry's
  *   host/                the plugin host: loader, guard, deadlines, poll policy, admission
  *   client/              the migration API's client and the `ferry` CLI
  *   simulator/           the simulated array, a vendor's array: knows nothing of Ferry's driver API
  *   daemon/              ferryd; only daemon/embedded.ts may reach simulator/
  *   plugins/conformance/ the kit (@ferry/conformance): the host, the client, never daemon/
- *   plugins/simulator/   the reference driver: the driver API, its own array's client
+ *   plugins/simulator/   the reference driver: the driver API, its own array's client (and its
+ *                        array's message types, generated into plugins/simulator/gen/)
  *   plugins/template/    what `ferry-conformance init` copies: the two packages only
  *
  * bin/, test/ and bench/ stand on top and may import anything.
@@ -37,11 +39,19 @@ const LAYERS: { layer: string; may: string[] }[] = [
 /** One arrow that the layering allows for a single file: the composition point of ferryd and its embedded array. */
 const SINGLE_EXCEPTIONS: Record<string, string> = { 'daemon/embedded.ts': 'simulator' };
 
+/**
+ * Generated folders, and the layer each belongs to. The message types that
+ * scripts/proto.mjs generates from the compiled API are the floor's, as the
+ * compiled API itself is (lib/api.ts).
+ */
+const GENERATED: Record<string, string> = { 'build/types': 'lib' };
+
 /** The workspace packages, by the name they are imported as. */
 const PACKAGES: Record<string, string> = { '@ferry/driver-api': 'plugins/api', '@ferry/conformance': 'plugins/conformance' };
 
 function layerOf(path: string): string | undefined {
-  return LAYERS.find((l) => path === l.layer || path.startsWith(`${l.layer}/`))?.layer;
+  const within = (prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
+  return LAYERS.find((l) => within(l.layer))?.layer ?? Object.entries(GENERATED).find(([folder]) => within(folder))?.[1];
 }
 
 function sources(dir: string): string[] {
@@ -110,9 +120,17 @@ test('the import walk sees every form of import, and a wrong arrow fails it', ()
     { path: 'daemon/x.ts', text: "import { SimArray } from '../simulator/index.ts';\n" },
     { path: 'host/x.ts', text: "import { Engine } from '../daemon/engine.ts';\n" },
     { path: 'plugins/api/x.ts', text: "import { FerryClient } from '../../client/client.ts';\n" },
+    { path: 'plugins/simulator/y.ts', text: "import type { Migration } from '../../build/types/ferry/v1/Migration.ts';\n" },
   ];
   const found = violations(planted);
   assert.equal(found.length, planted.length, found.join('\n'));
   assert.match(found[3]!, /^plugins\/simulator\/x\.ts:1 imports '\.\.\/\.\.\/lib\/log\.ts' \(plugins\/simulator\/ may import plugins\/api\/, plugins\/conformance\/, not lib\/\)$/);
-  assert.deepEqual(violations([{ path: 'daemon/embedded.ts', text: "import('../simulator/index.ts');\n" }, { path: 'daemon/y.ts', text: "import { x } from '@ferry/driver-api';\n" }]), []);
+  assert.match(found[8]!, /plugins\/simulator\/ may import plugins\/api\/, plugins\/conformance\/, not lib\/\)$/);
+  const allowed = [
+    { path: 'daemon/embedded.ts', text: "import('../simulator/index.ts');\n" },
+    { path: 'daemon/y.ts', text: "import { x } from '@ferry/driver-api';\n" },
+    { path: 'client/y.ts', text: "import type { Migration } from '../build/types/ferry/v1/Migration.ts';\n" },
+    { path: 'plugins/simulator/z.ts', text: "import type { Job } from './gen/ferry/simulator/v1/Job.ts';\n" },
+  ];
+  assert.deepEqual(violations(allowed), []);
 });

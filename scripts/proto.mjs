@@ -48,7 +48,7 @@ export const TYPE_OPTIONS = { keepCase: false, longs: 'Number', enums: 'String',
 
 /** What gets types, and where: the protos (relative to proto/) and the folder they are written to. */
 const TYPE_TARGETS = [
-  { protos: ['ferry/v1/migration.proto', 'ferry/v1/error_reason.proto'], outDir: join(root, 'build', 'types') },
+  { protos: ['ferry/v1/migration.proto', 'ferry/v1/error_reason.proto', 'ferry/driver/v1/driver.proto', 'ferry/driver/v1/conformance.proto'], outDir: join(root, 'build', 'types') },
   { protos: ['ferry/simulator/v1/simulator.proto'], outDir: join(root, 'plugins', 'simulator', 'gen') },
 ];
 

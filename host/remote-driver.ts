@@ -66,21 +66,21 @@ export class RemoteDriver implements Driver {
     private readonly onClose: () => void = () => {},
   ) {}
 
-  /** Opens the backend on the driver (OpenBackend) and keeps its capabilities. Throws FerryError. */
+  /** Opens the backend on the driver (OpenBackend) and keeps its capabilities; concurrent callers share one call. Throws FerryError. */
   open(signal?: AbortSignal): Promise<void> {
+    // Cleared only once settled (never synchronously inside the call), so that a failed open is not kept.
+    this.opening ??= this.openOnce(signal).finally(() => (this.opening = undefined));
+    return this.opening;
+  }
+
+  private async openOnce(signal?: AbortSignal): Promise<void> {
     const generation = this.link.generation;
-    return (this.opening ??= (async () => {
-      try {
-        const res = (await this.call('OpenBackend', { backend: this.backend, options: toStruct(this.options), daemonAddress: this.daemonAddress }, this.openTimeoutMs, signal)) as {
-          capabilities?: Parameters<typeof capabilitiesFromWire>[0];
-        };
-        this.caps = capabilitiesFromWire(res.capabilities);
-        this.openedOn = generation;
-        this.log.info({ capabilities: this.caps, link: this.link.describe }, 'backend opened on its driver');
-      } finally {
-        this.opening = undefined;
-      }
-    })());
+    const res = (await this.call('OpenBackend', { backend: this.backend, options: toStruct(this.options), daemonAddress: this.daemonAddress }, this.openTimeoutMs, signal)) as {
+      capabilities?: Parameters<typeof capabilitiesFromWire>[0];
+    };
+    this.caps = capabilitiesFromWire(res.capabilities);
+    this.openedOn = generation;
+    this.log.info({ capabilities: this.caps, link: this.link.describe }, 'backend opened on its driver');
   }
 
   capabilities(): Capabilities {

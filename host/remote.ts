@@ -53,13 +53,20 @@ export async function createRemoteBackend(backend: BackendConfig, plugin: Loaded
     await link.ready(context.timeoutMs);
     await remote.open();
   };
-  link.onChange(() => context.hooks?.changed());
+  // From the moment the backend has its driver, each loss and recovery of the link is probed at once.
+  const follow = () => link.onChange(() => context.hooks?.changed());
   try {
     await open();
+    follow();
     return guard(remote);
   } catch (err) {
     const failure = asPluginError(err, name, backend.name);
-    if (context.hooks && !(err instanceof DriverProcessError && err.permanent)) retryUntilOpen(open, () => context.hooks!.attach(guard(remote)), link, log);
+    if (context.hooks && !(err instanceof DriverProcessError && err.permanent)) {
+      retryUntilOpen(open, () => {
+        context.hooks!.attach(guard(remote));
+        follow();
+      }, link, log);
+    }
     else ownLink?.close();
     throw failure;
   }

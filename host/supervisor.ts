@@ -87,6 +87,8 @@ export class Supervisor implements DriverLink {
   private upSince = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<Listener>();
+  /** Processes killed for a reason already recorded in `failure`. */
+  private readonly judged = new WeakSet<ChildProcess>();
   private readonly socketDir: string;
   readonly address: string;
   private exited: Promise<void> = Promise.resolve();
@@ -184,6 +186,9 @@ export class Supervisor implements DriverLink {
       gone = true;
       this.options.log[this.stopped ? 'info' : 'warn']({ plugin, pid: child.pid, code, signal, ...(error && { error: error.message }) }, 'driver process exited');
       resolveExit();
+      if (!this.up && !this.stopped && this.child === child && !this.judged.has(child)) {
+        this.failure = new DriverProcessError(`${this.describe} exited before it was ready (${error ? error.message : signal ? `signal ${signal}` : `code ${code}`})`, false, 'PLUGIN_START_FAILED');
+      }
       this.down(child);
     };
     child.on('error', (err) => onGone(null, null, err));
@@ -250,6 +255,7 @@ export class Supervisor implements DriverLink {
       this.options.log.error({ plugin: this.options.plugin, pid: child.pid, code: failure.code, reason: failure.message }, 'driver process is not usable; killing it');
       if (failure.permanent) this.fail(failure);
       else this.failure = failure;
+      this.judged.add(child);
       child.kill('SIGKILL');
     } finally {
       health.close();
@@ -269,6 +275,7 @@ export class Supervisor implements DriverLink {
       if (misses >= LIVENESS_FAILURES) {
         this.failure = new DriverProcessError(`${this.describe} stopped answering its health check (${misses} in a row, last: ${status})`, false, 'PLUGIN_START_FAILED');
         this.options.log.error({ plugin: this.options.plugin, pid: child.pid, misses, last: status }, 'driver process stopped answering; killing it');
+        this.judged.add(child);
         child.kill('SIGKILL');
         return;
       }

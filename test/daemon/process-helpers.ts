@@ -4,8 +4,11 @@
  * TypeScript driver) or a fixture driver, and a log the test reads as events.
  */
 import { EventEmitter } from 'node:events';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { clientConstructor } from '../../lib/rpc.ts';
 import type { Log } from '../../lib/log.ts';
 import { ROOT } from '../helpers.ts';
 
@@ -32,6 +35,7 @@ export class LogTap {
       write: (line: string) => {
         const entry = JSON.parse(line) as Record<string, unknown>;
         this.lines.push(entry);
+        if (process.env.FERRY_TEST_LOG) appendFileSync(process.env.FERRY_TEST_LOG, line);
         this.events.emit('line', entry);
       },
     });
@@ -49,5 +53,17 @@ export class LogTap {
       };
       this.events.on('line', listener);
     });
+  }
+}
+
+/** The health status of one service of a daemon (grpc.health.v1). */
+export async function healthOf(address: string, service: string): Promise<string> {
+  const client = new (clientConstructor('grpc.health.v1.Health'))(address, grpc.credentials.createInsecure());
+  try {
+    return await new Promise<string>((resolve, reject) =>
+      (client as unknown as { Check(r: object, o: object, cb: (e: Error | null, r?: { status: string }) => void): void }).Check({ service }, { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res!.status))),
+    );
+  } finally {
+    client.close();
   }
 }

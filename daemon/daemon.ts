@@ -10,7 +10,8 @@
  * up is taken apart; `takeApart` is the one place this order is written):
  * health NOT_SERVING -> engine stops (driver calls in flight finish within
  * the grace period; state is persisted) -> server shuts down -> drivers
- * close -> simulator closes -> store closes last. Drivers close after the
+ * close -> driver processes stop (SIGTERM, SIGKILL after the grace period)
+ * -> simulator closes -> store closes last. Drivers close after the
  * server, not in reverse start order: a request in flight (CheckCompatibility,
  * ListBackends) still calls its driver until the server has drained.
  */
@@ -22,7 +23,7 @@ import { openEmbeddedArray } from './embedded.ts';
 import { Engine } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
 import type { Log } from '../lib/log.ts';
-import { createBackendDriver, scanPlugins, type BackendEntry } from '../host/plugins.ts';
+import { closePlugins, createBackendDriver, scanPlugins, type BackendEntry, type PluginScan } from '../host/plugins.ts';
 import { Reflection } from '../lib/reflection.ts';
 import { bind, serviceDefinition, shutdown as shutdownServer } from '../lib/rpc.ts';
 import { migrationHandlers } from './service.ts';
@@ -52,6 +53,8 @@ interface Parts {
   array?: Closable;
   server?: grpc.Server;
   backends: ReadonlyMap<string, BackendEntry>;
+  /** The plugins, with the driver processes they started. */
+  plugins?: PluginScan;
   monitor?: BackendHealthMonitor;
   engine?: Engine;
   /** The engine the service answers with: set once the daemon is ready, cleared once the engine has stopped. */
@@ -80,6 +83,7 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
   });
   await attempt('server', () => parts.server && shutdownServer(parts.server, graceMs));
   for (const entry of parts.backends.values()) await attempt(`driver of ${entry.name}`, () => entry.driver?.close());
+  await attempt('driver processes', () => parts.plugins && closePlugins(parts.plugins, graceMs));
   await attempt('simulator', () => parts.array?.close());
   await attempt('store', () => parts.store.close());
   return first;
@@ -112,17 +116,37 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     parts.server = server;
     log.info({ address }, 'listening');
 
-    const scan = await scanPlugins(config.pluginsDir, { timeoutMs: config.pluginLoadTimeoutMs, log, only: new Set(config.backends.map((b) => b.plugin)) });
-    for (const backend of config.backends) {
-      const entry = backends.get(backend.name)!;
-      try {
-        entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log });
-        delete entry.failure;
-      } catch (err) {
-        entry.failure = (err as Error).message;
-        log.error({ backend: backend.name, reason: entry.failure }, 'backend has no driver; it is NOT_SERVING and the daemon serves the rest');
-      }
-    }
+    const scan = await scanPlugins(config.pluginsDir, {
+      timeoutMs: config.pluginLoadTimeoutMs,
+      log,
+      only: new Set(config.backends.map((b) => b.plugin)),
+      // A driver process is checked as often as backends are probed, each check with describe's deadline.
+      processes: { dataDir: config.dataDir, backends: config.backends, livenessMs: config.healthProbeMs, livenessTimeoutMs: config.deadlines.describe },
+    });
+    parts.plugins = scan;
+    // Concurrently: a driver process that is slow to start holds up its own backends once, not each in turn.
+    await Promise.all(
+      config.backends.map(async (backend) => {
+        const entry = backends.get(backend.name)!;
+        // A remote driver that was not ready at start is handed over once it is; its ups and downs are probed at once.
+        const hooks = {
+          attach: (driver: NonNullable<BackendEntry['driver']>) => {
+            if (parts.serving === null && parts.engine) return void driver.close();
+            entry.driver = driver;
+            delete entry.failure;
+            void monitor.probe(backend.name);
+          },
+          changed: () => void monitor.probe(backend.name),
+        };
+        try {
+          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks });
+          delete entry.failure;
+        } catch (err) {
+          entry.failure = (err as Error).message;
+          log.error({ backend: backend.name, reason: entry.failure }, 'backend has no driver; it is NOT_SERVING and the daemon serves the rest');
+        }
+      }),
+    );
 
     const engine = new Engine(parts.store, backends, log.child({ component: 'engine' }), config.engine, {
       stuckChanged: (name) => void monitor.probe(name),

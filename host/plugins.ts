@@ -14,7 +14,10 @@ import { pathToFileURL } from 'node:url';
 import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifest } from '../plugins/api/index.ts';
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
+import type { EndpointLink } from './endpoint.ts';
 import { GuardedDriver } from './guard.ts';
+import { createRemoteBackend } from './remote.ts';
+import { Supervisor } from './supervisor.ts';
 
 /** Why a plugin or a backend's driver could not be had. */
 export type PluginErrorCode =
@@ -24,6 +27,7 @@ export type PluginErrorCode =
   | 'PLUGIN_NAME_DUPLICATE'
   | 'PLUGIN_IMPORT_FAILED'
   | 'PLUGIN_LOAD_TIMEOUT'
+  | 'PLUGIN_START_FAILED'
   | 'PLUGIN_FACTORY_MISSING'
   | 'PLUGIN_NOT_FOUND'
   | 'DRIVER_CREATE_FAILED'
@@ -44,9 +48,12 @@ export class PluginError extends Error {
 
 /** A plugin that passed every load step. */
 export interface LoadedPlugin {
-  manifest: PluginManifest;
+  manifest: HostManifest;
   dir: string;
-  createDriver: DriverFactory;
+  /** Kind module: the factory its module exports. */
+  createDriver?: DriverFactory;
+  /** Kind process, when the scan was asked to start processes: the supervisor of its driver process. */
+  process?: Supervisor;
 }
 
 /** What a scan of the plugins directory found. */
@@ -54,12 +61,50 @@ export interface PluginScan {
   plugins: Map<string, LoadedPlugin>;
   /** Plugins that failed to load, by manifest name when it could be read, else by folder. */
   failures: Map<string, PluginError>;
+  /** Links to kind-endpoint drivers made for backends, closed with the scan. */
+  endpoints: Set<EndpointLink>;
+}
+
+/** How a scan starts kind-process plugins (without it, their manifests are checked and nothing is started). */
+export interface ProcessOptions {
+  /** ferryd's data dir: the driver sockets go under <dataDir>/drivers/. */
+  dataDir: string;
+  /** The configured backends (each process's log lines name the backends it drives). */
+  backends: readonly BackendConfig[];
+  /** How often a running driver process's health is checked, and how long one check may take (ms). */
+  livenessMs: number;
+  livenessTimeoutMs: number;
+}
+
+/** Stops every driver process of a scan (SIGTERM, SIGKILL after `graceMs`) and closes its endpoint links. Never throws. */
+export async function closePlugins(scan: PluginScan, graceMs: number): Promise<void> {
+  for (const link of scan.endpoints) link.close();
+  await Promise.all([...scan.plugins.values()].map((p) => p.process?.stop(graceMs)));
 }
 
 const DRIVER_METHODS = ['capabilities', 'describe', 'checkCompatibility', 'start', 'continue', 'complete', 'cancel', 'progress'] as const;
 
+/**
+ * How a plugin's driver runs: a TypeScript module imported into ferryd
+ * (the default), a process ferryd starts and supervises (speaking
+ * ferry.driver.v1.DriverService on a unix socket), or an endpoint running
+ * elsewhere, at the address in each backend's options.
+ */
+export type PluginKind = 'module' | 'process' | 'endpoint';
+
+/** The plugin kinds, in the order they are documented. */
+export const PLUGIN_KINDS: readonly PluginKind[] = ['module', 'process', 'endpoint'];
+
+/** A plugin.json as the host reads it: the driver API's manifest, with its kind. */
+export interface HostManifest extends PluginManifest {
+  /** How the driver runs (default "module"). */
+  kind: PluginKind;
+  /** For kind process: the argv to start, relative paths against the plugin folder, argv0 on PATH if it has no slash. */
+  command?: string[];
+}
+
 /** Checks a parsed plugin.json. */
-export function checkManifest(value: unknown, folder: string): PluginManifest {
+export function checkManifest(value: unknown, folder: string): HostManifest {
   const fail = (what: string) => new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json: ${what}`);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw fail('must be a JSON object');
   const m = value as Record<string, unknown>;
@@ -67,11 +112,21 @@ export function checkManifest(value: unknown, folder: string): PluginManifest {
   if (typeof m.version !== 'string' || m.version.length === 0) throw fail('"version" must be a non-empty string');
   if (typeof m.apiVersion !== 'number' || !Number.isInteger(m.apiVersion)) throw fail('"apiVersion" must be an integer');
   if (m.main !== undefined && (typeof m.main !== 'string' || m.main.length === 0)) throw fail('"main" must be a non-empty string');
-  return m as unknown as PluginManifest;
+  const kind = m.kind ?? 'module';
+  if (typeof kind !== 'string' || !(PLUGIN_KINDS as readonly string[]).includes(kind)) throw fail(`"kind" must be one of ${PLUGIN_KINDS.map((k) => `"${k}"`).join(', ')} (default "module")`);
+  if (kind === 'process') {
+    const command = m.command;
+    if (!Array.isArray(command) || command.length === 0 || !command.every((a) => typeof a === 'string') || command[0] === '') {
+      throw fail('"command" must be a non-empty array of strings (the argv to start) for kind "process"');
+    }
+  } else if (m.command !== undefined) {
+    throw fail(`"command" is only for kind "process" (this plugin is kind "${kind}")`);
+  }
+  return { ...(m as unknown as PluginManifest), kind: kind as PluginKind, ...(kind === 'process' && { command: m.command as string[] }) };
 }
 
 /** Checks the manifest's driver API version against ours. */
-export function checkApiVersion(manifest: PluginManifest, folder: string): void {
+export function checkApiVersion(manifest: HostManifest, folder: string): void {
   if (manifest.apiVersion !== DRIVER_API_VERSION) {
     throw new PluginError('PLUGIN_API_VERSION_MISMATCH', manifest.name, `plugin ${manifest.name} (${folder}) is written for driver API ${manifest.apiVersion}; this ferryd speaks ${DRIVER_API_VERSION}`);
   }
@@ -94,7 +149,7 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => 
 }
 
 /** Imports a plugin's module and checks that it exports a factory. */
-async function importPlugin(dir: string, manifest: PluginManifest, timeoutMs: number): Promise<DriverFactory> {
+async function importPlugin(dir: string, manifest: HostManifest, timeoutMs: number): Promise<DriverFactory> {
   const entry = entryOf(dir, manifest);
   let mod: Record<string, unknown>;
   try {
@@ -114,11 +169,50 @@ async function importPlugin(dir: string, manifest: PluginManifest, timeoutMs: nu
 }
 
 /**
+ * Reads, checks and imports the module plugin in `dir` on its own (the
+ * bridge that serves a module driver over DriverService uses it). Throws
+ * PluginError.
+ */
+export async function loadModulePlugin(dir: string, timeoutMs: number): Promise<{ manifest: HostManifest; createDriver: DriverFactory }> {
+  const folder = resolve(dir);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(join(folder, 'plugin.json'), 'utf8'));
+  } catch (err) {
+    throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json cannot be read as JSON: ${(err as Error).message}`);
+  }
+  const manifest = checkManifest(parsed, folder);
+  if (manifest.kind !== 'module') throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder} is a plugin of kind ${manifest.kind}, not a module`);
+  checkApiVersion(manifest, folder);
+  return { manifest, createDriver: await importPlugin(folder, manifest, timeoutMs) };
+}
+
+/** The load step of each kind: a module is imported; a process is started (readiness is awaited per backend); an endpoint has nothing to load. */
+async function loadPlugin(dir: string, manifest: HostManifest, options: { timeoutMs: number; log: Log; processes?: ProcessOptions }): Promise<LoadedPlugin> {
+  if (manifest.kind === 'module') return { manifest, dir, createDriver: await importPlugin(dir, manifest, options.timeoutMs) };
+  if (manifest.kind === 'endpoint' || !options.processes) return { manifest, dir };
+  const { dataDir, backends, livenessMs, livenessTimeoutMs } = options.processes;
+  const process = new Supervisor({
+    plugin: manifest.name,
+    dir,
+    command: manifest.command!,
+    dataDir,
+    readyTimeoutMs: options.timeoutMs,
+    livenessMs,
+    livenessTimeoutMs,
+    backends: backends.filter((b) => b.plugin === manifest.name).map((b) => b.name),
+    log: options.log,
+  });
+  process.start();
+  return { manifest, dir, process };
+}
+
+/**
  * Loads the plugins in `dir`: every one, or with `only`, those it names (the
  * manifests of all are still checked). Never throws for a bad plugin: each
  * failure is recorded and the rest load. Throws only if `dir` cannot be read.
  */
-export async function scanPlugins(dir: string, options: { timeoutMs: number; log: Log; only?: ReadonlySet<string> }): Promise<PluginScan> {
+export async function scanPlugins(dir: string, options: { timeoutMs: number; log: Log; only?: ReadonlySet<string>; processes?: ProcessOptions }): Promise<PluginScan> {
   const root = resolve(dir);
   let folders: string[];
   try {
@@ -126,7 +220,7 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
   } catch (err) {
     throw new PluginError('PLUGIN_DIR_UNREADABLE', root, `cannot read plugins dir ${root}: ${(err as Error).message}`);
   }
-  const scan: PluginScan = { plugins: new Map(), failures: new Map() };
+  const scan: PluginScan = { plugins: new Map(), failures: new Map(), endpoints: new Set() };
   const fail = (key: string, dir: string, err: unknown) => {
     const failure = err instanceof PluginError ? err : new PluginError('PLUGIN_IMPORT_FAILED', key, String(err));
     scan.failures.set(key, failure);
@@ -134,7 +228,7 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
   };
 
   // Read every manifest first (no plugin code runs yet), so that a name used twice fails for every folder using it.
-  const candidates: { folder: string; dir: string; manifest: PluginManifest }[] = [];
+  const candidates: { folder: string; dir: string; manifest: HostManifest }[] = [];
   for (const folder of folders) {
     const pluginDir = join(root, folder);
     const manifestPath = join(pluginDir, 'plugin.json');
@@ -165,9 +259,8 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
         continue;
       }
       checkApiVersion(manifest, folder);
-      const createDriver = await importPlugin(pluginDir, manifest, options.timeoutMs);
-      scan.plugins.set(name, { manifest, dir: pluginDir, createDriver });
-      options.log.info({ plugin: name, version: manifest.version, dir: pluginDir }, 'plugin loaded');
+      scan.plugins.set(name, await loadPlugin(pluginDir, manifest, options));
+      options.log.info({ plugin: name, version: manifest.version, kind: manifest.kind, dir: pluginDir }, 'plugin loaded');
     } catch (err) {
       fail(name, pluginDir, err);
     }
@@ -182,6 +275,14 @@ export interface BackendConfig {
   options: Record<string, unknown>;
 }
 
+/** How the host tells the daemon about a remote backend's driver after its creation. */
+export interface BackendHooks {
+  /** The driver that was not ready when the backend was created is ready now: it is the backend's driver from now on. */
+  attach(driver: GuardedDriver): void;
+  /** The link to the backend's driver went down or came back: probe the backend's health now. */
+  changed(): void;
+}
+
 /** A backend as the host gives it to the daemon: its driver, or why it has none. */
 export interface BackendEntry {
   name: string;
@@ -194,7 +295,7 @@ export interface BackendEntry {
 export async function createBackendDriver(
   backend: BackendConfig,
   scan: PluginScan,
-  context: { daemonAddress: string; deadlines: Deadlines; timeoutMs: number; log: Log },
+  context: { daemonAddress: string; deadlines: Deadlines; timeoutMs: number; log: Log; hooks?: BackendHooks },
 ): Promise<GuardedDriver> {
   const plugin = scan.plugins.get(backend.plugin);
   if (!plugin) {
@@ -203,11 +304,13 @@ export async function createBackendDriver(
     const known = [...scan.plugins.keys()].join(', ') || 'none';
     throw new PluginError('PLUGIN_NOT_FOUND', backend.plugin, `backend ${backend.name} names plugin ${backend.plugin}, which is not in the plugins dir (loaded: ${known})`);
   }
+  if (!plugin.createDriver) return createRemoteBackend(backend, plugin, { ...context, endpoints: scan.endpoints });
+  const createDriver = plugin.createDriver;
   const log = context.log.child({ backend: backend.name, plugin: plugin.manifest.name });
   let driver: Driver;
   try {
     driver = await withTimeout(
-      Promise.resolve().then(() => plugin.createDriver({ backend: backend.name, options: backend.options, daemonAddress: context.daemonAddress, log })),
+      Promise.resolve().then(() => createDriver({ backend: backend.name, options: backend.options, daemonAddress: context.daemonAddress, log })),
       context.timeoutMs,
       () => new PluginError('DRIVER_CREATE_TIMEOUT', plugin.manifest.name, `plugin ${plugin.manifest.name}: createDriver for backend ${backend.name} did not return within ${context.timeoutMs} ms (waiting on an array that is not there?)`),
     );

@@ -1,0 +1,223 @@
+/**
+ * ferry.driver.v1 on the wire and the in-process driver contract
+ * (plugins/api/driver.ts), converted both ways: one place for each rule, used
+ * by the remote driver (ferryd's side) and by the bridge that serves a module
+ * driver over DriverService (the driver's side).
+ *
+ * - A remote driver's checkpoint is opaque bytes. ferryd keeps it in its
+ *   record as `{ driverBytes: "<base64>" }`, and as null for empty bytes.
+ * - The stable Ferry code of a failure travels as google.rpc.ErrorInfo
+ *   `reason`; without one, the gRPC status says it (driver.proto's table).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { FerryError, isErrorCode, type Capabilities, type Checkpoint, type DriverProgress, type ErrorCode, type MigrationSpec } from '../plugins/api/index.ts';
+import type { Capabilities as WireCapabilities } from '../build/types/ferry/driver/v1/Capabilities.ts';
+import type { MigrationSpec as WireSpec, MigrationSpec__Output as WireSpecOut } from '../build/types/ferry/driver/v1/MigrationSpec.ts';
+import type { Progress as WireProgress, Progress__Output as WireProgressOut } from '../build/types/ferry/driver/v1/Progress.ts';
+import type { Struct, Struct__Output } from '../build/types/google/protobuf/Struct.ts';
+import type { Value, Value__Output } from '../build/types/google/protobuf/Value.ts';
+import type { StatusMapper } from '../lib/rpc.ts';
+import { decodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
+import { bounded } from './untrusted.ts';
+
+/** The full name of the driver service, and the health service name a driver process serves. */
+export const DRIVER_SERVICE = 'ferry.driver.v1.DriverService';
+
+/** The ErrorInfo domain the bridge sends (a driver may use any domain). */
+export const DRIVER_ERROR_DOMAIN = 'ferry.driver.v1';
+
+// ---------------------------------------------------------------- checkpoints
+
+/** The record's form of a remote driver's checkpoint. */
+export interface RemoteCheckpoint {
+  driverBytes: string;
+}
+
+/** Bytes a remote driver returned, as ferryd keeps them: null for none. */
+export function checkpointFromWire(bytes: Uint8Array | undefined | null): Checkpoint {
+  if (!bytes || bytes.length === 0) return null;
+  return { driverBytes: Buffer.from(bytes).toString('base64') } satisfies RemoteCheckpoint;
+}
+
+/**
+ * The bytes to send for a checkpoint in ferryd's record: the driver's own
+ * bytes back, empty for null. A checkpoint of another shape (the backend's
+ * plugin was a module before) goes as its JSON.
+ */
+export function checkpointToWire(checkpoint: Checkpoint): Buffer {
+  if (checkpoint === null) return Buffer.alloc(0);
+  const keys = Object.keys(checkpoint);
+  if (keys.length === 1 && typeof checkpoint.driverBytes === 'string') return Buffer.from(checkpoint.driverBytes, 'base64');
+  return Buffer.from(JSON.stringify(checkpoint));
+}
+
+/** The bridge's side: a module driver's JSON checkpoint as bytes, and back. */
+export const jsonCheckpoint = {
+  encode: (checkpoint: Checkpoint): Buffer => (checkpoint === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(checkpoint))),
+  decode: (bytes: Uint8Array): Checkpoint => (bytes.length === 0 ? null : (JSON.parse(Buffer.from(bytes).toString('utf8')) as Checkpoint)),
+};
+
+// ---------------------------------------------------------------- messages
+
+/** A migration as the driver service carries it. */
+export function specToWire(m: MigrationSpec): WireSpec {
+  return {
+    id: m.id,
+    sourceBackend: m.source.backend,
+    shareId: m.source.shareId,
+    destinationBackend: m.destination.backend,
+    destinationPool: m.destination.pool,
+    writable: m.writable,
+    nondisruptive: m.nondisruptive,
+    preserveMetadata: m.preserveMetadata,
+    preserveSnapshots: m.preserveSnapshots,
+    newShareType: m.newShareType,
+    maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec,
+    maxDowntimeMs: m.maxDowntimeMs,
+    cutoverAction: m.cutoverAction === 'force' ? 'CUTOVER_ACTION_FORCE' : 'CUTOVER_ACTION_ABORT',
+  };
+}
+
+/** A migration as the in-process contract has it. */
+export function specFromWire(m: WireSpecOut): MigrationSpec {
+  return {
+    id: m.id,
+    source: { backend: m.sourceBackend, shareId: m.shareId },
+    destination: { backend: m.destinationBackend, pool: m.destinationPool },
+    writable: m.writable,
+    nondisruptive: m.nondisruptive,
+    preserveMetadata: m.preserveMetadata,
+    preserveSnapshots: m.preserveSnapshots,
+    newShareType: m.newShareType,
+    maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec,
+    maxDowntimeMs: m.maxDowntimeMs,
+    cutoverAction: m.cutoverAction === 'CUTOVER_ACTION_FORCE' ? 'force' : 'abort',
+  };
+}
+
+/** Capabilities from the wire; a missing message honours nothing. */
+export function capabilitiesFromWire(c: WireCapabilities | null | undefined): Capabilities {
+  return { writable: c?.writable === true, nondisruptive: c?.nondisruptive === true, preserveMetadata: c?.preserveMetadata === true, preserveSnapshots: c?.preserveSnapshots === true };
+}
+
+/** Progress from the wire; the warning only when set. */
+export function progressFromWire(p: WireProgressOut | null | undefined): DriverProgress {
+  const out: DriverProgress = {
+    totalBytes: p?.totalBytes ?? 0,
+    copiedBytes: p?.copiedBytes ?? 0,
+    dirtyBytes: p?.dirtyBytes ?? 0,
+    dirtyRateBytesPerSec: p?.dirtyRateBytesPerSec ?? 0,
+    throughputBytesPerSec: p?.throughputBytesPerSec ?? 0,
+    iteration: p?.iteration ?? 0,
+    etaSeconds: p?.etaSeconds ?? 0,
+  };
+  if (p?.warning) out.warning = p.warning;
+  return out;
+}
+
+/** Progress for the wire (whole numbers, as the proto's integers need). */
+export function progressToWire(p: DriverProgress): WireProgress {
+  const n = (v: number) => Math.max(0, Math.round(v));
+  return {
+    totalBytes: n(p.totalBytes),
+    copiedBytes: n(p.copiedBytes),
+    dirtyBytes: n(p.dirtyBytes),
+    dirtyRateBytesPerSec: n(p.dirtyRateBytesPerSec),
+    throughputBytesPerSec: n(p.throughputBytesPerSec),
+    iteration: n(p.iteration),
+    etaSeconds: n(p.etaSeconds),
+    warning: p.warning ?? '',
+  };
+}
+
+/** A JSON object (a backend's options) as a google.protobuf.Struct. */
+export function toStruct(object: Record<string, unknown>): Struct {
+  return { fields: Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toValue(v)])) };
+}
+
+function toValue(v: unknown): Value {
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  if (typeof v === 'object') return { structValue: toStruct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
+}
+
+/** A google.protobuf.Struct as the JSON object it stands for. */
+export function fromStruct(struct: Struct__Output | null | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(struct?.fields ?? {}).map(([k, v]) => [k, fromValue(v)]));
+}
+
+function fromValue(v: Value__Output): unknown {
+  switch (v.kind) {
+    case 'numberValue':
+      return v.numberValue;
+    case 'stringValue':
+      return v.stringValue;
+    case 'boolValue':
+      return v.boolValue;
+    case 'structValue':
+      return fromStruct(v.structValue);
+    case 'listValue':
+      return (v.listValue?.values ?? []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+// ---------------------------------------------------------------- errors
+
+/** The codes a driver may answer with (driver.proto's table); each is also a gRPC status of the same name. */
+const DRIVER_CODES: ReadonlyMap<ErrorCode, grpc.status> = new Map<ErrorCode, grpc.status>([
+  ['INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT],
+  ['NOT_FOUND', grpc.status.NOT_FOUND],
+  ['ALREADY_EXISTS', grpc.status.ALREADY_EXISTS],
+  ['FAILED_PRECONDITION', grpc.status.FAILED_PRECONDITION],
+  ['UNIMPLEMENTED', grpc.status.UNIMPLEMENTED],
+  ['RESOURCE_EXHAUSTED', grpc.status.RESOURCE_EXHAUSTED],
+  ['UNAVAILABLE', grpc.status.UNAVAILABLE],
+  ['DEADLINE_EXCEEDED', grpc.status.DEADLINE_EXCEEDED],
+]);
+
+/**
+ * The Ferry code of a remote driver's failed call: the ErrorInfo reason if
+ * it is one of driver.proto's codes, else the gRPC status if it is; anything
+ * else (UNKNOWN, INTERNAL, an unknown reason, ...) is DRIVER_ERROR.
+ */
+export function codeOfStatus(err: Partial<grpc.StatusObject>): ErrorCode {
+  const details = err.metadata?.get(STATUS_DETAILS_METADATA)[0];
+  const reason = details instanceof Buffer ? decodeStatusDetails(details)?.errorInfo?.reason : undefined;
+  if (reason !== undefined && isErrorCode(reason) && DRIVER_CODES.has(reason)) return reason;
+  for (const [code, status] of DRIVER_CODES) if (status === err.code) return code;
+  return 'DRIVER_ERROR';
+}
+
+/** A failed remote call as the FerryError the guard passes on; the driver's text bounded. */
+export function errorFromStatus(err: Partial<grpc.StatusObject>, call: string): FerryError {
+  const code = codeOfStatus(err);
+  const status = grpc.status[err.code ?? grpc.status.UNKNOWN] ?? String(err.code);
+  return new FerryError(code, `${call} answered ${status}: ${bounded(err.details ?? '')}`);
+}
+
+/**
+ * The bridge's side: what a module driver threw, as the status a driver
+ * answers with (the Ferry code as ErrorInfo reason). Anything but a
+ * FerryError with one of driver.proto's codes is DRIVER_ERROR (INTERNAL),
+ * logged, its text kept from the wire.
+ */
+export const driverStatusMapper: StatusMapper = (err) => {
+  const ferry = err instanceof FerryError && isErrorCode(err.code) && DRIVER_CODES.has(err.code) ? err : undefined;
+  if (!ferry) {
+    const known = err instanceof FerryError && isErrorCode(err.code);
+    return {
+      code: grpc.status.INTERNAL,
+      message: known ? bounded((err as FerryError).message, 2_000) : 'the driver failed with an unexpected error (see its log)',
+      reason: 'DRIVER_ERROR',
+      domain: DRIVER_ERROR_DOMAIN,
+      logged: !known,
+    };
+  }
+  return { code: DRIVER_CODES.get(ferry.code)!, message: bounded(ferry.message, 2_000), reason: ferry.code, domain: DRIVER_ERROR_DOMAIN, info: ferry.details };
+};

@@ -49,7 +49,8 @@ def read_plugin():
 def watch_stdin(stop):
     """Asks for a stop once stdin reaches end of file: ferryd, which holds its other end, is gone."""
     def read():
-        while sys.stdin.buffer.read1(65536):
+        # The raw fd, not sys.stdin: a buffered reader's lock, held by this thread, would abort the interpreter's exit.
+        while os.read(0, 65536):
             pass
         stop('stdin closed')
     threading.Thread(target=read, name='stdin', daemon=True).start()

@@ -1,6 +1,6 @@
 """The driver's connection to its array: one gRPC channel per backend (shared
-by every migration), calls that end when ferryd cancels the call they serve
-and have a deadline of their own, and the translation of the array's error
+by every migration), calls bounded by their own deadline and by the deadline
+of the ferryd call they serve, and the translation of the array's error
 codes into Ferry's.
 
 A vendor replaces this file with the client of their own array's API; the
@@ -49,25 +49,27 @@ class ArrayClient:
 
     def call(self, method, request, context=None):
         """Calls `method`. Raises FerryError: the array's code mapped and its
-        message kept; DEADLINE_EXCEEDED when `context` (the ferryd call being
-        served) ends first (the array call is cancelled, so nothing keeps
-        running on our side) or our own deadline passes."""
-        future = getattr(self._stub, method).future(request, timeout=self.timeout_ms / 1000)
-        # Runs when ferryd's call ends: cancelled or past its deadline, or answered (then a no-op).
-        if context is not None and not context.add_callback(future.cancel):
-            future.cancel()
+        message kept; DEADLINE_EXCEEDED when our deadline or that of `context`
+        (the ferryd call being served) passes, or when ferryd cancelled the
+        call before it was sent. A blocking call, not a future: it saves a
+        thread hand-off on every Continue, and ferryd's deadline bounds it."""
+        timeout = self.timeout_ms / 1000
+        if context is not None:
+            if not context.is_active():
+                raise FerryError('DEADLINE_EXCEEDED', '%s was not sent: the call was aborted' % method)
+            remaining = context.time_remaining()
+            if remaining is not None:
+                timeout = min(timeout, remaining)
         try:
-            return future.result()
-        except grpc.FutureCancelledError:
-            raise FerryError('DEADLINE_EXCEEDED', '%s to the array at %s was aborted (deadline or shutdown)' % (method, self.endpoint)) from None
+            return getattr(self._stub, method)(request, timeout=timeout)
         except grpc.RpcError as err:
-            raise self._to_ferry_error(method, err) from None
+            raise self._to_ferry_error(method, err, timeout) from None
 
     def close(self):
         """Closes the channel."""
         self._channel.close()
 
-    def _to_ferry_error(self, method, err):
+    def _to_ferry_error(self, method, err, timeout):
         status = err.code()
         if status == grpc.StatusCode.CANCELLED:
             return FerryError('DEADLINE_EXCEEDED', '%s to the array at %s was aborted (deadline or shutdown)' % (method, self.endpoint))
@@ -79,7 +81,7 @@ class ArrayClient:
             if code == 'UNAVAILABLE':
                 return FerryError(code, 'the array at %s is unavailable: %s' % (self.endpoint, details))
             if code == 'DEADLINE_EXCEEDED':
-                return FerryError(code, '%s to the array at %s ran past its %d ms deadline' % (method, self.endpoint, self.timeout_ms))
+                return FerryError(code, '%s to the array at %s ran past its %d ms deadline' % (method, self.endpoint, round(timeout * 1000)))
             return FerryError(code, '%s to the array at %s failed with %s: %s' % (method, self.endpoint, status.name, details))
         array_code = info[0]
         code = ARRAY_CODE_MAP.get(array_code, 'DRIVER_ERROR')

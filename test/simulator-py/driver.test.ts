@@ -175,6 +175,12 @@ test("the array's error codes arrive as Ferry's, in an ErrorInfo of the driver's
   await sim.client.call('ClearFaults');
   assert.equal((await p.driver.continueMigration(call('m3'))).progress!.totalBytes, 4 * MiB);
 
+  // The array answers too late: the driver's own deadline (callTimeoutMs), DEADLINE_EXCEEDED.
+  await p.driver.openBackend({ backend: 'alpha', options: toStruct({ endpoint: sim.address, callTimeoutMs: 200 }), daemonAddress: '' });
+  await sim.client.call('SetFaults', { latencyMs: { GetJob: 60_000 } });
+  await failsWith(p.driver.continueMigration(call('m3')), 'DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED', /^GetJob to the array at .* ran past its 200 ms deadline$/);
+  await sim.client.call('ClearFaults');
+
   // No array answers: the transport's UNAVAILABLE.
   await p.driver.openBackend({ backend: 'gone', options: toStruct({ endpoint: '127.0.0.1:1' }), daemonAddress: '' });
   await failsWith(p.driver.describe('gone'), 'UNAVAILABLE', 'UNAVAILABLE', /^the array at 127\.0\.0\.1:1 is unavailable: /);

@@ -6,7 +6,8 @@
  * and restart on the same data dir.
  *
  *   <tmp>/direct-plugins/<folder> -> the vendor's plugin folder (symlink), scanned in this process
- *   <tmp>/plugins/<name>/          the plugin as ferryd loads it: the vendor's module behind shim.ts
+ *   <tmp>/plugins/<name>/          the plugin as ferryd loads it: the vendor's module behind shim.ts,
+ *                                  or for a process or endpoint plugin the vendor's folder itself (symlink)
  *   <tmp>/ferry.json               the daemon config: two backends, no embedded simulator
  *   <tmp>/data/                    the daemon's data dir, kept across restarts
  */
@@ -24,6 +25,7 @@ import type { Capabilities } from '../api/index.ts';
 import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';
 import { ControlServer } from './control.ts';
 import { DaemonProcess, type LogLine } from './daemon-process.ts';
+import { readTransport, type PluginTransport } from './plugin-kind.ts';
 
 /** How long the kit waits for things, in ms. */
 export interface Timeouts {
@@ -102,7 +104,19 @@ export class Harness {
     readonly setup: AdapterSetup,
     readonly control: ControlServer,
     readonly timeouts: Timeouts,
+    /** How the plugin runs (plugin.json's kind), and its command for a process plugin. */
+    readonly transport: PluginTransport,
   ) {}
+
+  /**
+   * Whether ferryd runs the plugin behind the kit's pass-through wrapper
+   * (shim.ts), so that checks can hold its calls and read its answers. Only
+   * a module plugin is wrapped: a process or endpoint driver's calls cross
+   * ferry.driver.v1 inside ferryd, where the kit has no hook yet.
+   */
+  get wrapped(): boolean {
+    return this.transport.kind === 'module';
+  }
 
   /** Loads the plugin, sets the adapter up, starts ferryd. Throws HarnessError naming the step that failed. */
   static async open(options: HarnessOptions): Promise<Harness> {
@@ -113,6 +127,12 @@ export class Harness {
     try {
       const load = await loadPlugin(options.plugin, scratch);
       if (!load.plugin) throw new HarnessError('load', `the plugin did not load: ${load.failure?.message ?? 'no plugin.json in the folder'}`);
+      let transport: PluginTransport;
+      try {
+        transport = readTransport(load.plugin.dir);
+      } catch (err) {
+        throw new HarnessError('load', (err as Error).message);
+      }
       let setup: AdapterSetup;
       try {
         adapter = await options.adapter();
@@ -121,7 +141,7 @@ export class Harness {
         throw new HarnessError('setup', `adapter setup failed: ${(err as Error)?.message ?? String(err)}`);
       }
       control = await ControlServer.open();
-      harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts);
+      harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts, transport);
       for (const backend of setup.backends) await harness.openDriver(backend);
       harness.writeDaemonFiles();
       process.once('exit', harness.onExit);
@@ -233,20 +253,50 @@ export class Harness {
   async driverFailure(migrationId: string, waitMs = 2_000): Promise<string | undefined> {
     const now = this.lastDriverFailure(migrationId);
     if (now !== undefined) return now;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, waitMs);
+    await this.awaitLine((line) => line.migration === migrationId && line.msg === 'driver call failed', waitMs);
+    return this.lastDriverFailure(migrationId);
+  }
+
+  /**
+   * The newest of ferryd's log lines (of any daemon of the run) that
+   * `match` accepts, waiting up to `waitMs` for one to arrive when none has;
+   * undefined if none did.
+   */
+  async awaitLine(match: (line: LogLine) => boolean, waitMs: number): Promise<LogLine | undefined> {
+    const seen = this.logs.findLast(match);
+    if (seen) return seen;
+    return new Promise<LogLine | undefined>((resolve) => {
+      const logged = this.logged;
+      const timer = setTimeout(() => done(undefined), waitMs);
       const onLine = (line: LogLine) => {
-        if (line.migration === migrationId && line.msg === 'driver call failed') done();
+        if (match(line)) done(line);
       };
-      function done() {
+      function done(line: LogLine | undefined) {
         clearTimeout(timer);
         logged.off('line', onLine);
-        resolve();
+        resolve(line);
       }
-      const logged = this.logged;
       logged.on('line', onLine);
     });
-    return this.lastDriverFailure(migrationId);
+  }
+
+  /**
+   * SIGKILLs the plugin's driver process, found by the pid in ferryd's
+   * "driver process started" line, and waits for ferryd to log that it
+   * started it again. Throws, saying which line did not come, if ferryd
+   * logged no start of the process or did not restart it in time.
+   */
+  async killDriverProcess(): Promise<{ killed: number; restarted: number }> {
+    const plugin = this.load.plugin.manifest.name;
+    const started = (line: LogLine) => line.msg === 'driver process started' && line.plugin === plugin && typeof line.pid === 'number';
+    const waitMs = this.timeouts.daemonStartMs;
+    const first = await this.awaitLine(started, waitMs);
+    if (!first) throw new Error(`ferryd logged no "driver process started" for plugin ${plugin} within ${waitMs} ms`);
+    const killed = first.pid as number;
+    process.kill(killed, 'SIGKILL');
+    const again = await this.awaitLine((line) => started(line) && line.pid !== killed, waitMs);
+    if (!again) throw new Error(`ferryd did not start the driver process of plugin ${plugin} again within ${waitMs} ms of its SIGKILL (pid ${killed})`);
+    return { killed, restarted: again.pid as number };
   }
 
   /**
@@ -288,10 +338,19 @@ export class Harness {
     }
   }
 
-  /** The config and the wrapped plugin folder ferryd is started with. */
+  /** The config and the (wrapped) plugin folder ferryd is started with. */
   private writeDaemonFiles(): void {
     const { manifest, dir } = this.load.plugin;
     const real = realpathSync(dir);
+    const config = {
+      simulator: { embedded: false },
+      shutdownGraceMs: SHUTDOWN_GRACE_MS,
+      backends: this.setup.backends.map((b) => ({ name: b.name, plugin: manifest.name, options: b.options })),
+    };
+    writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));
+    mkdirSync(join(this.scratch, 'plugins'), { recursive: true });
+    // ferryd starts a process plugin's command itself (its relative paths against the folder it found).
+    if (!this.wrapped) return symlinkSync(real, join(this.scratch, 'plugins', manifest.name));
     const entry = manifest.main ? join(real, manifest.main) : (['index.ts', 'index.js', 'index.mjs'].map((f) => join(real, f)).find((f) => existsSync(f)) ?? join(real, 'index.ts'));
     const folder = join(this.scratch, 'plugins', manifest.name);
     mkdirSync(folder, { recursive: true });
@@ -307,12 +366,6 @@ export class Harness {
         '',
       ].join('\n'),
     );
-    const config = {
-      simulator: { embedded: false },
-      shutdownGraceMs: SHUTDOWN_GRACE_MS,
-      backends: this.setup.backends.map((b) => ({ name: b.name, plugin: manifest.name, options: b.options })),
-    };
-    writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));
   }
 }
 

@@ -1,6 +1,14 @@
 /**
- * `ferry-conformance init DIR`: writes a new plugin folder from
- * plugins/template, with the plugin's name filled in. The plugin is a package
+ * `ferry-conformance init DIR [--kind module|process]`: writes a new plugin
+ * folder from a template, with the plugin's name filled in.
+ *
+ * `--kind process` (plugins/template-process): plugin.json of kind process
+ * with the command ["/usr/bin/python3", "driver.py"], and driver.py, a
+ * Python driver whose every call answers UNIMPLEMENTED; it generates its
+ * stubs at start from the protos of this checkout (or FERRY_PROTO_PATH).
+ * Nothing is installed.
+ *
+ * `--kind module` (the default, plugins/template): the plugin is a package
  * of its own: it imports Ferry's driver API as `@ferry/driver-api` and the
  * kit's adapter types as `@ferry/conformance`, both `file:` dependencies on
  * this checkout that npm installs into the plugin's node_modules, so the
@@ -13,6 +21,14 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const TEMPLATE_DIR = fileURLToPath(new URL('../template/', import.meta.url));
+const PROCESS_TEMPLATE_DIR = fileURLToPath(new URL('../template-process/', import.meta.url));
+const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url));
+
+/** The kinds init writes a template for. */
+export const INIT_KINDS = ['module', 'process'] as const;
+
+/** A kind init writes a template for. */
+export type InitKind = (typeof INIT_KINDS)[number];
 const PLUGINS_DIR = fileURLToPath(new URL('../', import.meta.url));
 const FERRY_PACKAGE = fileURLToPath(new URL('../../package.json', import.meta.url));
 
@@ -73,14 +89,17 @@ const TSCONFIG = {
 };
 
 /**
- * Writes the template into `dir` (which must not exist or be empty) as plugin
- * `name`, then runs `npm install` in it unless `install` is false.
+ * Writes the template of `kind` into `dir` (which must not exist or be
+ * empty) as plugin `name`; for a module plugin, then runs `npm install` in
+ * it unless `install` is false.
  */
-export function initPlugin(dir: string, name = nameFrom(dir), install = true): InitResult {
+export function initPlugin(dir: string, name = nameFrom(dir), install = true, kind: InitKind = 'module'): InitResult {
   const target = resolve(dir);
   if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(name)) throw new InitError(`"${name}" is not a plugin name: use 1-64 lower-case letters, digits, ".", "_" or "-" (--name NAME)`);
+  if (!INIT_KINDS.includes(kind)) throw new InitError(`--kind ${kind}: init writes a template for ${INIT_KINDS.join(' or ')} (an endpoint driver is served elsewhere; start from the process template)`);
   if (existsSync(target) && readdirSync(target).length > 0) throw new InitError(`${target} is not empty; init writes a new plugin folder`);
   mkdirSync(target, { recursive: true });
+  if (kind === 'process') return { dir: target, name, files: writeProcessTemplate(target, name) };
   const files: string[] = [];
   for (const file of readdirSync(TEMPLATE_DIR).sort()) {
     let text = readFileSync(join(TEMPLATE_DIR, file), 'utf8');
@@ -100,4 +119,21 @@ export function initPlugin(dir: string, name = nameFrom(dir), install = true): I
   const npm = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: target, encoding: 'utf8' });
   const detail = npm.error ? npm.error.message : (npm.stderr.trim().split('\n').slice(-3).join(' | ') || `npm exited ${npm.status}`);
   return { dir: target, name, files, install: { ok: npm.status === 0, detail } };
+}
+
+/** The Python template: plugin.json with the name, driver.py with the name and this checkout's proto/ as its default FERRY_PROTO_PATH. */
+function writeProcessTemplate(target: string, name: string): string[] {
+  const files: string[] = [];
+  for (const file of readdirSync(PROCESS_TEMPLATE_DIR).sort()) {
+    let text = readFileSync(join(PROCESS_TEMPLATE_DIR, file), 'utf8');
+    if (file === 'plugin.json') {
+      const manifest = JSON.parse(text) as Record<string, unknown>;
+      text = `${JSON.stringify({ ...manifest, name, description: `A Ferry driver for ${name}.` }, null, 2)}\n`;
+    } else if (file === 'driver.py') {
+      text = text.replace('PLUGIN_NAME = "template"', `PLUGIN_NAME = ${JSON.stringify(name)}`).replace('@FERRY_PROTO_PATH@', PROTO_DIR).replace('YOUR ARRAY, from the template', `${name}, from the template`);
+    }
+    writeFileSync(join(target, file), text);
+    files.push(file);
+  }
+  return files;
 }

@@ -2,17 +2,17 @@
  * ferry-conformance: runs the driver conformance suite against a plugin
  * folder and reports, or writes a new plugin from the template.
  *
- *   ferry-conformance --plugin DIR [--adapter FILE] [--config FILE] [--repeat N]
+ *   ferry-conformance --plugin DIR [--adapter FILE | --adapter-address ADDR] [--config FILE] [--repeat N]
  *                     [--share-size BYTES] [--check ID]... [--json FILE]
  *   ferry-conformance --list
- *   ferry-conformance init DIR [--name NAME]
+ *   ferry-conformance init DIR [--name NAME] [--kind module|process]
  *
  * The plugin is loaded through ferryd's own loader first; then the suite
  * runs under node:test's run() (node-entry.ts) and each check is printed as
  * it finishes. Exit codes: 0 when no check failed, 1 when one did (or the
  * plugin did not load), 2 for a bad flag, a missing adapter or a bad DIR.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { run } from 'node:test';
@@ -21,12 +21,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import { formatBytes } from './data.ts';
 import { loadPlugin } from './harness.ts';
 import { CHECK_IDS, listChecks, splitName, TEARDOWN, type CheckResult } from './index.ts';
-import { InitError, initPlugin } from './init.ts';
+import { InitError, initPlugin, type InitKind } from './init.ts';
+import { AdapterChoiceError, chooseAdapter, describeChoice, type AdapterChoice } from './kit-adapter.ts';
 import { RUN_ENV, type RunSpec } from './run-spec.ts';
 import { formatCheck, formatNote, formatSummary, jsonReport, type RunInfo } from './report.ts';
 
 const ENTRY = fileURLToPath(new URL('./entry.mjs', import.meta.url));
-const ADAPTER_FILES = ['conformance-adapter.ts', 'conformance-adapter.mjs', 'conformance-adapter.js'];
 
 /** A path as the user would like to read it: relative below the current dir, absolute elsewhere. */
 function shown(path: string): string {
@@ -57,6 +57,7 @@ function collect(value: string, previous: string[] = []): string[] {
 interface RunFlags {
   plugin?: string;
   adapter?: string;
+  adapterAddress?: string;
   config?: string;
   repeat: number;
   shareSize: number;
@@ -65,16 +66,15 @@ interface RunFlags {
   list?: boolean;
 }
 
-/** The adapter module: --adapter, else conformance-adapter.{ts,mjs,js} in the plugin folder. */
-function adapterPath(flag: string | undefined, pluginDir: string): string {
-  if (flag) {
-    const path = resolve(flag);
-    if (!existsSync(path)) throw new UsageError(`--adapter ${flag}: no such file`);
-    return path;
+/** The adapter (kit-adapter.ts); a choice that cannot be made is a usage problem. */
+function adapterChoice(flags: RunFlags, pluginDir: string): AdapterChoice {
+  if (flags.adapter && flags.adapterAddress) throw new UsageError('--adapter and --adapter-address: pass one of them');
+  try {
+    return chooseAdapter(pluginDir, flags);
+  } catch (err) {
+    if (err instanceof AdapterChoiceError) throw new UsageError(err.message);
+    throw err;
   }
-  const found = ADAPTER_FILES.map((f) => join(pluginDir, f)).find((f) => existsSync(f));
-  if (!found) throw new UsageError(`no adapter: write ${join(pluginDir, 'conformance-adapter.ts')} (see docs/writing-a-driver.md, "The adapter") or pass --adapter FILE`);
-  return found;
 }
 
 function readConfig(path: string | undefined): Record<string, unknown> {
@@ -116,10 +116,10 @@ async function runCommand(flags: RunFlags): Promise<number> {
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-  const adapter = adapterPath(flags.adapter, pluginDir);
+  const adapter = adapterChoice(flags, pluginDir);
   const info: RunInfo = {
     plugin: { name: load.plugin?.manifest.name ?? '', version: load.plugin?.manifest.version ?? '', apiVersion: load.plugin?.manifest.apiVersion ?? 0, dir: pluginDir },
-    adapter,
+    adapter: adapter.type === 'module' ? adapter.file : adapter.type === 'address' ? adapter.address : `command: ${adapter.command.join(' ')}`,
     repeat: flags.repeat,
     shareSizeBytes: flags.shareSize,
   };
@@ -133,7 +133,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
     return 1;
   }
   out(`ferry-conformance: plugin ${info.plugin.name} ${info.plugin.version} (driver API ${info.plugin.apiVersion}) from ${shown(pluginDir)}`);
-  out(`adapter ${shown(adapter)}; each idempotent call repeated ${flags.repeat} times; test shares of ${formatBytes(flags.shareSize)}\n`);
+  out(`${describeChoice(adapter, shown)}; each idempotent call repeated ${flags.repeat} times; test shares of ${formatBytes(flags.shareSize)}\n`);
 
   const spec: RunSpec = { plugin: pluginDir, adapter, config: readConfig(flags.config), repeat: flags.repeat, shareSizeBytes: flags.shareSize, ...(flags.check ? { checks: flags.check } : {}) };
   process.env[RUN_ENV] = JSON.stringify(spec);
@@ -205,7 +205,8 @@ function causeOf(error: unknown): { message: string; call?: string } {
 const program = new Command('ferry-conformance')
   .description("Ferry's driver conformance suite: runs every check through a real ferryd against your plugin, capability-gated")
   .option('--plugin <dir>', 'the plugin folder under test (holds plugin.json)')
-  .option('--adapter <file>', 'a module exporting createAdapter(config) (default: conformance-adapter.ts in the plugin folder)')
+  .option('--adapter <file>', 'a module exporting createAdapter(config) (default: conformance-adapter.ts in a module plugin\'s folder)')
+  .option('--adapter-address <addr>', 'a ConformanceAdapter gRPC service to use, unix:PATH or host:port (default for a process plugin: the one its command serves, started by the kit)')
   .option('--config <file>', 'a JSON file given to createAdapter (the array to use, credentials, pools)')
   .option('--repeat <n>', 'how many times each idempotent call is repeated', positiveInt, 3)
   .option('--share-size <bytes>', 'the size of each test share, e.g. 4MiB', bytes, 4 * 1024 * 1024)
@@ -223,10 +224,24 @@ program
   .description('write a new plugin folder from the template, with the name filled in')
   .argument('<dir>', 'the new plugin folder (must not exist, or be empty)')
   .option('--name <name>', 'the plugin name (default: from the folder name)')
-  .option('--no-install', 'do not run npm install in the new folder')
-  .action((dir: string, flags: { name?: string; install: boolean }) => {
-    const r = initPlugin(dir, flags.name, flags.install);
+  .option('--kind <kind>', 'module (a TypeScript module in ferryd) or process (a Python driver.py that ferryd starts)', 'module')
+  .option('--no-install', 'do not run npm install in the new folder (module)')
+  .action((dir: string, flags: { name?: string; install: boolean; kind: string }) => {
+    const r = initPlugin(dir, flags.name, flags.install, flags.kind as InitKind);
     const rel = shown(r.dir);
+    if (flags.kind === 'process') {
+      process.stdout.write(
+        [
+          `wrote plugin ${r.name} (kind process) in ${rel}: ${r.files.join(', ')}`,
+          'next:',
+          `  1. fill in each DriverService method of ${rel}/driver.py (docs/writing-a-driver.md, "The process kind")`,
+          `  2. fill in its ConformanceAdapter methods (docs/writing-a-driver.md, "The adapter")`,
+          `  3. npx ferry-conformance --plugin ${rel}`,
+          '',
+        ].join('\n'),
+      );
+      return;
+    }
     const lines = [`wrote plugin ${r.name} in ${rel}: ${r.files.join(', ')}`];
     if (r.install?.ok) lines.push(`installed its dependencies (@ferry/driver-api, @ferry/conformance: file: links to this checkout; run npm install in ${rel} again after moving either)`);
     else if (r.install) lines.push(`npm install in ${rel} failed: ${r.install.detail}`, `run it yourself there before the next steps`);

@@ -8,6 +8,7 @@ import type { CheckResult } from './index.ts';
 /** What the report says about the run. */
 export interface RunInfo {
   plugin: { name: string; version: string; apiVersion: number; dir: string };
+  /** The adapter module's path, the ConformanceAdapter address, or "command: ARGV" for a process plugin's own. */
   adapter: string;
   repeat: number;
   shareSizeBytes: number;

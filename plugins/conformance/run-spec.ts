@@ -3,6 +3,8 @@
  * in (node-entry.ts): one JSON value in an environment variable.
  */
 
+import type { AdapterChoice } from './kit-adapter.ts';
+
 /** The environment variable that carries the RunSpec, as JSON. */
 export const RUN_ENV = 'FERRY_CONFORMANCE_RUN';
 
@@ -10,8 +12,8 @@ export const RUN_ENV = 'FERRY_CONFORMANCE_RUN';
 export interface RunSpec {
   /** The plugin folder. */
   plugin: string;
-  /** The adapter module's path. */
-  adapter: string;
+  /** Where the adapter comes from. */
+  adapter: AdapterChoice;
   /** Given to createAdapter. */
   config: Record<string, unknown>;
   repeat: number;

@@ -9,12 +9,14 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { serveAdapter } from '../../plugins/conformance/adapter-server.ts';
 import { CHECK_IDS } from '../../plugins/conformance/index.ts';
 import type { JsonReport } from '../../plugins/conformance/report.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
 const BIN = join(ROOT, 'bin/ferry-conformance.mjs');
 const SIM_ADAPTER = join(ROOT, 'plugins/simulator/conformance-adapter.ts');
+const { createAdapter: simulatorAdapter } = await import('../../plugins/simulator/conformance-adapter.ts');
 
 interface Ran {
   code: number;
@@ -118,6 +120,32 @@ describe('ferry-conformance', () => {
     const r = await ferryConformance(['--plugin', plugin]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^ferry-conformance: no adapter: write .*noadapter\/conformance-adapter\.ts \(see docs\/writing-a-driver\.md, "The adapter"\) or pass --adapter FILE$/m);
+  });
+
+  test('--adapter-address uses the ConformanceAdapter service there, and says so', async (t) => {
+    const server = await serveAdapter(simulatorAdapter, `unix:${join(tempDir(t), 'adapter.sock')}`);
+    t.after(() => server.close());
+    const json = join(tempDir(t), 'result.json');
+    const r = await ferryConformance(['--plugin', 'plugins/simulator', '--adapter-address', server.address, '--share-size', '2MiB', '--check', 'happy-path', '--json', json]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`^adapter: the ConformanceAdapter service at ${server.address}; each idempotent call repeated 3 times`, 'm'));
+    const report = readJson(json);
+    assert.equal(report.adapter, server.address);
+    assert.deepEqual(report.summary, { passed: 2, failed: 0, skipped: 0 });
+  });
+
+  test('an endpoint plugin without --adapter-address is told to pass one, exit 2; --adapter with --adapter-address is refused', async (t) => {
+    const plugin = join(tempDir(t), 'remote');
+    mkdirSync(plugin);
+    // index.mjs: loadable by a loader that does not know kinds yet, so that the adapter choice is what is tested.
+    writeFileSync(join(plugin, 'plugin.json'), JSON.stringify({ name: 'remote', version: '1.0.0', apiVersion: 1, kind: 'endpoint', main: 'index.mjs' }));
+    writeFileSync(join(plugin, 'index.mjs'), 'export function createDriver() { return {}; }\n');
+    const r = await ferryConformance(['--plugin', plugin]);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /^ferry-conformance: the plugin is of kind endpoint: pass --adapter-address ADDR, where its ConformanceAdapter service is served/m);
+    const both = await ferryConformance(['--plugin', plugin, '--adapter', SIM_ADAPTER, '--adapter-address', 'unix:/nowhere']);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--adapter and --adapter-address: pass one of them/);
   });
 
   test('bad flags and unknown checks are usage errors, exit 2', async () => {

@@ -1,7 +1,8 @@
 /**
  * The conformance kit, run as a library with a runner that records results:
  * the simulator's driver passes every check it claims (preserve_snapshots,
- * which it does not claim, is skipped with the reason), and each defect
+ * which it does not claim, and the driver-process kills, which need a
+ * process plugin, are skipped with the reasons), and each defect
  * planted in the broken sample driver is reported as a failure of the
  * checks that exist to catch it, and of no other.
  */
@@ -83,7 +84,7 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
 ];
 
 describe('the conformance kit', () => {
-  test('passes the simulator driver on every check it claims and skips preserve_snapshots, which it does not claim, with the reason', async () => {
+  test('passes the simulator driver on every check it claims and skips preserve_snapshots, which it does not claim, and the driver-process kills, a module plugin having no process, with the reasons', async () => {
     const results = await runSuite(SIMULATOR, {});
     assert.deepEqual([...results.keys()], CHECK_IDS, 'every check reported, in order');
     const failed = [...results.values()].filter((r) => r.status === 'failed');
@@ -91,7 +92,11 @@ describe('the conformance kit', () => {
     const skipped = [...results.values()].filter((r) => r.status === 'skipped');
     assert.deepEqual(
       skipped.map((r) => [r.id, r.reason]),
-      [['preserve-snapshots', 'driver does not claim preserve_snapshots']],
+      [
+        ['preserve-snapshots', 'driver does not claim preserve_snapshots'],
+        ['driver-killed-in-progress', 'the plugin is of kind module: there is no driver process for the kit to kill (crash-in-progress kills ferryd itself)'],
+        ['driver-killed-completing', 'the plugin is of kind module: there is no driver process for the kit to kill (crash-in-progress kills ferryd itself)'],
+      ],
     );
   });
 

@@ -5,7 +5,7 @@
  * destination backend must hold nothing new.
  */
 import { expect, skip } from '../failure.ts';
-import { PAST_STARTING, stateName, type Check } from './check.ts';
+import { needsWrapper, PAST_STARTING, stateName, type Check } from './check.ts';
 
 const CANCEL_STATES = ['MIGRATION_STATE_CANCELLING', 'MIGRATION_STATE_CANCELLED'];
 
@@ -22,6 +22,7 @@ async function cancelRepeatedly(c: Parameters<Check['run']>[0], id: string): Pro
 export const cancelInStarting: Check = {
   id: 'cancel-starting',
   title: 'cancel in STARTING (while start is in flight) leaves the source intact and no destination behind',
+  gate: needsWrapper,
   async run(c) {
     const share = await c.share();
     const before = await c.destinationListing();

@@ -33,6 +33,11 @@ export function claims(...flags: (keyof Capabilities)[]): (h: Harness) => string
   };
 }
 
+/** A gate: skip unless the kit's pass-through wrapper is in ferryd, for a check that holds a call at an exact point. */
+export function needsWrapper(h: Harness): string | null {
+  return h.wrapped ? null : `holds a driver call at an exact point, which the kit can do only for module plugins (this one is of kind ${h.transport.kind})`;
+}
+
 /** Runs `fn`, expecting it to be refused with Ferry code `code`; fails naming the call otherwise. */
 export async function expectRefused(call: string, code: string, fn: () => Promise<unknown>): Promise<FerryCallError> {
   let value: unknown;

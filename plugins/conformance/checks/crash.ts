@@ -7,11 +7,12 @@
  * ferryd could persist what it returned.
  */
 import { expect } from '../failure.ts';
-import { stateName, type Check } from './check.ts';
+import { needsWrapper, stateName, type Check } from './check.ts';
 
 export const crashInStarting: Check = {
   id: 'crash-starting',
   title: 'ferryd killed in STARTING after start reached the array (its result lost) and restarted: start is made again and the migration ends right',
+  gate: needsWrapper,
   async run(c) {
     const share = await c.share();
     const before = await c.destinationListing();
@@ -59,6 +60,7 @@ export const crashInProgress: Check = {
 export const crashInCompleting: Check = {
   id: 'crash-completing',
   title: 'ferryd killed in COMPLETING after complete ran (its result lost) and restarted: complete resumes from the checkpoint and the migration ends with the data moved',
+  gate: needsWrapper,
   async run(c) {
     const share = await c.share();
     const before = await c.destinationListing();

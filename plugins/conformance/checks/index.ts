@@ -1,11 +1,12 @@
 /**
  * Every check of the suite, in the order it runs: cheap ones first, then
- * whole migrations, then the ones that kill the engine.
+ * whole migrations, then the ones that kill the engine, then the driver process.
  */
 import { preserveMetadata, preserveSnapshots, nondisruptiveCutover, writableLosesNothing } from './capabilities.ts';
 import { cancelInPhase1Done, cancelInProgress, cancelInStarting } from './cancel.ts';
 import type { Check } from './check.ts';
 import { crashInCompleting, crashInProgress, crashInStarting } from './crash.ts';
+import { driverKilledCompleting, driverKilledInProgress } from './driver-crash.ts';
 import { poolTooSmall, unknownPool, unknownShare } from './errors.ts';
 import { cancelRepeatedDriver, completeRepeatedApi, completeRepeatedDriver, startRepeatedApi, startRepeatedDriver } from './idempotency.ts';
 import { backendsServing, completeBeforePhase1, continueDeadline, happyPath, progressHonest } from './lifecycle.ts';
@@ -37,4 +38,6 @@ export const CHECKS: readonly Check[] = [
   crashInStarting,
   crashInProgress,
   crashInCompleting,
+  driverKilledInProgress,
+  driverKilledCompleting,
 ];

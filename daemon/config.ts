@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_DEADLINES, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../host/deadlines.ts';
+import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../host/deadlines.ts';
 import type { BackendConfig } from '../host/plugins.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './options.ts';
 import { resolveEmbeddedArray, type EmbeddedArrayConfig } from './embedded.ts';
@@ -158,7 +158,7 @@ const SETTINGS = {
   engine: ENGINE_RULES,
   deadlines: DEADLINE_RULES,
   pluginLoadTimeoutMs: ms(DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, 1, 'no plugin loads in 0 ms'),
-  healthProbeMs: ms(5_000, 100, 'probes more often than that would load the arrays for nothing'),
+  healthProbeMs: ms(DEFAULT_HEALTH_PROBE_MS, 100, 'probes more often than that would load the arrays for nothing'),
   shutdownGraceMs: ms(10_000, 0),
   shutdownForceMs: ms(30_000, 1, 'the daemon would exit before it stopped anything'),
   storeSync: 'true or false',

@@ -29,3 +29,6 @@ export const DEFAULT_DEADLINES: Deadlines = {
 
 /** How long a plugin may take to import, and a driver to be created, by default (ms). */
 export const DEFAULT_PLUGIN_LOAD_TIMEOUT_MS = 10_000;
+
+/** How often a backend's health (and a driver process's liveness) is probed, by default (ferryd's healthProbeMs). */
+export const DEFAULT_HEALTH_PROBE_MS = 5_000;

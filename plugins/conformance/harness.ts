@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FerryClient, type Backend } from '../../client/client.ts';
-import { DEFAULT_DEADLINES, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../../host/deadlines.ts';
+import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../../host/deadlines.ts';
 import type { GuardedDriver } from '../../host/guard.ts';
-import { createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../host/plugins.ts';
+import { closePlugins, createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../host/plugins.ts';
 import { silentLog, type Log } from '../../lib/log.ts';
 import type { Capabilities } from '../api/index.ts';
 import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';
@@ -51,13 +51,21 @@ export interface PluginLoad {
 /** How long driver calls in flight may take when the kit stops ferryd at the end of a run. */
 const SHUTDOWN_GRACE_MS = 2_000;
 
-/** Loads the plugin folder through ferryd's loader (scanPlugins), alone in a plugins dir of its own. */
-export async function loadPlugin(pluginDir: string, scratch: string): Promise<PluginLoad> {
+/**
+ * Loads the plugin folder through ferryd's loader (scanPlugins), alone in a
+ * plugins dir of its own. With `startProcesses`, a kind-process plugin's
+ * driver process is started too (under `scratch`), for the checks that call
+ * the driver directly; close it with closePlugins(load.scan).
+ */
+export async function loadPlugin(pluginDir: string, scratch: string, startProcesses = false): Promise<PluginLoad> {
   const dir = realpathSync(resolve(pluginDir));
   const plugins = join(scratch, 'direct-plugins');
   mkdirSync(plugins, { recursive: true });
   symlinkSync(dir, join(plugins, basename(dir)));
-  const scan = await scanPlugins(plugins, { timeoutMs: DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, log: silentLog() });
+  const processes = startProcesses
+    ? { dataDir: join(scratch, 'direct-data'), backends: [], livenessMs: DEFAULT_HEALTH_PROBE_MS, livenessTimeoutMs: DEFAULT_DEADLINES.describe }
+    : undefined;
+  const scan = await scanPlugins(plugins, { timeoutMs: DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, log: silentLog(), ...(processes ? { processes } : {}) });
   const plugin = [...scan.plugins.values()][0];
   const failure = [...scan.failures.values()][0];
   return plugin ? { dir, scan, plugin } : { dir, scan, failure };
@@ -124,8 +132,9 @@ export class Harness {
     let adapter: ConformanceAdapter | undefined;
     let control: ControlServer | undefined;
     let harness: Harness | undefined;
+    let load: PluginLoad | undefined;
     try {
-      const load = await loadPlugin(options.plugin, scratch);
+      load = await loadPlugin(options.plugin, scratch, true);
       if (!load.plugin) throw new HarnessError('load', `the plugin did not load: ${load.failure?.message ?? 'no plugin.json in the folder'}`);
       let transport: PluginTransport;
       try {
@@ -152,6 +161,7 @@ export class Harness {
       else {
         await control?.close();
         await adapter?.teardown().catch(() => undefined);
+        if (load) await closePlugins(load.scan, SHUTDOWN_GRACE_MS);
         rmSync(scratch, { recursive: true, force: true });
       }
       throw err;
@@ -330,6 +340,7 @@ export class Harness {
     this.daemon = undefined;
     for (const driver of this.drivers) await driver.close();
     this.drivers.clear();
+    await closePlugins(this.load.scan, SHUTDOWN_GRACE_MS);
     await this.control.close();
     try {
       await within(this.adapter.teardown(), this.timeouts.setupMs, 'adapter.teardown()');

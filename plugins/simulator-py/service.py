@@ -62,8 +62,8 @@ class Backends:
                 return current[2]
             driver = SimulatorDriver(self.pb, name, options, daemon_address)
             self._open[name] = (options, daemon_address, driver)
-        if current is not None:
-            current[2].close()
+        # A driver replaced is not closed here: calls in flight may still use its channel, which
+        # closes once the last of them lets go of it.
         return driver
 
     def get(self, name):

@@ -84,7 +84,7 @@ function packageJson(name: string): string {
 
 /** For `npm run typecheck`: the settings Ferry's own code is checked with (ferryd loads .ts through tsx, unchecked). */
 const TSCONFIG = {
-  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, skipLibCheck: true, types: ['node'] },
+  compilerOptions: { target: 'ES2022', lib: ['ES2023'], module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, allowImportingTsExtensions: true, verbatimModuleSyntax: true, skipLibCheck: true, types: ['node'] },
   include: ['*.ts'],
 };
 

@@ -132,9 +132,14 @@ export async function main(argv: string[]): Promise<void> {
     server.tryShutdown(() => process.exit(0));
     setTimeout(() => process.exit(0), 2_000).unref();
   };
-  // ferryd holds the other end of stdin: its end (even by SIGKILL) is ours.
-  process.stdin.on('end', () => stop('stdin closed'));
-  process.stdin.on('error', () => stop('stdin failed'));
+  // ferryd holds the other end of stdin: its end (even by SIGKILL) is ours, at once, since nobody is left to answer.
+  const orphaned = (why: string) => {
+    log.info({ why }, 'driver exiting: ferryd is gone');
+    log.flush();
+    process.exit(0);
+  };
+  process.stdin.on('end', () => orphaned('stdin closed'));
+  process.stdin.on('error', () => orphaned('stdin failed'));
   process.stdin.resume();
   process.on('SIGTERM', () => stop('SIGTERM'));
 }

@@ -14,8 +14,6 @@ import { FerryError, isErrorCode, type Capabilities, type Checkpoint, type Drive
 import type { Capabilities as WireCapabilities } from '../build/types/ferry/driver/v1/Capabilities.ts';
 import type { MigrationSpec as WireSpec, MigrationSpec__Output as WireSpecOut } from '../build/types/ferry/driver/v1/MigrationSpec.ts';
 import type { Progress as WireProgress, Progress__Output as WireProgressOut } from '../build/types/ferry/driver/v1/Progress.ts';
-import type { Struct, Struct__Output } from '../build/types/google/protobuf/Struct.ts';
-import type { Value, Value__Output } from '../build/types/google/protobuf/Value.ts';
 import type { StatusMapper } from '../lib/rpc.ts';
 import { decodeStatusDetails, STATUS_DETAILS_METADATA } from '../lib/status.ts';
 import { bounded } from './untrusted.ts';
@@ -130,42 +128,7 @@ export function progressToWire(p: DriverProgress): WireProgress {
   };
 }
 
-/** A JSON object (a backend's options) as a google.protobuf.Struct. */
-export function toStruct(object: Record<string, unknown>): Struct {
-  return { fields: Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toValue(v)])) };
-}
-
-function toValue(v: unknown): Value {
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  if (typeof v === 'number') return { numberValue: v };
-  if (typeof v === 'string') return { stringValue: v };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
-  if (typeof v === 'object') return { structValue: toStruct(v as Record<string, unknown>) };
-  return { stringValue: String(v) };
-}
-
-/** A google.protobuf.Struct as the JSON object it stands for. */
-export function fromStruct(struct: Struct__Output | null | undefined): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(struct?.fields ?? {}).map(([k, v]) => [k, fromValue(v)]));
-}
-
-function fromValue(v: Value__Output): unknown {
-  switch (v.kind) {
-    case 'numberValue':
-      return v.numberValue;
-    case 'stringValue':
-      return v.stringValue;
-    case 'boolValue':
-      return v.boolValue;
-    case 'structValue':
-      return fromStruct(v.structValue);
-    case 'listValue':
-      return (v.listValue?.values ?? []).map(fromValue);
-    default:
-      return null;
-  }
-}
+export { fromStruct, toStruct } from '../lib/struct.ts';
 
 // ---------------------------------------------------------------- errors
 

@@ -19,7 +19,7 @@ import type { SetupRequest__Output } from '../../build/types/ferry/driver/v1/Set
 import type { WriteShareRequest__Output } from '../../build/types/ferry/driver/v1/WriteShareRequest.ts';
 import type { AdapterModule, ConformanceAdapter } from './adapter.ts';
 import { ADAPTER_SERVICE } from './remote-adapter.ts';
-import { fromStruct, toStruct } from './struct.ts';
+import { fromStruct, toStruct } from '../../lib/struct.ts';
 
 /** The health service name a driver process serves once it answers (driver.proto). */
 export const DRIVER_HEALTH_NAME = 'ferry.driver.v1.DriverService';

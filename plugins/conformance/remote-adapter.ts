@@ -18,7 +18,7 @@ import type { ListSharesResponse__Output } from '../../build/types/ferry/driver/
 import type { LocateShareResponse__Output } from '../../build/types/ferry/driver/v1/LocateShareResponse.ts';
 import type { SetupResponse__Output } from '../../build/types/ferry/driver/v1/SetupResponse.ts';
 import type { AdapterSetup, ConformanceAdapter, ShareLocation } from './adapter.ts';
-import { fromStruct, toStruct } from './struct.ts';
+import { fromStruct, toStruct } from '../../lib/struct.ts';
 
 /** The service's full name in the compiled API. */
 export const ADAPTER_SERVICE = 'ferry.driver.v1.ConformanceAdapter';

@@ -3,9 +3,9 @@
  * a `kind` oneof), to and from plain JSON objects: the adapter's config and
  * the backends' options cross the ConformanceAdapter service as Structs.
  */
-import type { ListValue__Output } from '../../build/types/google/protobuf/ListValue.ts';
-import type { Struct, Struct__Output } from '../../build/types/google/protobuf/Struct.ts';
-import type { Value, Value__Output } from '../../build/types/google/protobuf/Value.ts';
+import type { ListValue__Output } from '../build/types/google/protobuf/ListValue.ts';
+import type { Struct, Struct__Output } from '../build/types/google/protobuf/Struct.ts';
+import type { Value, Value__Output } from '../build/types/google/protobuf/Value.ts';
 
 /** A plain JSON object as a Struct. Throws TypeError naming the path of a value JSON cannot hold. */
 export function toStruct(object: Record<string, unknown>, path = ''): Struct {

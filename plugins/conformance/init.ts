@@ -124,7 +124,9 @@ export function initPlugin(dir: string, name = nameFrom(dir), install = true, ki
 /** The Python template: plugin.json with the name, driver.py with the name and this checkout's proto/ as its default FERRY_PROTO_PATH. */
 function writeProcessTemplate(target: string, name: string): string[] {
   const files: string[] = [];
-  for (const file of readdirSync(PROCESS_TEMPLATE_DIR).sort()) {
+  // Files only: a __pycache__ left by running the template in place is not part of it.
+  const names = readdirSync(PROCESS_TEMPLATE_DIR, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name);
+  for (const file of names.sort()) {
     let text = readFileSync(join(PROCESS_TEMPLATE_DIR, file), 'utf8');
     if (file === 'plugin.json') {
       const manifest = JSON.parse(text) as Record<string, unknown>;

@@ -46,14 +46,35 @@ def read_plugin():
         return json.load(f)
 
 
-def watch_stdin(stop):
-    """Asks for a stop once stdin reaches end of file: ferryd, which holds its other end, is gone."""
-    def read():
+class StopRequests:
+    """What asks the driver to stop: SIGTERM, SIGINT, or end of file on stdin (ferryd, which holds its
+    other end, is gone, even if it was SIGKILLed).
+
+    The main thread waits on a pipe, not on a lock. The kernel hands a process-wide signal to any thread
+    that does not block it, often one of gRPC's; Python then runs its handler only when the main thread
+    next runs bytecode, which a thread blocked on a lock (Event.wait, Queue.get) never does. So the
+    interpreter is told to write each signal's number to the pipe (signal.set_wakeup_fd), from whichever
+    thread the signal landed on, and the stdin thread writes a 0 there. Install in the main thread,
+    before any other thread starts."""
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        signal.set_wakeup_fd(self._write)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)  # The pipe carries it; the default would kill the process.
+        threading.Thread(target=self._watch_stdin, name='stdin', daemon=True).start()
+
+    def _watch_stdin(self):
         # The raw fd, not sys.stdin: a buffered reader's lock, held by this thread, would abort the interpreter's exit.
         while os.read(0, 65536):
             pass
-        stop('stdin closed')
-    threading.Thread(target=read, name='stdin', daemon=True).start()
+        os.write(self._write, b'\0')
+
+    def wait(self):
+        """Blocks until a stop is asked for; returns why."""
+        first = os.read(self._read, 1)[0]
+        return 'stdin closed' if first == 0 else signal.Signals(first).name
 
 
 def why_unusable(address):
@@ -81,16 +102,7 @@ def main():
         log.error('cannot generate the gRPC stubs: %s' % err)
         return 1
 
-    reason = []
-    stopping = threading.Event()
-
-    def stop(why):
-        if not stopping.is_set():
-            reason.append(why)
-            stopping.set()
-    signal.signal(signal.SIGTERM, lambda *_: stop('SIGTERM'))
-    signal.signal(signal.SIGINT, lambda *_: stop('SIGINT'))
-    watch_stdin(stop)
+    stops = StopRequests()
 
     plugin = read_plugin()
     backends = service.Backends(pb)
@@ -107,8 +119,7 @@ def main():
     server.start()
     log.info('serving', extra={'fields': {'plugin': plugin['name'], 'version': plugin['version'], 'address': listen, 'threads': threads}})
 
-    stopping.wait()
-    log.info('stopping', extra={'fields': {'reason': reason[0]}})
+    log.info('stopping', extra={'fields': {'reason': stops.wait()}})
     health.stop()
     server.stop(STOP_GRACE_S).wait()
     adapter.close()

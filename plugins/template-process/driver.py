@@ -194,6 +194,35 @@ def make_servicers():
     return add
 
 
+class StopRequests:
+    """What asks the driver to stop: SIGTERM, or end of file on stdin (ferryd holds its other end, so
+    it is gone, even if it was SIGKILLed).
+
+    Wait on a pipe, never on a lock: the kernel may hand SIGTERM to one of gRPC's threads, and Python
+    runs the handler only when the main thread next runs bytecode, which a thread blocked on a lock
+    (threading.Event.wait) never does. signal.set_wakeup_fd makes the interpreter write the signal's
+    number to the pipe from whichever thread got it; the stdin thread writes a 0. Create it in the main
+    thread, before any other thread starts."""
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        signal.set_wakeup_fd(self._write)
+        signal.signal(signal.SIGTERM, lambda *_: None)  # The pipe carries it; the default would kill us.
+        threading.Thread(target=self._watch_stdin, daemon=True).start()
+
+    def _watch_stdin(self):
+        # The raw fd, not sys.stdin: a buffered reader's lock, held by this thread, would abort exit.
+        while os.read(0, 65536):
+            pass
+        os.write(self._write, b"\0")
+
+    def wait(self):
+        """Blocks until a stop is asked for; returns why."""
+        first = os.read(self._read, 1)[0]
+        return "stdin closed" if first == 0 else signal.Signals(first).name
+
+
 def main():
     listen = os.environ.get("FERRY_DRIVER_LISTEN")
     if not listen:
@@ -201,6 +230,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix=f"ferry-driver-{PLUGIN_NAME}-")
     try:
         generate_stubs(workdir)
+        stops = StopRequests()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         make_servicers()(server)
         if server.add_insecure_port(listen) == 0:
@@ -208,16 +238,7 @@ def main():
         server.start()
         log("driver serving", address=listen, plugin=PLUGIN_NAME)
 
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-        def stdin_closed():
-            # ferryd holds our stdin: end of file means it is gone, even if it was SIGKILLed.
-            sys.stdin.buffer.read()
-            stop.set()
-
-        threading.Thread(target=stdin_closed, daemon=True).start()
-        stop.wait()
+        log("driver stopping", reason=stops.wait(), plugin=PLUGIN_NAME)
         server.stop(grace=2).wait()
         log("driver stopped", plugin=PLUGIN_NAME)
     finally:

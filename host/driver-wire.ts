@@ -130,6 +130,14 @@ export function progressToWire(p: DriverProgress): WireProgress {
 
 export { fromStruct, toStruct } from '../lib/struct.ts';
 
+/** CompleteResponse.Status as the in-process contract spells CompleteResult's status. */
+const COMPLETE_STATUSES: Readonly<Record<string, 'done' | 'in_progress' | 'aborted'>> = { STATUS_DONE: 'done', STATUS_IN_PROGRESS: 'in_progress', STATUS_ABORTED: 'aborted' };
+
+/** A CompleteResponse status (its enum name) in the contract's spelling; undefined for any other value. */
+export function completeStatusFromWire(status: string): 'done' | 'in_progress' | 'aborted' | undefined {
+  return Object.hasOwn(COMPLETE_STATUSES, status) ? COMPLETE_STATUSES[status] : undefined;
+}
+
 // ---------------------------------------------------------------- errors
 
 /** The codes a driver may answer with (driver.proto's table); each is also a gRPC status of the same name. */
@@ -146,14 +154,18 @@ const DRIVER_CODES: ReadonlyMap<ErrorCode, grpc.status> = new Map<ErrorCode, grp
 
 /**
  * The Ferry code of a remote driver's failed call: the ErrorInfo reason if
- * it is one of driver.proto's codes, else the gRPC status if it is; anything
- * else (UNKNOWN, INTERNAL, an unknown reason, ...) is DRIVER_ERROR.
+ * it is one of driver.proto's codes, else the gRPC status if it is. A call
+ * the driver's side cancelled (CANCELLED: a server stopping with calls in
+ * flight, as driver.proto allows on SIGTERM) is UNAVAILABLE, made again;
+ * ferryd's own cancellations never get here. Anything else (UNKNOWN,
+ * INTERNAL, an unknown reason, ...) is DRIVER_ERROR.
  */
 export function codeOfStatus(err: Partial<grpc.StatusObject>): ErrorCode {
   const details = err.metadata?.get(STATUS_DETAILS_METADATA)[0];
   const reason = details instanceof Buffer ? decodeStatusDetails(details)?.errorInfo?.reason : undefined;
   if (reason !== undefined && isErrorCode(reason) && DRIVER_CODES.has(reason)) return reason;
   for (const [code, status] of DRIVER_CODES) if (status === err.code) return code;
+  if (err.code === grpc.status.CANCELLED) return 'UNAVAILABLE';
   return 'DRIVER_ERROR';
 }
 

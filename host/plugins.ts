@@ -7,8 +7,8 @@
  * code runs) and the module it names, which exports `createDriver`. Folders
  * without `plugin.json` (such as `api/`) are not plugins and are skipped.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifest } from '../plugins/api/index.ts';
@@ -125,6 +125,21 @@ export function checkManifest(value: unknown, folder: string): HostManifest {
   return { ...(m as unknown as PluginManifest), kind: kind as PluginKind, ...(kind === 'process' && { command: m.command as string[] }) };
 }
 
+/**
+ * Reads and checks DIR/plugin.json (no plugin code runs). Throws
+ * PluginError PLUGIN_MANIFEST_INVALID naming the file as `shown`/plugin.json
+ * and what is wrong with it.
+ */
+export function readManifest(dir: string, shown: string = dir): HostManifest {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(join(dir, 'plugin.json'), 'utf8'));
+  } catch (err) {
+    throw new PluginError('PLUGIN_MANIFEST_INVALID', shown, `${shown}/plugin.json cannot be read as JSON: ${(err as Error).message}`);
+  }
+  return checkManifest(parsed, shown);
+}
+
 /** Checks the manifest's driver API version against ours. */
 export function checkApiVersion(manifest: HostManifest, folder: string): void {
   if (manifest.apiVersion !== DRIVER_API_VERSION) {
@@ -132,7 +147,8 @@ export function checkApiVersion(manifest: HostManifest, folder: string): void {
   }
 }
 
-function entryOf(dir: string, manifest: PluginManifest): string {
+/** A module plugin's entry file: `main`, else the first of index.ts, index.js, index.mjs that exists. */
+export function entryOf(dir: string, manifest: PluginManifest): string {
   if (manifest.main) return join(dir, manifest.main);
   for (const name of ['index.ts', 'index.js', 'index.mjs']) if (existsSync(join(dir, name))) return join(dir, name);
   return join(dir, 'index.ts');
@@ -175,13 +191,7 @@ async function importPlugin(dir: string, manifest: HostManifest, timeoutMs: numb
  */
 export async function loadModulePlugin(dir: string, timeoutMs: number): Promise<{ manifest: HostManifest; createDriver: DriverFactory }> {
   const folder = resolve(dir);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await readFile(join(folder, 'plugin.json'), 'utf8'));
-  } catch (err) {
-    throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json cannot be read as JSON: ${(err as Error).message}`);
-  }
-  const manifest = checkManifest(parsed, folder);
+  const manifest = readManifest(folder);
   if (manifest.kind !== 'module') throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder} is a plugin of kind ${manifest.kind}, not a module`);
   checkApiVersion(manifest, folder);
   return { manifest, createDriver: await importPlugin(folder, manifest, timeoutMs) };
@@ -234,13 +244,7 @@ export async function scanPlugins(dir: string, options: { timeoutMs: number; log
     const manifestPath = join(pluginDir, 'plugin.json');
     if (!existsSync(manifestPath)) continue;
     try {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(await readFile(manifestPath, 'utf8'));
-      } catch (err) {
-        throw new PluginError('PLUGIN_MANIFEST_INVALID', folder, `${folder}/plugin.json is not valid JSON: ${(err as Error).message}`);
-      }
-      candidates.push({ folder, dir: pluginDir, manifest: checkManifest(parsed, folder) });
+      candidates.push({ folder, dir: pluginDir, manifest: readManifest(pluginDir, folder) });
     } catch (err) {
       fail(folder, pluginDir, err);
     }

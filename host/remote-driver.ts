@@ -31,7 +31,7 @@ import type { DriverServiceClient } from '../build/types/ferry/driver/v1/DriverS
 import type { MigrationCall as WireCall } from '../build/types/ferry/driver/v1/MigrationCall.ts';
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
-import { capabilitiesFromWire, checkpointFromWire, checkpointToWire, errorFromStatus, progressFromWire, specToWire, toStruct } from './driver-wire.ts';
+import { capabilitiesFromWire, checkpointFromWire, completeStatusFromWire, checkpointToWire, errorFromStatus, progressFromWire, specToWire, toStruct } from './driver-wire.ts';
 
 /** The connection to a driver, as a remote driver uses it. */
 export interface DriverLink {
@@ -127,13 +127,13 @@ export class RemoteDriver implements Driver {
       checkpoint: Buffer;
     };
     const checkpoint = checkpointFromWire(res.checkpoint);
-    switch (res.status) {
-      case 'STATUS_DONE':
+    switch (completeStatusFromWire(res.status)) {
+      case 'done':
         if (!res.cutover) throw new FerryError('DRIVER_ERROR', `Complete answered STATUS_DONE without cutover figures (driver.proto requires them)`);
         return { status: 'done', cutover: { freezeMs: res.cutover.freezeMs, finalDeltaBytes: res.cutover.finalDeltaBytes, verifiedBytes: res.cutover.verifiedBytes }, checkpoint };
-      case 'STATUS_IN_PROGRESS':
+      case 'in_progress':
         return { status: 'in_progress', ...(res.nextPollMs > 0 && { nextPollMs: res.nextPollMs }), checkpoint };
-      case 'STATUS_ABORTED':
+      case 'aborted':
         return { status: 'aborted', reason: res.reason, checkpoint };
       default:
         throw new FerryError('DRIVER_ERROR', `Complete answered status ${res.status}; it must be STATUS_DONE, STATUS_IN_PROGRESS or STATUS_ABORTED`);
@@ -175,6 +175,8 @@ export class RemoteDriver implements Driver {
       const pending = (client[method] as unknown as Unary).call(client, request, { deadline: Date.now() + deadlineMs }, (err, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (!err) return resolve(response);
+        // ferryd cancelled the call itself: it fails for ferryd's reason (a CANCELLED from the driver's side is another matter).
+        if (signal?.aborted) return reject(signal.reason);
         // The link went down under the call: it failed because the driver went away, whatever the channel said.
         if (this.link.generation !== generation) return reject(new FerryError('UNAVAILABLE', `${method} was cut off: ${this.link.describe} went away during the call`));
         reject(errorFromStatus(err, method));

@@ -170,8 +170,7 @@ export class Supervisor implements DriverLink {
     if (this.stopped) return;
     const { command, dir, plugin } = this.options;
     rmSync(this.address.slice('unix:'.length), { force: true });
-    const argv0 = command[0]!.includes('/') && !isAbsolute(command[0]!) ? resolve(dir, command[0]!) : command[0]!;
-    const child = spawn(argv0, command.slice(1), {
+    const child = spawn(commandFile(dir, command), command.slice(1), {
       cwd: dir,
       env: { ...process.env, FERRY_DRIVER_LISTEN: this.address },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -309,6 +308,12 @@ export class Supervisor implements DriverLink {
   }
 }
 
+/** The file to run for a plugin's `command`: argv0 against the plugin folder if it is a relative path, else as written (a bare name is looked up on PATH). */
+export function commandFile(dir: string, command: readonly string[]): string {
+  const argv0 = command[0]!;
+  return argv0.includes('/') && !isAbsolute(argv0) ? resolve(dir, argv0) : argv0;
+}
+
 /** A client of grpc.health.v1.Health. */
 export type HealthClient = grpc.Client & { Check(req: { service: string }, metadata: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void };
 
@@ -322,7 +327,7 @@ export function healthClient(address: string, channelOf?: grpc.Client): HealthCl
  * per address otherwise, and a client to a restarted process (same socket
  * path) would inherit the dead one's reconnect backoff.
  */
-const OWN_SUBCHANNELS = { 'grpc.use_local_subchannel_pool': 1 };
+export const OWN_SUBCHANNELS = { 'grpc.use_local_subchannel_pool': 1 };
 
 /**
  * One health check of the driver service: its status name (SERVING, ...),

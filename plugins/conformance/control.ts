@@ -5,7 +5,9 @@
  * at once; a check can instead hold one such call, before the driver sees
  * it or after the driver answered, to act at an exact point of the engine's
  * calling pattern (cancel while start is in flight; SIGKILL the engine after
- * complete ran but before its result was persisted).
+ * complete ran but before its result was persisted). The wire-level wrapper
+ * of a process plugin (wire-shim.ts) also reports each driver process it
+ * starts, by pid.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
@@ -53,6 +55,9 @@ export class ControlServer {
   private readonly holds = new Set<PendingHold>();
   /** Every event reported, oldest first. */
   readonly events: HookEvent[] = [];
+  /** The pids of the driver processes the wire-level wrapper started, oldest first. */
+  readonly driverPids: number[] = [];
+  private readonly pidWaiters = new Set<() => void>();
 
   private constructor(
     private readonly server: Server,
@@ -90,6 +95,28 @@ export class ControlServer {
     };
   }
 
+  /**
+   * The pid of a driver process the wire-level wrapper reported after the
+   * first `seen` ones (0: any), waiting up to `waitMs` for it; undefined if
+   * none came.
+   */
+  async driverPid(seen: number, waitMs: number): Promise<number | undefined> {
+    if (this.driverPids.length > seen) return this.driverPids[seen];
+    return new Promise<number | undefined>((resolve) => {
+      const check = () => {
+        if (this.driverPids.length <= seen) return;
+        done();
+      };
+      const timer = setTimeout(() => done(), waitMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.pidWaiters.delete(check);
+        resolve(this.driverPids[seen]);
+      };
+      this.pidWaiters.add(check);
+    });
+  }
+
   /** Releases every hold and stops listening. */
   async close(): Promise<void> {
     for (const hold of this.holds) {
@@ -113,6 +140,12 @@ export class ControlServer {
         res.statusCode = 400;
         res.end('{}');
         return;
+      }
+      if (req.url === '/process') {
+        const pid = (event as unknown as { pid?: unknown }).pid;
+        if (typeof pid === 'number') this.driverPids.push(pid);
+        for (const check of [...this.pidWaiters]) check();
+        return answer(res);
       }
       this.events.push(event);
       for (const hold of this.holds) {

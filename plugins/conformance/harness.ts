@@ -6,26 +6,25 @@
  * and restart on the same data dir.
  *
  *   <tmp>/direct-plugins/<folder> -> the vendor's plugin folder (symlink), scanned in this process
- *   <tmp>/plugins/<name>/          the plugin as ferryd loads it: the vendor's module behind shim.ts,
- *                                  or for a process or endpoint plugin the vendor's folder itself (symlink)
+ *   <tmp>/plugins/<name>/          the plugin as ferryd loads it: a module behind shim.ts, a process
+ *                                  plugin's command behind wire-shim.ts, an endpoint plugin's folder (symlink)
  *   <tmp>/ferry.json               the daemon config: two backends, no embedded simulator
  *   <tmp>/data/                    the daemon's data dir, kept across restarts
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FerryClient, type Backend } from '../../client/client.ts';
 import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../../host/deadlines.ts';
 import type { GuardedDriver } from '../../host/guard.ts';
-import { closePlugins, createBackendDriver, scanPlugins, type LoadedPlugin, type PluginError, type PluginScan } from '../../host/plugins.ts';
+import { closePlugins, createBackendDriver, entryOf, scanPlugins, type LoadedPlugin, type PluginError, type PluginKind, type PluginScan } from '../../host/plugins.ts';
 import { silentLog, type Log } from '../../lib/log.ts';
 import type { Capabilities } from '../api/index.ts';
 import type { AdapterBackend, AdapterSetup, ConformanceAdapter } from './adapter.ts';
 import { ControlServer } from './control.ts';
 import { DaemonProcess, type LogLine } from './daemon-process.ts';
-import { readTransport, type PluginTransport } from './plugin-kind.ts';
 
 /** How long the kit waits for things, in ms. */
 export interface Timeouts {
@@ -112,18 +111,21 @@ export class Harness {
     readonly setup: AdapterSetup,
     readonly control: ControlServer,
     readonly timeouts: Timeouts,
-    /** How the plugin runs (plugin.json's kind), and its command for a process plugin. */
-    readonly transport: PluginTransport,
   ) {}
 
+  /** How the plugin runs, as its plugin.json says. */
+  get kind(): PluginKind {
+    return this.load.plugin.manifest.kind;
+  }
+
   /**
-   * Whether ferryd runs the plugin behind the kit's pass-through wrapper
-   * (shim.ts), so that checks can hold its calls and read its answers. Only
-   * a module plugin is wrapped: a process or endpoint driver's calls cross
-   * ferry.driver.v1 inside ferryd, where the kit has no hook yet.
+   * Whether ferryd runs the plugin behind one of the kit's pass-through
+   * wrappers, so that checks can hold its calls and read its answers: a
+   * module behind shim.ts, a process plugin's command behind wire-shim.ts.
+   * An endpoint plugin is not: its driver runs where ferryd does not start it.
    */
   get wrapped(): boolean {
-    return this.transport.kind === 'module';
+    return this.kind !== 'endpoint';
   }
 
   /** Loads the plugin, sets the adapter up, starts ferryd. Throws HarnessError naming the step that failed. */
@@ -136,12 +138,6 @@ export class Harness {
     try {
       load = await loadPlugin(options.plugin, scratch, true);
       if (!load.plugin) throw new HarnessError('load', `the plugin did not load: ${load.failure?.message ?? 'no plugin.json in the folder'}`);
-      let transport: PluginTransport;
-      try {
-        transport = readTransport(load.plugin.dir);
-      } catch (err) {
-        throw new HarnessError('load', (err as Error).message);
-      }
       let setup: AdapterSetup;
       try {
         adapter = await options.adapter();
@@ -150,7 +146,7 @@ export class Harness {
         throw new HarnessError('setup', `adapter setup failed: ${(err as Error)?.message ?? String(err)}`);
       }
       control = await ControlServer.open();
-      harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts, transport);
+      harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts);
       for (const backend of setup.backends) await harness.openDriver(backend);
       harness.writeDaemonFiles();
       process.once('exit', harness.onExit);
@@ -291,22 +287,21 @@ export class Harness {
   }
 
   /**
-   * SIGKILLs the plugin's driver process, found by the pid in ferryd's
-   * "driver process started" line, and waits for ferryd to log that it
-   * started it again. Throws, saying which line did not come, if ferryd
-   * logged no start of the process or did not restart it in time.
+   * SIGKILLs the plugin's driver process (the vendor's command, whose pid the
+   * wire-level wrapper reported) and waits until ferryd has started it again
+   * (the wrapper reports the new pid). Throws, saying what did not come, if
+   * no driver process was reported or none started again in time.
    */
   async killDriverProcess(): Promise<{ killed: number; restarted: number }> {
-    const plugin = this.load.plugin.manifest.name;
-    const started = (line: LogLine) => line.msg === 'driver process started' && line.plugin === plugin && typeof line.pid === 'number';
+    if (this.kind !== 'process') throw new Error(`the plugin is of kind ${this.kind}: ferryd starts no driver process for it`);
     const waitMs = this.timeouts.daemonStartMs;
-    const first = await this.awaitLine(started, waitMs);
-    if (!first) throw new Error(`ferryd logged no "driver process started" for plugin ${plugin} within ${waitMs} ms`);
-    const killed = first.pid as number;
+    const seen = this.control.driverPids.length;
+    const killed = seen > 0 ? this.control.driverPids[seen - 1]! : await this.control.driverPid(0, waitMs);
+    if (killed === undefined) throw new Error(`no driver process of plugin ${this.load.plugin.manifest.name} was started within ${waitMs} ms`);
     process.kill(killed, 'SIGKILL');
-    const again = await this.awaitLine((line) => started(line) && line.pid !== killed, waitMs);
-    if (!again) throw new Error(`ferryd did not start the driver process of plugin ${plugin} again within ${waitMs} ms of its SIGKILL (pid ${killed})`);
-    return { killed, restarted: again.pid as number };
+    const restarted = await this.control.driverPid(Math.max(seen, 1), waitMs);
+    if (restarted === undefined) throw new Error(`ferryd did not start the driver process of plugin ${this.load.plugin.manifest.name} again within ${waitMs} ms of its SIGKILL (pid ${killed})`);
+    return { killed, restarted };
   }
 
   /**
@@ -353,6 +348,8 @@ export class Harness {
   private writeDaemonFiles(): void {
     const { manifest, dir } = this.load.plugin;
     const real = realpathSync(dir);
+    const folder = join(this.scratch, 'plugins', manifest.name);
+    const description = `${manifest.description ?? manifest.name} (behind the conformance kit's pass-through wrapper)`;
     const config = {
       simulator: { embedded: false },
       shutdownGraceMs: SHUTDOWN_GRACE_MS,
@@ -360,12 +357,16 @@ export class Harness {
     };
     writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));
     mkdirSync(join(this.scratch, 'plugins'), { recursive: true });
-    // ferryd starts a process plugin's command itself (its relative paths against the folder it found).
-    if (!this.wrapped) return symlinkSync(real, join(this.scratch, 'plugins', manifest.name));
-    const entry = manifest.main ? join(real, manifest.main) : (['index.ts', 'index.js', 'index.mjs'].map((f) => join(real, f)).find((f) => existsSync(f)) ?? join(real, 'index.ts'));
-    const folder = join(this.scratch, 'plugins', manifest.name);
+    if (!this.wrapped) return symlinkSync(real, folder);
     mkdirSync(folder, { recursive: true });
-    writeFileSync(join(folder, 'plugin.json'), JSON.stringify({ ...manifest, main: 'index.mjs', description: `${manifest.description ?? manifest.name} (behind the conformance kit's pass-through wrapper)` }));
+    if (this.kind === 'process') {
+      // ferryd starts the wrapper, which starts the vendor's command in the vendor's folder.
+      const wrapper = fileURLToPath(new URL('./wire-shim.mjs', import.meta.url));
+      const command = [process.execPath, wrapper, '--control', this.control.url, '--dir', real, '--', ...manifest.command!];
+      return writeFileSync(join(folder, 'plugin.json'), JSON.stringify({ ...manifest, command, description }));
+    }
+    const entry = entryOf(real, manifest);
+    writeFileSync(join(folder, 'plugin.json'), JSON.stringify({ ...manifest, main: 'index.mjs', description }));
     const shim = new URL('./shim.ts', import.meta.url).href;
     writeFileSync(
       join(folder, 'index.mjs'),

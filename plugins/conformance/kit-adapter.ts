@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AdapterModule, AdapterSetup, ConformanceAdapter, ShareLocation } from './adapter.ts';
 import { AdapterProcess } from './adapter-process.ts';
-import { readTransport } from './plugin-kind.ts';
+import { readManifest, type HostManifest } from '../../host/plugins.ts';
 import { RemoteAdapter } from './remote-adapter.ts';
 
 /** The adapter files looked for in a module plugin's folder, in this order. */
@@ -42,14 +42,14 @@ export function chooseAdapter(pluginDir: string, flags: { adapter?: string; adap
     if (!existsSync(file)) throw new AdapterChoiceError(`--adapter ${flags.adapter}: no such file`);
     return { type: 'module', file };
   }
-  let transport;
+  let manifest: HostManifest;
   try {
-    transport = readTransport(pluginDir);
+    manifest = readManifest(pluginDir);
   } catch (err) {
     throw new AdapterChoiceError((err as Error).message);
   }
-  if (transport.kind === 'endpoint') throw new AdapterChoiceError(`the plugin is of kind endpoint: pass --adapter-address ADDR, where its ConformanceAdapter service is served (proto/ferry/driver/v1/conformance.proto)`);
-  if (transport.kind === 'process') return { type: 'process', command: transport.command!, dir: pluginDir };
+  if (manifest.kind === 'endpoint') throw new AdapterChoiceError(`the plugin is of kind endpoint: pass --adapter-address ADDR, where its ConformanceAdapter service is served (proto/ferry/driver/v1/conformance.proto)`);
+  if (manifest.kind === 'process') return { type: 'process', command: manifest.command!, dir: pluginDir };
   const file = ADAPTER_FILES.map((f) => join(pluginDir, f)).find((f) => existsSync(f));
   if (!file) throw new AdapterChoiceError(`no adapter: write ${join(pluginDir, 'conformance-adapter.ts')} (see docs/writing-a-driver.md, "The adapter") or pass --adapter FILE`);
   return { type: 'module', file };

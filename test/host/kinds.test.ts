@@ -69,8 +69,12 @@ describe('the driver protocol on the wire', () => {
     assert.equal(codeOfStatus(failure(grpc.status.UNAVAILABLE)), 'UNAVAILABLE');
   });
 
+  test('a call the driver dropped (CANCELLED) is UNAVAILABLE, made again: a driver stopping on SIGTERM may drop its calls in flight', () => {
+    assert.equal(codeOfStatus(failure(grpc.status.CANCELLED)), 'UNAVAILABLE');
+  });
+
   test('UNKNOWN, INTERNAL and every other status are DRIVER_ERROR, as is a reason Ferry keeps for itself', () => {
-    for (const status of [grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.CANCELLED, grpc.status.DATA_LOSS, grpc.status.PERMISSION_DENIED]) {
+    for (const status of [grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.DATA_LOSS, grpc.status.PERMISSION_DENIED]) {
       assert.equal(codeOfStatus(failure(status)), 'DRIVER_ERROR', grpc.status[status]);
     }
     assert.equal(codeOfStatus(failure(grpc.status.INTERNAL, 'STALLED')), 'DRIVER_ERROR');

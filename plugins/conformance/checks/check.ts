@@ -35,7 +35,7 @@ export function claims(...flags: (keyof Capabilities)[]): (h: Harness) => string
 
 /** A gate: skip unless the kit's pass-through wrapper is in ferryd, for a check that holds a call at an exact point. */
 export function needsWrapper(h: Harness): string | null {
-  return h.wrapped ? null : `holds a driver call at an exact point, which the kit can do only for module plugins (this one is of kind ${h.transport.kind})`;
+  return h.wrapped ? null : `holds a driver call at an exact point, which the kit can do only for a plugin ferryd starts (kind module or process; this one is of kind ${h.kind})`;
 }
 
 /** Runs `fn`, expecting it to be refused with Ferry code `code`; fails naming the call otherwise. */

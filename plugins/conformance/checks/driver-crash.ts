@@ -12,7 +12,7 @@ import { stateName, type Check } from './check.ts';
 
 /** A gate: only a process plugin has a driver process of its own. */
 function needsProcess(h: Harness): string | null {
-  return h.transport.kind === 'process' ? null : `the plugin is of kind ${h.transport.kind}: there is no driver process for the kit to kill (crash-in-progress kills ferryd itself)`;
+  return h.kind === 'process' ? null : `the plugin is of kind ${h.kind}: there is no driver process for the kit to kill (crash-in-progress kills ferryd itself)`;
 }
 
 /** Kills the driver process and notes what happened; fails naming what ferryd did not log. */

@@ -21,11 +21,12 @@ import { drawFreezeChart } from './lib/chart.ts';
 import { describeMachine, markdown, RESULTS_DIR, writeResult, type BenchContext, type Scenario, type ScenarioReport, type SummaryRow, type TargetCheck } from './lib/report.ts';
 import { copyScenario } from './scenarios/copy.ts';
 import { cutoverScenario, type CutoverData } from './scenarios/cutover.ts';
+import { driverCallScenario } from './scenarios/driver-call.ts';
 import { manyScenario } from './scenarios/many.ts';
 import { phase1SeenScenario } from './scenarios/phase1-seen.ts';
 import { recoveryScenario } from './scenarios/recovery.ts';
 
-const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario];
+const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario, driverCallScenario];
 
 const { values: flags } = parseArgs({
   options: {
@@ -49,6 +50,8 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 
+/** The flags this run was given, as the summary's command line shows them. */
+const benchArgs = [flags.quick ? '--quick' : '', flags.only ? `--only ${flags.only}` : ''].filter(Boolean).join(' ');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 // Scratch files live in the system temp dir: on this kind of machine it is the same disk as everything else.
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
@@ -105,7 +108,7 @@ const md = [
   `## Ferry benchmarks${flags.quick ? ' (--quick)' : ''}`,
   '',
   `Machine: ${machine.cores} cores (${machine.cpuModel}, ${machine.hypervisor}), ${machine.memoryGiB} GiB memory, ${machine.disk}; ${machine.kernel}; Node ${machine.node}; commit ${machine.commit}. ` +
-    `Command: \`npm run bench${flags.quick ? ' -- --quick' : flags.only ? ` -- --only ${flags.only}` : ''}\`, ${minutes.toFixed(1)} minutes.`,
+    `Command: \`npm run bench${benchArgs ? ` -- ${benchArgs}` : ''}\`, ${minutes.toFixed(1)} minutes.`,
   '',
   markdown({ title: 'Summary', header: ['scenario', 'measure', 'Ferry', 'baseline (same run)', 'ratio'], rows: summary.map((r) => [r.scenario, r.measure, r.ferry, r.baseline, r.ratio]) }, { title: false }),
   '',

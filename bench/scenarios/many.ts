@@ -1,6 +1,9 @@
 /**
  * Many migrations: 10, 100 and 1,000 concurrent migrations of small shares
- * through one ferryd, to show how the daemon's cost grows with the count.
+ * through one ferryd, to show how the daemon's cost grows with the count;
+ * and the largest count again with the Python reference driver (a process
+ * driver, plugins/simulator-py), to show what the process boundary costs
+ * the daemon.
  *
  * The array runs as its own process (bin/ferry-sim.mjs) and ferryd as
  * another (`simulator.embedded: false`, backends alpha and beta driven by
@@ -41,7 +44,12 @@ const RATE = 200;
 
 const tsMs = (ts: Timestamp | null | undefined): number => (ts ? Number(ts.seconds) * 1000 + Number(ts.nanos) / 1e6 : NaN);
 
+/** The drivers compared: the TypeScript module, and the Python process driver. */
+type DriverName = 'typescript' | 'python';
+const PLUGINS: Record<DriverName, string> = { typescript: 'simulator', python: 'simulator-py' };
+
 interface CountResult {
+  driver: DriverName;
   count: number;
   startAllMs: number;
   phase1AllMs: number;
@@ -54,17 +62,17 @@ interface CountResult {
   notPhase1: number;
 }
 
-async function oneCount(ctx: BenchContext, count: number, steadyMs: number): Promise<CountResult> {
-  const dir = path.join(ctx.scratch, `many-${count}`);
+async function oneCount(ctx: BenchContext, count: number, steadyMs: number, driver: DriverName): Promise<CountResult> {
+  const dir = path.join(ctx.scratch, `many-${driver}-${count}`);
   mkdirSync(dir, { recursive: true });
   try {
     const arrayDir = path.join(dir, 'array');
     const config = { backends: [{ name: 'alpha', pools: [{ name: 'gold', capacityBytes: 64 * 2 ** 30 }] }, { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 64 * 2 ** 30 }] }] };
-    ctx.log(`many ${count}: making ${count} shares of ${SHARE_BYTES / MiB} MiB`);
+    ctx.log(`many ${count} (${driver}): making ${count} shares of ${SHARE_BYTES / MiB} MiB`);
     const shares = await prepareShares(arrayDir, config, 'm-', count, SHARE_BYTES);
     const array = await startArray(arrayDir, config);
     try {
-      const daemon = await startDaemon(path.join(dir, 'ferryd'), array.address);
+      const daemon = await startDaemon(path.join(dir, 'ferryd'), array.address, {}, {}, PLUGINS[driver]);
       const client = new FerryClient(daemon.address, 60_000);
       const sim = new SimClient(array.address);
       try {
@@ -102,6 +110,7 @@ async function oneCount(ctx: BenchContext, count: number, steadyMs: number): Pro
         const jobs = await bounded(all, 32, (m) => sim.call('GetJob', { jobId: m.id }));
         const noticed = all.map((m, i) => tsMs(m.phase1DoneAt) - tsMs(jobs[i].phase1DoneAt)).filter(Number.isFinite);
         const result: CountResult = {
+          driver,
           count,
           startAllMs,
           phase1AllMs: Math.max(...phase1At) - wall0,
@@ -121,7 +130,7 @@ async function oneCount(ctx: BenchContext, count: number, steadyMs: number): Pro
           notPhase1: count - done.length,
         };
         ctx.log(
-          `many ${count}: all PHASE1_DONE in ${fmt(result.phase1AllMs / 1000, 2)} s; GetMigration p99 ${fmt(result.rush.get.p99, 1)} ms (rush) ${fmt(result.steady.get.p99, 1)} ms (steady); ferryd peak RSS ${fmt(result.daemonPeakRssMiB, 0)} MiB`,
+          `many ${count} (${driver}): all PHASE1_DONE in ${fmt(result.phase1AllMs / 1000, 2)} s; GetMigration p99 ${fmt(result.rush.get.p99, 1)} ms (rush) ${fmt(result.steady.get.p99, 1)} ms (steady); ferryd peak RSS ${fmt(result.daemonPeakRssMiB, 0)} MiB`,
         );
         return result;
       } finally {
@@ -145,11 +154,15 @@ export const manyScenario: Scenario = {
     const counts = ctx.quick ? [10, 100] : [10, 100, 1000];
     const steadyMs = ctx.quick ? 3_000 : 10_000;
     const results: CountResult[] = [];
-    for (const count of counts) results.push(await oneCount(ctx, count, steadyMs));
+    for (const count of counts) results.push(await oneCount(ctx, count, steadyMs, 'typescript'));
+    const largestTs = results[results.length - 1]!;
+    const py = await oneCount(ctx, largestTs.count, steadyMs, 'python');
+    results.push(py);
 
     const table: Table = {
       title: `Many migrations of ${SHARE_BYTES / MiB} MiB shares; GetMigration at ${RATE} calls/s (ms unless said)`,
       header: [
+        'driver',
         'migrations',
         'all accepted s',
         'all PHASE1_DONE s',
@@ -166,6 +179,7 @@ export const manyScenario: Scenario = {
         'array CPU rush',
       ],
       rows: results.map((r) => [
+        r.driver,
         `${r.count}`,
         fmt(r.startAllMs / 1000, 2),
         fmt(r.phase1AllMs / 1000, 2),
@@ -184,11 +198,14 @@ export const manyScenario: Scenario = {
       notes: [
         'rush: from the first StartMigration until every migration is PHASE1_DONE; steady: afterwards, every migration PHASE1_DONE and polled by the engine (every 500 ms, as the simulator driver asks).',
         'noticed: the array\'s phase1_done_at to the daemon\'s (whole ms). CPU: percent of one core over the phase. ferryd CPU ms / migration: the rush\'s CPU over the count.',
-        `GetMigration errors: ${results.map((r) => `${r.count}: ${r.rush.errors + r.steady.errors}`).join(', ')}; worst sender lag ${fmt(Math.max(...results.map((r) => Math.max(r.rush.maxLagMs, r.steady.maxLagMs))), 1)} ms (a late sender would hide latency).`,
+        'driver: typescript is the simulator plugin inside ferryd; python is plugins/simulator-py, a process driver ferryd starts and calls over ferry.driver.v1 (its own CPU is not in ferryd\'s).',
+        `GetMigration errors: ${results.map((r) => `${r.driver} ${r.count}: ${r.rush.errors + r.steady.errors}`).join(', ')}; worst sender lag ${fmt(Math.max(...results.map((r) => Math.max(r.rush.maxLagMs, r.steady.maxLagMs))), 1)} ms (a late sender would hide latency).`,
       ],
     };
-    const big = results.find((r) => r.count === 1000);
-    const largest = results[results.length - 1]!;
+    const big = results.find((r) => r.count === 1000 && r.driver === 'typescript');
+    const bigPy = results.find((r) => r.count === 1000 && r.driver === 'python');
+    const largest = largestTs;
+    const cpuRatio = py.steady.daemonCpuPercent / largestTs.steady.daemonCpuPercent;
     return {
       tables: [table],
       summary: [
@@ -199,6 +216,13 @@ export const manyScenario: Scenario = {
           baseline: `10 migrations: ${fmt(results[0]!.rush.get.p99, 1)} / ${fmt(results[0]!.steady.get.p99, 1)}; ${fmt(results[0]!.daemonPeakRssMiB, 0)} MiB`,
           ratio: `all PHASE1_DONE in ${fmt(largest.phase1AllMs / 1000, 1)} s vs ${fmt(results[0]!.phase1AllMs / 1000, 2)} s`,
         },
+        {
+          scenario: 'many',
+          measure: `${py.count} migrations, Python process driver: ferryd CPU steady; GetMigration p99 rush / steady (ms); all PHASE1_DONE`,
+          ferry: `${fmt(py.steady.daemonCpuPercent, 0)}%; ${fmt(py.rush.get.p99, 1)} / ${fmt(py.steady.get.p99, 1)}; ${fmt(py.phase1AllMs / 1000, 1)} s`,
+          baseline: `TypeScript module: ${fmt(largestTs.steady.daemonCpuPercent, 0)}%; ${fmt(largestTs.rush.get.p99, 1)} / ${fmt(largestTs.steady.get.p99, 1)}; ${fmt(largestTs.phase1AllMs / 1000, 1)} s`,
+          ratio: `ferryd CPU ${fmt(cpuRatio, 2)}x`,
+        },
       ],
       targets: [
         {
@@ -207,6 +231,11 @@ export const manyScenario: Scenario = {
           met: big ? big.rush.get.p99 < 10 && big.steady.get.p99 < 10 : null,
         },
         { target: '1,000 migrations: ferryd peak RSS < 300 MiB', measured: big ? `${fmt(big.daemonPeakRssMiB, 0)} MiB` : 'not run (--quick)', met: big ? big.daemonPeakRssMiB < 300 : null },
+        {
+          target: '1,000 migrations on the Python process driver: ferryd steady CPU at most 1.5x the TypeScript module\'s',
+          measured: bigPy && big ? `${fmt(bigPy.steady.daemonCpuPercent, 0)}% vs ${fmt(big.steady.daemonCpuPercent, 0)}% (${fmt(cpuRatio, 2)}x)` : `not run (--quick); at ${py.count}: ${fmt(cpuRatio, 2)}x`,
+          met: bigPy && big ? cpuRatio <= 1.5 : null,
+        },
       ],
       data: { shareBytes: SHARE_BYTES, rate: RATE, steadyMs, results },
     };

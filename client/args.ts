@@ -24,6 +24,16 @@ export function parseDestination(value: string): string {
   return value;
 }
 
+/**
+ * A migration id as given. Ids are opaque (ferryd alone judges them), but
+ * an empty one is a slip of the shell (an unset variable, a `jq` that found
+ * nothing), said here before any call.
+ */
+export function parseMigrationId(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError(`the migration id is empty: give the id StartMigration returned (mig-...), e.g. from ferry list`);
+  return value;
+}
+
 const PREFIX = 'MIGRATION_STATE_';
 
 /** A MigrationState's short name: "PHASE1_DONE" for MIGRATION_STATE_PHASE1_DONE. */

@@ -10,7 +10,7 @@ import type { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { FerryCallError, FerryClient, TERMINAL, type Migration, type MigrationState, type StartMigrationRequest } from './client.ts';
-import { parseDestination, parseShareRef, parseState, STATE_NAMES } from './args.ts';
+import { parseDestination, parseMigrationId, parseShareRef, parseState, STATE_NAMES } from './args.ts';
 import { integer, parseSize } from '../lib/units.ts';
 import { backendTable, compatibilityDetails, migrationDetails, migrationJson, migrationTable, shortState } from './format.ts';
 import { progressView, type ViewKind } from './progress.ts';
@@ -232,7 +232,7 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
     program
       .command(name)
       .description(description)
-      .argument('<id>', 'the migration id (mig-...)')
+      .argument('<id>', 'the migration id (mig-...)', parseMigrationId)
       .action(
         action(async (ctx, id: string) => {
           const m = name === 'complete' ? await ctx.client.completeMigration(id) : name === 'cancel' ? await ctx.client.cancelMigration(id) : await ctx.client.getMigration(id);
@@ -269,7 +269,7 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
   program
     .command('watch')
     .description('follow a migration until it ends (a live bar on a terminal; plain lines otherwise)')
-    .argument('<id>', 'the migration id (mig-...)')
+    .argument('<id>', 'the migration id (mig-...)', parseMigrationId)
     .option('--until <state>', 'stop (exit 0) once the migration reaches this state, e.g. PHASE1_DONE (or MIGRATION_STATE_PHASE1_DONE)', parseState)
     .option('--interval-ms <ms>', INTERVAL_HELP, integer(0, 3_600_000), 1_000)
     .option('--reconnect-ms <ms>', RECONNECT_HELP, integer(0, 2 ** 31 - 1), 60_000)

@@ -355,6 +355,8 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
       [['list', '--page-size', '0'], /--page-size.*from 1 to 1000/],
       [['list', '--all', '--page-token', 'x'], /--page-token.*cannot be used with.*--all/],
       [['show'], /missing required argument 'id'/],
+      [['watch', ''], /argument 'id'.*the migration id is empty/],
+      [['complete', ' '], /argument 'id'.*the migration id is empty/],
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['backends', '--bogus'], /unknown option '--bogus'/],
       [['--timeout-ms', 'soon', 'backends'], /--timeout-ms/],

@@ -157,7 +157,8 @@ export class GuardedDriver {
 
   constructor(
     readonly backend: string,
-    readonly plugin: { name: string; version: string },
+    /** `remote`: the driver runs in a process of its own (kind process or endpoint), so a blocked loop is ferryd's own doing. */
+    readonly plugin: { name: string; version: string; remote?: boolean },
     private readonly driver: Driver,
     private readonly deadlines: Deadlines,
     private readonly log: Log,
@@ -249,10 +250,14 @@ export class GuardedDriver {
     const blocked = blockedMs >= BLOCKED_LOOP_LOG_MS;
     if (blocked) {
       const fields = { migration: migrationId, call: name, blockedMs: Math.round(blockedMs), elapsedMs: Math.round(elapsedMs), deadlineMs: timeoutMs, failed: late };
-      this.log[late ? 'error' : 'warn'](fields, 'driver call blocked the event loop; a module plugin must never block it');
+      const msg = this.plugin.remote
+        ? "ferryd's event loop was blocked during a driver call (not by the driver: it runs in its own process)"
+        : 'driver call blocked the event loop; a module plugin must never block it';
+      this.log[late ? 'error' : 'warn'](fields, msg);
     }
     if (late) {
-      const why = blocked ? `: the event loop was blocked for ${Math.round(blockedMs)} ms during the call (a module plugin must never block it)` : '';
+      const culprit = this.plugin.remote ? "not by the driver, which runs in its own process: ferryd's own work held the loop" : 'a module plugin must never block it';
+      const why = blocked ? `: the event loop was blocked for ${Math.round(blockedMs)} ms during the call (${culprit})` : '';
       const error = new FerryError('DEADLINE_EXCEEDED', `${this.who} did not answer ${name} within ${timeoutMs} ms${why}`);
       controller.abort(error);
       throw error;

@@ -33,7 +33,7 @@ export interface RemoteContext {
 export async function createRemoteBackend(backend: BackendConfig, plugin: LoadedPlugin, context: RemoteContext): Promise<GuardedDriver> {
   const name = plugin.manifest.name;
   const log = context.log.child({ backend: backend.name, plugin: name });
-  const guard = (remote: RemoteDriver) => new GuardedDriver(backend.name, { name, version: plugin.manifest.version }, remote, context.deadlines, log);
+  const guard = (remote: RemoteDriver) => new GuardedDriver(backend.name, { name, version: plugin.manifest.version, remote: true }, remote, context.deadlines, log);
   let link: Supervisor | EndpointLink;
   if (plugin.manifest.kind === 'endpoint') {
     try {

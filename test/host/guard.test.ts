@@ -34,11 +34,11 @@ const spec = (id = 'mig-1'): MigrationSpec => ({
 });
 
 /** The scripted driver behind the real guard, logging (as the plugin host does) with the backend and plugin on every line. */
-async function guarded(deadlines: Partial<Deadlines> = {}) {
+async function guarded(deadlines: Partial<Deadlines> = {}, remote = false) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }).child({ backend: 'b1', plugin: 'scripted' });
   const driver = (await createDriver({ backend: 'b1', options: {}, daemonAddress: '127.0.0.1:1', log })) as Driver;
-  const guard = new GuardedDriver('b1', { name: 'scripted', version: '1.0.0' }, driver, { ...DEFAULT_DEADLINES, ...deadlines }, log);
+  const guard = new GuardedDriver('b1', { name: 'scripted', version: '1.0.0', remote }, driver, { ...DEFAULT_DEADLINES, ...deadlines }, log);
   return { guard, lines };
 }
 
@@ -222,6 +222,18 @@ describe('GuardedDriver and a driver that blocks the event loop', () => {
     assert.equal(line?.call, 'continue');
     assert.equal(line?.failed, false);
     assert.equal(line?.level, 40);
+  });
+
+  test('for a driver in its own process (kind process or endpoint) the blocked loop is named as ferryd\'s, not the driver\'s', async () => {
+    // The scripted driver blocks the loop here, standing in for ferryd's own work while a remote call is out.
+    const { guard, lines } = await guarded({ continue: 200 }, true);
+    control.block('continue', 1_000, { later: true });
+    const err = assertClean(await rejection(call(guard, 'continue')), 'DEADLINE_EXCEEDED', 'continue');
+    assert.match(err.message, /the event loop was blocked for \d+ ms during the call \(not by the driver, which runs in its own process: ferryd's own work held the loop\)/);
+    assert.doesNotMatch(err.message, /module plugin/);
+    const line = lines.find((l) => l.msg === "ferryd's event loop was blocked during a driver call (not by the driver: it runs in its own process)");
+    assert.equal(line?.failed, true);
+    assert.equal(line?.call, 'continue');
   });
 });
 

@@ -16,6 +16,11 @@
  * driver, the drivers taking turns, so that all three see the same machine.
  * Each call does one array round trip (the job's state) whichever way the
  * driver is reached.
+ *
+ * Beside them, the floor of the boundary: a bare gRPC round trip from this
+ * process (grpc-js, as ferryd makes its calls) to each driver process's
+ * socket (grpc.health.v1.Health/Check, which does no work). What a process
+ * driver adds to a call cannot be less than that round trip.
  */
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -24,6 +29,8 @@ import { performance } from 'node:perf_hooks';
 import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS } from '../../host/deadlines.ts';
 import type { GuardedDriver } from '../../host/guard.ts';
 import { closePlugins, createBackendDriver, scanPlugins } from '../../host/plugins.ts';
+import { healthClient, type HealthClient } from '../../host/supervisor.ts';
+import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../lib/log.ts';
 import type { Checkpoint, MigrationSpec } from '../../plugins/api/index.ts';
 import { prepareShares } from '../lib/fleet.ts';
@@ -48,6 +55,25 @@ interface Way {
   spec: MigrationSpec;
   checkpoint: Checkpoint;
   ms: number[];
+}
+
+/** A bare round trip to a driver process's socket: the floor of what the boundary adds. */
+interface Floor {
+  name: string;
+  what: string;
+  health: HealthClient;
+  ms: number[];
+}
+
+const FLOORS = [
+  { name: 'floor process', plugin: 'simulator-bridge', what: "bare gRPC round trip to the bridge's socket (Health/Check)" },
+  { name: 'floor python', plugin: 'simulator-py', what: "bare gRPC round trip to the Python driver's socket (Health/Check)" },
+] as const;
+
+function check(health: HealthClient): Promise<void> {
+  return new Promise((resolve, reject) =>
+    health.Check({ service: 'ferry.driver.v1.DriverService' }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err) => (err ? reject(err) : resolve())),
+  );
 }
 
 function spec(id: string, shareId: string): MigrationSpec {
@@ -96,6 +122,7 @@ export const driverCallScenario: Scenario = {
       processes: { dataDir: path.join(dir, 'data'), backends, livenessMs: DEFAULT_HEALTH_PROBE_MS, livenessTimeoutMs: DEFAULT_DEADLINES.describe },
     });
     const ways: Way[] = [];
+    const floors: Floor[] = [];
     try {
       for (const [i, w] of WAYS.entries()) {
         const failure = scan.failures.get(w.plugin);
@@ -111,6 +138,16 @@ export const driverCallScenario: Scenario = {
         const { checkpoint } = await driver.start({ migration: s, checkpoint: null, log });
         ways.push({ name: w.name, what: w.what, driver, spec: s, checkpoint, ms: [] });
       }
+      for (const f of FLOORS) {
+        const supervisor = scan.plugins.get(f.plugin)?.process;
+        if (!supervisor) throw new Error(`plugin ${f.plugin} has no driver process`);
+        floors.push({ name: f.name, what: f.what, health: healthClient(supervisor.address), ms: [] });
+      }
+      const bare = async (floor: Floor, keep: boolean) => {
+        const t0 = performance.now();
+        await check(floor.health);
+        if (keep) floor.ms.push(performance.now() - t0);
+      };
       const once = async (way: Way, keep: boolean) => {
         const t0 = performance.now();
         const r = await way.driver.continue({ migration: way.spec, checkpoint: way.checkpoint, log });
@@ -118,8 +155,13 @@ export const driverCallScenario: Scenario = {
         way.checkpoint = r.checkpoint;
       };
       for (const way of ways) for (let k = 0; k < warmup; k++) await once(way, false);
-      ctx.log(`driver-call: ${calls} continue calls per driver, in rounds of ${ROUND}`);
-      for (let done = 0; done < calls; done += ROUND) for (const way of ways) for (let k = 0; k < Math.min(ROUND, calls - done); k++) await once(way, true);
+      for (const floor of floors) for (let k = 0; k < warmup; k++) await bare(floor, false);
+      ctx.log(`driver-call: ${calls} continue calls per driver, in rounds of ${ROUND}, and as many bare round trips to each driver process`);
+      for (let done = 0; done < calls; done += ROUND) {
+        const n = Math.min(ROUND, calls - done);
+        for (const way of ways) for (let k = 0; k < n; k++) await once(way, true);
+        for (const floor of floors) for (let k = 0; k < n; k++) await bare(floor, true);
+      }
       for (const way of ways) {
         for (let k = 0; k < 100; k++) {
           const r = await way.driver.cancel({ migration: way.spec, checkpoint: way.checkpoint, log });
@@ -128,28 +170,31 @@ export const driverCallScenario: Scenario = {
         }
       }
     } finally {
+      for (const floor of floors) floor.health.close();
       for (const way of ways) await way.driver.close();
       await closePlugins(scan, 5_000);
       await array.stop(5_000);
       await rm(dir, { recursive: true, force: true });
     }
 
-    const stats = new Map<string, Summary>(ways.map((w) => [w.name, summarise(w.ms)]));
+    const stats = new Map<string, Summary>([...ways, ...floors].map((w) => [w.name, summarise(w.ms)]));
     const module = stats.get('module')!;
     const added = (name: string, key: 'median' | 'p99') => stats.get(name)![key] - module[key];
-    for (const w of ways) ctx.log(`driver-call ${w.name}: continue p50 ${fmt(stats.get(w.name)!.median, 3)} ms, p99 ${fmt(stats.get(w.name)!.p99, 3)} ms`);
+    for (const w of [...ways, ...floors]) ctx.log(`driver-call ${w.name}: p50 ${fmt(stats.get(w.name)!.median, 3)} ms, p99 ${fmt(stats.get(w.name)!.p99, 3)} ms`);
     return {
       tables: [
         {
           title: `One continue call through the plugin host, ${calls} calls per driver (ms)`,
           header: ['driver', 'p50', 'p90', 'p99', 'max', 'mean', 'added at p50', 'added at p99'],
-          rows: ways.map((w) => {
+          rows: [...ways, ...floors].map((w) => {
             const s = stats.get(w.name)!;
-            return [`${w.name}: ${w.what}`, fmt(s.median, 3), fmt(s.p90, 3), fmt(s.p99, 3), fmt(s.max, 2), fmt(s.mean, 3), w.name === 'module' ? '' : fmt(added(w.name, 'median'), 3), w.name === 'module' ? '' : fmt(added(w.name, 'p99'), 3)];
+            const delta = w.name !== 'module' && !w.name.startsWith('floor');
+            return [`${w.name}: ${w.what}`, fmt(s.median, 3), fmt(s.p90, 3), fmt(s.p99, 3), fmt(s.max, 2), fmt(s.mean, 3), delta ? fmt(added(w.name, 'median'), 3) : '', delta ? fmt(added(w.name, 'p99'), 3) : ''];
           }),
           notes: [
             'Each call goes through ferryd\'s loader and guard (deadline, answer checks) and does one round trip to the array (ferry-sim, its own process) whichever way the driver is reached.',
             `added: the figure minus the module's. Drivers take turns in rounds of ${ROUND} calls, after ${warmup} calls each to warm up.`,
+            "floor: one gRPC call that does nothing, from this process to the driver process (grpc-js client, unix socket): what a process driver adds to a call cannot be less.",
           ],
         },
       ],
@@ -159,7 +204,7 @@ export const driverCallScenario: Scenario = {
           measure: 'continue round trip p50 / p99 (ms)',
           ferry: `process ${fmt(stats.get('process')!.median, 3)} / ${fmt(stats.get('process')!.p99, 3)}; python ${fmt(stats.get('python')!.median, 3)} / ${fmt(stats.get('python')!.p99, 3)}`,
           baseline: `module ${fmt(module.median, 3)} / ${fmt(module.p99, 3)}`,
-          ratio: `+${fmt(added('process', 'median'), 3)} ms (process), +${fmt(added('python', 'median'), 3)} ms (python) at p50`,
+          ratio: `+${fmt(added('process', 'median'), 3)} ms (process), +${fmt(added('python', 'median'), 3)} ms (python) at p50; a bare round trip ${fmt(stats.get('floor process')!.median, 3)} / ${fmt(stats.get('floor python')!.median, 3)}`,
         },
       ],
       targets: [

@@ -152,8 +152,8 @@ type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
  * anything else.
  */
 export class GuardedDriver {
-  /** What the driver can ever honour (checked once, at creation). */
-  readonly capabilities: Capabilities;
+  /** The driver's last capabilities answer, and the checked copy of it. */
+  private caps: { raw: unknown; checked: Capabilities };
 
   constructor(
     readonly backend: string,
@@ -169,7 +169,31 @@ export class GuardedDriver {
     } catch (err) {
       throw this.translate(err, 'capabilities');
     }
-    this.capabilities = this.accept('capabilities', undefined, value, checkCapabilities);
+    this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
+  }
+
+  /**
+   * What the driver can ever honour. Asked again each time, because a
+   * driver in its own process may have been restarted as another version
+   * since (its new OpenBackend answer); a later answer that throws or does
+   * not check keeps the last good one (creation already refused a driver
+   * with none), and is logged.
+   */
+  get capabilities(): Capabilities {
+    let value: unknown;
+    try {
+      value = this.driver.capabilities();
+    } catch (err) {
+      this.log.warn({ err: this.translate(err, 'capabilities').message }, 'capabilities() failed; the last answer stands');
+      return this.caps.checked;
+    }
+    if (value === this.caps.raw) return this.caps.checked;
+    try {
+      this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'capabilities() answered badly; the last answer stands');
+    }
+    return this.caps.checked;
   }
 
   /** The backend's pools; also the health probe. */

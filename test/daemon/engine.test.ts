@@ -137,7 +137,7 @@ describe('MigrationService with a scripted driver', () => {
 
   test('a driver that claims a capability but refuses it for this share fails the start with FAILED_PRECONDITION', async (t) => {
     const { client, daemon } = await scriptedDaemon(t);
-    // The guard read the static capabilities at creation; checkCompatibility now refuses writable for this share.
+    // The driver claims writable (fixed at its creation); checkCompatibility now refuses it for this share.
     control.capabilities = { writable: false, nondisruptive: true, preserveMetadata: true, preserveSnapshots: false };
     await rejectsWith(client.startMigration(START), 'FAILED_PRECONDITION', /cannot honour writable/);
     assert.equal(daemon.engine.activeCount, 0);

@@ -8,12 +8,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { FerryClient } from '../../client/client.ts';
+import * as grpc from '@grpc/grpc-js';
+import { FerryCallError, FerryClient } from '../../client/client.ts';
 import { startDaemon } from '../../daemon/daemon.ts';
 import { SimClient } from '../simulator/helpers.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MAX_LINE_CHARS } from '../../host/driver-log.ts';
 import { pluginsDir, ROOT, SMALL_ARRAY, testConfig, waitForState } from '../helpers.ts';
 import { bridgeCommand, fixtureCommand, healthOf, LogTap, processPlugin } from './process-helpers.ts';
@@ -122,6 +123,32 @@ describe('a backend on a process driver', () => {
     assert.equal((await sim.call('ChecksumShare', { shareId: 's1' })).sha256, sum);
     assert.equal(await healthOf(daemon.address, 'backend:beta'), 'SERVING');
     assert.ok(tap.lines.some((l) => l.msg === 'driver call failed' && l.code === 'UNAVAILABLE'), 'a call in flight failed as UNAVAILABLE and was retried');
+  });
+
+  test('a driver restarted as another version is known by its new capabilities: ListBackends shows them and StartMigration admits by them', async (t) => {
+    const capsFile = join(mkdtempSync(join(tmpdir(), 'ferry-caps-')), 'caps.json');
+    t.after(() => rmSync(dirname(capsFile), { recursive: true, force: true }));
+    writeFileSync(capsFile, JSON.stringify({ writable: false }));
+    const backends = [
+      { name: 'alpha', plugin: 'proc', options: { capsFile } },
+      { name: 'beta', plugin: 'simulator' },
+    ];
+    const { client, sim, tap } = await processDaemon(t, bridgeCommand('proc', join(ROOT, 'test/fixtures/plugins/caps-file')), { backends });
+    const first = await tap.next(isStarted);
+    const alphaCaps = async () => (await client.listBackends()).backends.find((b) => b.name === 'alpha')?.capabilities?.writable;
+    assert.equal(await alphaCaps(), false);
+    await shareWithData(sim, 's1', 1 * MiB);
+    const spec = { share: { backend: 'alpha', shareId: 's1' }, destination: 'beta#bronze', writable: true } as const;
+    await assert.rejects(client.startMigration(spec), (err: FerryCallError) => err.status === grpc.status.UNIMPLEMENTED && /does not support writable/.test(err.message));
+
+    writeFileSync(capsFile, JSON.stringify({ writable: true }));
+    const mark = tap.lines.length;
+    process.kill(first.pid as number, 'SIGKILL');
+    await tap.next(isStarted, mark);
+    await tap.next((l) => l.msg === 'backend serving again' && l.backend === 'alpha', mark);
+    assert.equal(await alphaCaps(), true);
+    const m = await client.startMigration(spec);
+    await waitForState(client, m.id, 'PHASE1_DONE');
   });
 
   test('a driver that exits at start leaves its backend NOT_SERVING with the reason, is restarted with backoff, and the daemon serves the other backends', async (t) => {

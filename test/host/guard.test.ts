@@ -193,6 +193,25 @@ describe('GuardedDriver, whatever a driver returns', () => {
   });
 });
 
+describe('GuardedDriver and capabilities that change', () => {
+  const caps = (writable: boolean) => ({ writable, nondisruptive: true, preserveMetadata: false, preserveSnapshots: false });
+
+  test('a new answer (a driver process restarted as another version) is what the guard reports; a later answer that throws or does not check keeps the last good one', async () => {
+    const driver = (await createDriver({ backend: 'b1', options: {}, daemonAddress: '', log: silentLog() })) as Driver;
+    let answer: () => unknown = () => caps(false);
+    const guard = new GuardedDriver('b1', { name: 'scripted', version: '1', remote: true }, { ...driver, capabilities: () => answer() as never }, DEFAULT_DEADLINES, silentLog());
+    assert.equal(guard.capabilities.writable, false);
+    const restarted = caps(true);
+    answer = () => restarted;
+    assert.equal(guard.capabilities.writable, true);
+    assert.equal(guard.capabilities, guard.capabilities, 'the same answer is checked once');
+    for (const bad of [() => { throw trapProxy(); }, () => ({ writable: 'yes' }), () => revokedProxy()]) {
+      answer = bad;
+      assert.equal(guard.capabilities.writable, true);
+    }
+  });
+});
+
 describe('GuardedDriver and a driver that blocks the event loop', () => {
   beforeEach(() => control.reset());
 

@@ -141,6 +141,15 @@ const loopWatch = new LoopWatch();
  */
 export const BLOCKED_LOOP_LOG_MS = 100;
 
+/** What a blocked loop is said to be: a module's doing, or ferryd's own when the driver runs in a process of its own. */
+const BLOCKED_LOOP = {
+  module: { log: 'driver call blocked the event loop; a module plugin must never block it', why: 'a module plugin must never block it' },
+  remote: {
+    log: "ferryd's event loop was blocked during a driver call (not by the driver: it runs in its own process)",
+    why: "not by the driver, which runs in its own process: ferryd's own work held the loop",
+  },
+} as const;
+
 /** How a call's driver code ended, before the guard judged it. */
 type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
 
@@ -152,8 +161,8 @@ type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
  * anything else.
  */
 export class GuardedDriver {
-  /** The driver's last capabilities answer, and the checked copy of it. */
-  private caps: { raw: unknown; checked: Capabilities };
+  /** The driver's last good capabilities answer, and the checked copy of it. */
+  private caps: { raw: unknown; checked: Capabilities } | undefined;
 
   constructor(
     readonly backend: string,
@@ -163,13 +172,7 @@ export class GuardedDriver {
     private readonly deadlines: Deadlines,
     private readonly log: Log,
   ) {
-    let value: unknown;
-    try {
-      value = driver.capabilities();
-    } catch (err) {
-      throw this.translate(err, 'capabilities');
-    }
-    this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
+    this.askCapabilities();
   }
 
   /**
@@ -180,19 +183,23 @@ export class GuardedDriver {
    * with none), and is logged.
    */
   get capabilities(): Capabilities {
+    try {
+      return this.askCapabilities();
+    } catch (err) {
+      this.log.warn({ err: (err as FerryError).message }, 'capabilities() failed or answered badly; the last good answer stands');
+      return this.caps!.checked;
+    }
+  }
+
+  /** Asks the driver for its capabilities: the checked copy (the same answer is checked once), or a FerryError. */
+  private askCapabilities(): Capabilities {
     let value: unknown;
     try {
       value = this.driver.capabilities();
     } catch (err) {
-      this.log.warn({ err: this.translate(err, 'capabilities').message }, 'capabilities() failed; the last answer stands');
-      return this.caps.checked;
+      throw this.translate(err, 'capabilities');
     }
-    if (value === this.caps.raw) return this.caps.checked;
-    try {
-      this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'capabilities() answered badly; the last answer stands');
-    }
+    if (!this.caps || this.caps.raw !== value) this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
     return this.caps.checked;
   }
 
@@ -272,16 +279,13 @@ export class GuardedDriver {
     // With the loop blocked the deadline timer cannot fire: an answer that comes too late is failed as if it had.
     const late = !abandoned && (pastDeadline || elapsedMs > timeoutMs);
     const blocked = blockedMs >= BLOCKED_LOOP_LOG_MS;
+    const said = BLOCKED_LOOP[this.plugin.remote ? 'remote' : 'module'];
     if (blocked) {
       const fields = { migration: migrationId, call: name, blockedMs: Math.round(blockedMs), elapsedMs: Math.round(elapsedMs), deadlineMs: timeoutMs, failed: late };
-      const msg = this.plugin.remote
-        ? "ferryd's event loop was blocked during a driver call (not by the driver: it runs in its own process)"
-        : 'driver call blocked the event loop; a module plugin must never block it';
-      this.log[late ? 'error' : 'warn'](fields, msg);
+      this.log[late ? 'error' : 'warn'](fields, said.log);
     }
     if (late) {
-      const culprit = this.plugin.remote ? "not by the driver, which runs in its own process: ferryd's own work held the loop" : 'a module plugin must never block it';
-      const why = blocked ? `: the event loop was blocked for ${Math.round(blockedMs)} ms during the call (${culprit})` : '';
+      const why = blocked ? `: the event loop was blocked for ${Math.round(blockedMs)} ms during the call (${said.why})` : '';
       const error = new FerryError('DEADLINE_EXCEEDED', `${this.who} did not answer ${name} within ${timeoutMs} ms${why}`);
       controller.abort(error);
       throw error;

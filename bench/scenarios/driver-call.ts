@@ -26,11 +26,10 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS } from '../../host/deadlines.ts';
 import type { GuardedDriver } from '../../host/guard.ts';
 import { closePlugins, createBackendDriver, scanPlugins } from '../../host/plugins.ts';
-import { healthClient, type HealthClient } from '../../host/supervisor.ts';
+import { checkHealth, healthClient, type HealthClient } from '../../host/supervisor.ts';
 import { silentLog } from '../../lib/log.ts';
 import type { Checkpoint, MigrationSpec } from '../../plugins/api/index.ts';
 import { prepareShares } from '../lib/fleet.ts';
@@ -70,10 +69,10 @@ const FLOORS = [
   { name: 'floor python', plugin: 'simulator-py', what: "bare gRPC round trip to the Python driver's socket (Health/Check)" },
 ] as const;
 
-function check(health: HealthClient): Promise<void> {
-  return new Promise((resolve, reject) =>
-    health.Check({ service: 'ferry.driver.v1.DriverService' }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err) => (err ? reject(err) : resolve())),
-  );
+/** One health check, as ferryd's liveness check makes it. */
+async function check(health: HealthClient): Promise<void> {
+  const status = await checkHealth(health, 5_000, false);
+  if (status !== 'SERVING') throw new Error(`the driver process answered its health check with ${status}`);
 }
 
 function spec(id: string, shareId: string): MigrationSpec {

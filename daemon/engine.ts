@@ -16,7 +16,7 @@
  * was last seen in.
  */
 import { createHash } from 'node:crypto';
-import { FerryError, type MigrationSpec } from '../plugins/api/index.ts';
+import { FerryError, type DataPath, type MigrationSpec } from '../plugins/api/index.ts';
 import { admit, admitted } from '../host/admission.ts';
 import type { GuardedDriver } from '../host/guard.ts';
 import { newMigrationId, observeMigrationId } from '../host/ids.ts';
@@ -29,7 +29,11 @@ import { Semaphore } from './semaphore.ts';
 import type { Store } from './store.ts';
 
 /** What StartMigration asks for, validated. */
-export type StartInput = Omit<MigrationSpec, 'id'> & { requestId: string };
+export type StartInput = Omit<MigrationSpec, 'id' | 'dataPath'> & {
+  requestId: string;
+  /** The data path asked for; absent lets admission choose. */
+  dataPath?: DataPath;
+};
 
 /** A change pushed to watchers; `null` means the engine is shutting down. */
 export type WatchListener = (record: MigrationRecord | null) => void;
@@ -187,7 +191,7 @@ export class Engine {
     const { source, destination } = input;
     this.assertShareFree(source.backend, source.shareId);
     const id = newMigrationId();
-    const spec: MigrationSpec = { ...withoutRequestId(input), id };
+    const spec: MigrationSpec = { ...withoutRequestId(input), id, dataPath: input.dataPath ?? 'driver' };
     const compat = admitted(await admit(this.backends, spec, this.log.child({ migration: id }), 'first'));
 
     // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
@@ -410,7 +414,7 @@ export class Engine {
 
 }
 
-function withoutRequestId(input: StartInput): Omit<MigrationSpec, 'id'> {
+function withoutRequestId(input: StartInput): Omit<StartInput, 'requestId'> {
   const { requestId: _requestId, ...spec } = input;
   return spec;
 }

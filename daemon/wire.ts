@@ -155,6 +155,7 @@ export function toWireMigration(r: MigrationRecord): Migration__Output {
     maxBandwidthBytesPerSec: s.maxBandwidthBytesPerSec,
     maxDowntimeMs: s.maxDowntimeMs,
     cutoverAction: s.cutoverAction === 'force' ? 'CUTOVER_ACTION_FORCE' : 'CUTOVER_ACTION_ABORT',
+    dataPath: s.dataPath === 'host' ? 'DATA_PATH_HOST' : 'DATA_PATH_DRIVER',
     createdAt: timestamp(r.createdAt),
     startedAt: timestamp(r.startedAt),
     phase1DoneAt: timestamp(r.phase1DoneAt),

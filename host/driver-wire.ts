@@ -73,6 +73,7 @@ export function specToWire(m: MigrationSpec): WireSpec {
     maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec,
     maxDowntimeMs: m.maxDowntimeMs,
     cutoverAction: m.cutoverAction === 'force' ? 'CUTOVER_ACTION_FORCE' : 'CUTOVER_ACTION_ABORT',
+    dataPath: m.dataPath === 'host' ? 'DATA_PATH_HOST' : 'DATA_PATH_DRIVER',
   };
 }
 
@@ -90,6 +91,7 @@ export function specFromWire(m: WireSpecOut): MigrationSpec {
     maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec,
     maxDowntimeMs: m.maxDowntimeMs,
     cutoverAction: m.cutoverAction === 'CUTOVER_ACTION_FORCE' ? 'force' : 'abort',
+    dataPath: m.dataPath === 'DATA_PATH_HOST' ? 'host' : 'driver',
   };
 }
 

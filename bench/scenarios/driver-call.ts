@@ -88,6 +88,7 @@ function spec(id: string, shareId: string): MigrationSpec {
     maxBandwidthBytesPerSec: 0,
     maxDowntimeMs: 1000,
     cutoverAction: 'abort',
+    dataPath: 'driver',
   };
 }
 

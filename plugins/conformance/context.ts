@@ -302,6 +302,7 @@ export class CheckContext {
       maxBandwidthBytesPerSec: 0,
       maxDowntimeMs: 5_000,
       cutoverAction: 'abort',
+      dataPath: 'driver',
       ...extra,
     });
     this.directs.add(m);

@@ -31,6 +31,7 @@ const spec = (id = 'mig-1'): MigrationSpec => ({
   maxBandwidthBytesPerSec: 0,
   maxDowntimeMs: 1000,
   cutoverAction: 'abort',
+  dataPath: 'driver',
 });
 
 /** The scripted driver behind the real guard, logging (as the plugin host does) with the backend and plugin on every line. */

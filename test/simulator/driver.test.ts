@@ -36,6 +36,7 @@ function spec(id: string, shareId: string, extra: Partial<MigrationSpec> = {}): 
     maxBandwidthBytesPerSec: 0,
     maxDowntimeMs: 500,
     cutoverAction: 'abort',
+    dataPath: 'driver',
     ...extra,
   };
 }

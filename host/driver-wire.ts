@@ -152,6 +152,7 @@ const DRIVER_CODES: ReadonlyMap<ErrorCode, grpc.status> = new Map<ErrorCode, grp
   ['RESOURCE_EXHAUSTED', grpc.status.RESOURCE_EXHAUSTED],
   ['UNAVAILABLE', grpc.status.UNAVAILABLE],
   ['DEADLINE_EXCEEDED', grpc.status.DEADLINE_EXCEEDED],
+  ['DATA_LOSS', grpc.status.DATA_LOSS],
 ]);
 
 /**

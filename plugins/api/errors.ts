@@ -26,6 +26,8 @@ export const ErrorCodes = {
   DEADLINE_EXCEEDED: 4,
   /** The driver broke its contract (threw something unknown, returned garbage). */
   DRIVER_ERROR: 13,
+  /** Bytes did not match their CRC-32C on the host data path. */
+  DATA_LOSS: 15,
   /** Phase 1 made no progress for longer than the stall timeout. */
   STALLED: 13,
   /** Something inside the daemon failed. Never used for a caller's mistake. */

@@ -200,9 +200,10 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
     .option('--nondisruptive', 'clients keep access through the cutover')
     .option('--preserve-metadata', "the share's metadata moves with it")
     .option('--preserve-snapshots', "the share's snapshots move with it")
+    .addOption(dataPathOption())
     .action(
-      action(async (ctx, share: { backend: string; shareId: string }, destination: string, opts: Record<string, boolean | undefined>) => {
-        const report = await ctx.client.checkCompatibility({ share, destination, ...capabilityFlags(opts) });
+      action(async (ctx, share: { backend: string; shareId: string }, destination: string, opts: { writable?: boolean; nondisruptive?: boolean; preserveMetadata?: boolean; preserveSnapshots?: boolean; dataPath?: DataPathFlag }) => {
+        const report = await ctx.client.checkCompatibility({ share, destination, ...capabilityFlags(opts), dataPath: wireDataPath(opts.dataPath) });
         if (ctx.json) ctx.json1(report);
         else ctx.out(compatibilityDetails(`${share.backend}/${share.shareId}`, destination, report));
         return EXIT.OK;
@@ -357,6 +358,21 @@ interface StartFlags {
   maxBandwidth?: number;
   maxDowntimeMs?: number;
   cutoverAction?: 'abort' | 'force';
+  dataPath?: DataPathFlag;
+}
+
+/** How --data-path spells the data paths. */
+type DataPathFlag = 'driver' | 'host';
+
+function dataPathOption(): Option {
+  return new Option('--data-path <path>', "how the data moves: driver (the source's array copies it) or host (ferryd copies it, between arrays that cannot reach each other); default: driver where it can, else host").choices([
+    'driver',
+    'host',
+  ]);
+}
+
+function wireDataPath(flag: DataPathFlag | undefined): StartMigrationRequest['dataPath'] {
+  return flag === 'driver' ? 'DATA_PATH_DRIVER' : flag === 'host' ? 'DATA_PATH_HOST' : 'DATA_PATH_UNSPECIFIED';
 }
 
 function startFlags(command: Command): Command {
@@ -369,7 +385,8 @@ function startFlags(command: Command): Command {
     .option('--request-id <id>', 'makes the start idempotent: the same id and fields return the same migration')
     .option('--max-bandwidth <size>', 'cap on the copy, bytes per second, e.g. 10MiB (default: none)', parseSize)
     .option('--max-downtime-ms <ms>', 'the cutover window: the longest writes may be frozen (default: the daemon\'s)', integer(0, 2 ** 32 - 1))
-    .addOption(new Option('--cutover-action <action>', 'when the cutover runs past its window: abort (roll back) or force (finish anyway)').choices(['abort', 'force']));
+    .addOption(new Option('--cutover-action <action>', 'when the cutover runs past its window: abort (roll back) or force (finish anyway)').choices(['abort', 'force']))
+    .addOption(dataPathOption());
 }
 
 function capabilityFlags(opts: { writable?: boolean; nondisruptive?: boolean; preserveMetadata?: boolean; preserveSnapshots?: boolean }) {
@@ -386,6 +403,7 @@ function startRequest(share: { backend: string; shareId: string }, destination: 
     maxBandwidthBytesPerSec: opts.maxBandwidth ?? 0,
     maxDowntimeMs: opts.maxDowntimeMs ?? 0,
     cutoverAction: opts.cutoverAction === 'force' ? 'CUTOVER_ACTION_FORCE' : opts.cutoverAction === 'abort' ? 'CUTOVER_ACTION_ABORT' : 'CUTOVER_ACTION_UNSPECIFIED',
+    dataPath: wireDataPath(opts.dataPath),
   };
 }
 

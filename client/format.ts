@@ -82,6 +82,7 @@ export function migrationDetails(m: Migration): string {
     ['share', `${m.share.backend}/${m.share.shareId}`],
     ['destination', m.destination],
     ['state', shortState(m.state)],
+    ['data path', dataPathName(m.dataPath)],
     ['progress', `${formatPercent(p.percent)}  ${copied(p)} copied, ${formatBytes(p.remainingBytes)} remaining, ${formatBytes(p.dirtyBytes)} dirty`],
     [
       'throughput',
@@ -138,6 +139,13 @@ export function backendTable(backends: readonly Backend[]): string {
   return table(rows) + (reasons.length ? `\nnot serving:\n${reasons.map((r) => `  ${r}\n`).join('')}` : '');
 }
 
+/** A DataPath as people read it. */
+function dataPathName(path: string | number | undefined): string {
+  if (path === 'DATA_PATH_HOST') return "host (ferryd copies snapshots, then the changes)";
+  if (path === 'DATA_PATH_DRIVER') return "driver (the source's array copies)";
+  return '';
+}
+
 /** A CheckCompatibility answer. */
 export function compatibilityDetails(share: string, destination: string, r: CompatibilityReport): string {
   return (
@@ -145,6 +153,7 @@ export function compatibilityDetails(share: string, destination: string, r: Comp
       ['share', share],
       ['destination', destination],
       ['compatible', r.compatible ? 'yes' : 'no'],
+      ['data path', dataPathName(r.dataPath)],
       ['share size', formatBytes(r.shareSizeBytes)],
       ['destination free', formatBytes(r.destinationFreeBytes)],
       ['can honour', flagList(r.capabilities)],

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_HOST_PATH_OPTIONS, type HostPathOptions } from '../host/mover/host-path.ts';
 import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, type Deadlines } from '../host/deadlines.ts';
 import type { BackendConfig } from '../host/plugins.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './options.ts';
@@ -28,6 +29,8 @@ export interface DaemonConfig {
   /** Which plugin drives which backend. */
   backends: BackendConfig[];
   engine: EngineOptions;
+  /** The mover of host-path migrations: batch size, memory, the daemon-wide bandwidth cap. */
+  hostPath: HostPathOptions;
   deadlines: Deadlines;
   /** How long a plugin may take to import, and a driver to be created. */
   pluginLoadTimeoutMs: number;
@@ -131,6 +134,14 @@ const ENGINE_RULES = group(DEFAULT_ENGINE_OPTIONS, {
   unresponsiveAfterMs: (d) => ms(d, 0),
 });
 
+/** The host path's settings (`hostPath` in the file). */
+const HOST_PATH_RULES = group(DEFAULT_HOST_PATH_OPTIONS, {
+  batchBytes: (d) => ({ ...count(d, 65_536, 'smaller batches cost a round trip per few blocks'), max: 64 * 1024 * 1024 }),
+  batchesInMemory: (d) => count(d, 2, 'reading the next batch while one is written needs two'),
+  bandwidthBytesPerSec: (d) => count(d, 0),
+  warmIntervalMs: (d) => ms(d, 1, 'passes would follow each other without pause'),
+});
+
 /** The per-call deadlines (`deadlines` in the file). */
 const DEADLINE_RULES = group(DEFAULT_DEADLINES, {
   describe: DEADLINE,
@@ -140,6 +151,7 @@ const DEADLINE_RULES = group(DEFAULT_DEADLINES, {
   complete: DEADLINE,
   cancel: DEADLINE,
   progress: DEADLINE,
+  dataPath: DEADLINE,
 });
 
 /**
@@ -156,6 +168,7 @@ const SETTINGS = {
   simulator: 'the embedded simulated array (see simulator/config.ts)',
   backends: 'an array of { name, plugin, options }',
   engine: ENGINE_RULES,
+  hostPath: HOST_PATH_RULES,
   deadlines: DEADLINE_RULES,
   pluginLoadTimeoutMs: ms(DEFAULT_PLUGIN_LOAD_TIMEOUT_MS, 1, 'no plugin loads in 0 ms'),
   healthProbeMs: ms(DEFAULT_HEALTH_PROBE_MS, 100, 'probes more often than that would load the arrays for nothing'),
@@ -320,6 +333,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     simulator,
     backends,
     engine,
+    hostPath: numbers<HostPathOptions>(file.hostPath, SETTINGS.hostPath, `${src}: hostPath`),
     deadlines: numbers<Deadlines>(file.deadlines, SETTINGS.deadlines, `${src}: deadlines`),
     pluginLoadTimeoutMs: number(file, 'pluginLoadTimeoutMs', SETTINGS.pluginLoadTimeoutMs, src),
     healthProbeMs: number(file, 'healthProbeMs', SETTINGS.healthProbeMs, src),

@@ -150,7 +150,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
 
     const engine = new Engine(parts.store, backends, log.child({ component: 'engine' }), config.engine, {
       stuckChanged: (name) => void monitor.probe(name),
-    });
+    }, config.hostPath);
     parts.engine = engine;
     await engine.start();
     parts.serving = engine;

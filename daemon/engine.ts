@@ -18,14 +18,14 @@
 import { createHash } from 'node:crypto';
 import { FerryError, type DataPath, type MigrationSpec } from '../plugins/api/index.ts';
 import { admit, admitted } from '../host/admission.ts';
-import type { GuardedDriver } from '../host/guard.ts';
+import { HostPath, DEFAULT_HOST_PATH_OPTIONS, type HostPathOptions } from '../host/mover/host-path.ts';
 import { newMigrationId, observeMigrationId } from '../host/ids.ts';
 import type { BackendEntry } from '../host/plugins.ts';
 import type { Log } from '../lib/log.ts';
 import { CANCELLABLE_STATES, TERMINAL_STATES, canTransition, emptyProgress, finalProgress, type MigrationRecord, type State } from './migration.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineHooks, type EngineOptions } from './options.ts';
-import { Runner, stepFor, type RunnerHost } from './runner.ts';
-import { Semaphore } from './semaphore.ts';
+import { Runner, stepFor, type MigrationDriver, type RunnerHost } from './runner.ts';
+import { Semaphore } from '../lib/semaphore.ts';
 import type { Store } from './store.ts';
 
 /** What StartMigration asks for, validated. */
@@ -106,6 +106,8 @@ export class Engine {
    */
   private readonly starting = new Map<string, Promise<unknown>>();
   private stopping = false;
+  /** Moves the data of host-path migrations (the source's driver moves the others'). */
+  private readonly hostPath: HostPath;
 
   constructor(
     private readonly store: Store,
@@ -113,7 +115,9 @@ export class Engine {
     private readonly log: Log,
     readonly options: EngineOptions = DEFAULT_ENGINE_OPTIONS,
     private readonly hooks: EngineHooks = {},
+    hostPathOptions: HostPathOptions = DEFAULT_HOST_PATH_OPTIONS,
   ) {
+    this.hostPath = new HostPath(backends, store.places, log.child({ component: 'host-path' }), hostPathOptions, { initial: options.backoffInitialMs, max: options.backoffMaxMs });
     this.calls = new Semaphore(options.maxConcurrentCalls);
     this.startSlots = new Semaphore(Math.max(1, Math.floor(options.maxConcurrentCalls / 4)));
     const engine = this;
@@ -138,6 +142,8 @@ export class Engine {
   async start(): Promise<void> {
     const records = await this.store.loadMigrations();
     for (const record of records) {
+      // Records written before data paths existed were all on the driver path.
+      record.spec.dataPath ??= 'driver';
       observeMigrationId(record.id);
       this.adopt(record);
     }
@@ -163,6 +169,7 @@ export class Engine {
       this.shutdown.abort(new FerryError('UNAVAILABLE', 'the daemon is shutting down'));
     }
     clearTimeout(timer);
+    await this.hostPath.close();
     await Promise.all(this.writes.values());
     for (const set of this.watchers.values()) for (const listener of set) listener(null);
     this.watchers.clear();
@@ -191,8 +198,9 @@ export class Engine {
     const { source, destination } = input;
     this.assertShareFree(source.backend, source.shareId);
     const id = newMigrationId();
-    const spec: MigrationSpec = { ...withoutRequestId(input), id, dataPath: input.dataPath ?? 'driver' };
-    const compat = admitted(await admit(this.backends, spec, this.log.child({ migration: id }), 'first'));
+    const admission = await admit(this.backends, { ...withoutRequestId(input), id, dataPath: 'driver' }, input.dataPath, this.log.child({ migration: id }), 'first');
+    const compat = admitted(admission);
+    const spec: MigrationSpec = { ...withoutRequestId(input), id, dataPath: admission.dataPath };
 
     // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
     const raced = this.byRequestId(input.requestId, fp);
@@ -383,7 +391,8 @@ export class Engine {
     for (const listener of set) listener(record);
   }
 
-  private driverFor(record: MigrationRecord): GuardedDriver {
+  private driverFor(record: MigrationRecord): MigrationDriver {
+    if (record.spec.dataPath === 'host') return this.hostPath;
     const backend = this.backends.get(record.spec.source.backend);
     if (!backend?.driver) throw new FerryError('UNAVAILABLE', `backend ${record.spec.source.backend} is not serving: ${backend?.failure ?? 'it is not configured'}`);
     return backend.driver;

@@ -17,7 +17,10 @@ import { pollDelay } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
 import { TERMINAL_STATES, toProgress, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
 import type { EngineOptions } from './options.ts';
-import type { Semaphore } from './semaphore.ts';
+import type { Semaphore } from '../lib/semaphore.ts';
+
+/** What drives a migration: its source backend's guarded driver (driver path) or ferryd's mover (host path). */
+export type MigrationDriver = Pick<GuardedDriver, 'plugin' | 'start' | 'continue' | 'complete' | 'cancel' | 'progress'>;
 
 /** The driver call a migration needs next. `cleanup` is a cancel after an error. */
 export type Step = 'start' | 'continue' | 'complete' | 'cancel' | 'cleanup';
@@ -60,8 +63,8 @@ export interface RunnerHost {
   record(id: string): MigrationRecord | undefined;
   /** The record's write in flight, if any: the runner waits for it before acting. */
   pendingWrite(id: string): Promise<void> | undefined;
-  /** The source backend's guarded driver; throws UNAVAILABLE when the backend has none. */
-  driverFor(record: MigrationRecord): GuardedDriver;
+  /** What drives the migration; throws UNAVAILABLE when its source backend has no driver. */
+  driverFor(record: MigrationRecord): MigrationDriver;
   transition(record: MigrationRecord, to: State, patch?: Partial<MigrationRecord>): void;
   persist(record: MigrationRecord): Promise<void>;
   /** Tells watchers of a change that is not written (progress only). */

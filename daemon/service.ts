@@ -71,16 +71,16 @@ export function migrationHandlers(ctx: ServiceContext): MigrationServiceHandlers
 
     CheckCompatibility: unary<CheckCompatibilityRequest__Output, CheckCompatibilityResponse__Output>('CheckCompatibility', log, ferryStatus, async (req) => {
       const input = parseCheck(req, ctx.defaultMaxDowntimeMs);
-      const { requestId: _r, ...rest } = input;
-      const spec: MigrationSpec = { ...rest, id: newDryRunId(), dataPath: rest.dataPath ?? 'driver' };
-      const { compat, refusals } = await admit(ctx.backends, spec, log.child({ backend: input.source.backend, migration: spec.id, dryRun: true }), 'all');
+      const { requestId: _r, dataPath: requested, ...rest } = input;
+      const spec: MigrationSpec = { ...rest, id: newDryRunId(), dataPath: 'driver' };
+      const { compat, refusals, dataPath } = await admit(ctx.backends, spec, requested, log.child({ backend: input.source.backend, migration: spec.id, dryRun: true }), 'all');
       return {
         compatible: refusals.length === 0,
         capabilities: capabilitiesToWire(compat.capabilities),
         reasons: refusals.map((r) => r.message),
         shareSizeBytes: compat.shareSizeBytes,
         destinationFreeBytes: compat.destinationFreeBytes,
-        dataPath: spec.dataPath === 'host' ? 'DATA_PATH_HOST' : 'DATA_PATH_DRIVER',
+        dataPath: dataPath === 'host' ? 'DATA_PATH_HOST' : 'DATA_PATH_DRIVER',
       };
     }),
 

@@ -3,7 +3,9 @@
  * checkpoint.
  *
  * Keys:
- *   m!<id>  -> MigrationRecord (state, progress, driver checkpoint: one put, so they change together)
+ *   m!<id>  -> MigrationRecord (state, progress, driver checkpoint: one put, so they change together);
+ *              the engine's
+ *   p!<id>  -> MoverPlace (where a host-path copy stands); the mover's (host/mover/place.ts)
  *
  * Everything else the engine needs (which share has an active migration,
  * which request id made which migration) is derived from the records at
@@ -13,6 +15,7 @@
  * survives `kill -9` of the daemon. `sync: true` also survives power loss.
  */
 import { Level } from 'level';
+import type { MoverPlace, PlaceStore } from '../host/mover/place.ts';
 import type { MigrationRecord } from './migration.ts';
 
 /** Thrown by `Store.open` when another process holds the data dir. */
@@ -26,13 +29,13 @@ export class StoreLockedError extends Error {
 /** LevelDB-backed persistence for the engine. One owner per data dir. */
 export class Store {
   private constructor(
-    private readonly db: Level<string, MigrationRecord>,
+    private readonly db: Level<string, MigrationRecord | MoverPlace>,
     private readonly sync: boolean,
   ) {}
 
   /** Opens (creating if needed) the store at `dir`. Throws StoreLockedError if another process has it. */
   static async open(dir: string, options: { sync?: boolean } = {}): Promise<Store> {
-    const db = new Level<string, MigrationRecord>(dir, { valueEncoding: 'json' });
+    const db = new Level<string, MigrationRecord | MoverPlace>(dir, { valueEncoding: 'json' });
     try {
       await db.open();
     } catch (err) {
@@ -46,7 +49,7 @@ export class Store {
   /** Every migration, in id (creation) order. */
   async loadMigrations(): Promise<MigrationRecord[]> {
     const out: MigrationRecord[] = [];
-    for await (const value of this.db.values({ gt: 'm!', lt: 'm~' })) out.push(value);
+    for await (const value of this.db.values({ gt: 'm!', lt: 'm~' })) out.push(value as MigrationRecord);
     return out;
   }
 
@@ -54,6 +57,13 @@ export class Store {
   async save(record: MigrationRecord): Promise<void> {
     await this.db.put(`m!${record.id}`, record, { sync: this.sync });
   }
+
+  /** The host path's places, in the same database under their own keys. */
+  readonly places: PlaceStore = {
+    load: async (id) => (await this.db.get(`p!${id}`)) as MoverPlace | undefined,
+    save: (id, place) => this.db.put(`p!${id}`, place, { sync: this.sync }),
+    remove: (id) => this.db.del(`p!${id}`),
+  };
 
   /** Closes the database. The last thing the daemon does. */
   async close(): Promise<void> {

@@ -14,7 +14,7 @@ import type { MigrationState__Output } from '../build/types/ferry/v1/MigrationSt
 import type { ShareRef__Output } from '../build/types/ferry/v1/ShareRef.ts';
 import type { StartMigrationRequest__Output } from '../build/types/ferry/v1/StartMigrationRequest.ts';
 import type { Timestamp__Output } from '../build/types/google/protobuf/Timestamp.ts';
-import { FerryError, type CutoverAction } from '../plugins/api/index.ts';
+import { FerryError, type CutoverAction, type DataPath } from '../plugins/api/index.ts';
 import type { StartInput } from './engine.ts';
 import { isMigrationId } from '../host/ids.ts';
 import { STATES, type MigrationRecord, type State } from './migration.ts';
@@ -66,6 +66,12 @@ const CUTOVER_ACTIONS: Record<string, CutoverAction> = {
   CUTOVER_ACTION_FORCE: 'force',
 };
 
+const DATA_PATHS: Record<string, DataPath | undefined> = {
+  DATA_PATH_UNSPECIFIED: undefined,
+  DATA_PATH_DRIVER: 'driver',
+  DATA_PATH_HOST: 'host',
+};
+
 /** Checks a StartMigrationRequest and turns it into what the engine takes. */
 export function parseStart(req: StartMigrationRequest__Output, defaultMaxDowntimeMs: number): StartInput {
   const share = requireShare(req.share);
@@ -75,6 +81,9 @@ export function parseStart(req: StartMigrationRequest__Output, defaultMaxDowntim
   const action = CUTOVER_ACTIONS[String(req.cutoverAction)];
   if (!action) throw invalid(`cutover_action ${JSON.stringify(req.cutoverAction)} is not a CutoverAction`);
   if (!Number.isSafeInteger(req.maxBandwidthBytesPerSec)) throw invalid('max_bandwidth_bytes_per_sec is too large');
+  const pathName = String(req.dataPath ?? 'DATA_PATH_UNSPECIFIED');
+  if (!Object.hasOwn(DATA_PATHS, pathName)) throw invalid(`data_path ${JSON.stringify(req.dataPath)} is not a DataPath (DATA_PATH_DRIVER or DATA_PATH_HOST)`);
+  const dataPath = DATA_PATHS[pathName];
   return {
     source: share,
     destination,
@@ -87,10 +96,12 @@ export function parseStart(req: StartMigrationRequest__Output, defaultMaxDowntim
     maxBandwidthBytesPerSec: req.maxBandwidthBytesPerSec,
     maxDowntimeMs: req.maxDowntimeMs > 0 ? req.maxDowntimeMs : defaultMaxDowntimeMs,
     cutoverAction: action,
+    // Absent when not asked for, so that a request's fingerprint is what it was before the field existed.
+    ...(dataPath ? { dataPath } : {}),
   };
 }
 
-/** Checks a CheckCompatibilityRequest (the same fields as a start, minus options). */
+/** Checks a CheckCompatibilityRequest (the same fields as a start, minus options; data_path as asked). */
 export function parseCheck(req: CheckCompatibilityRequest__Output, defaultMaxDowntimeMs: number): StartInput {
   return parseStart({ ...req, newShareType: '', requestId: '', maxBandwidthBytesPerSec: 0, maxDowntimeMs: 0, cutoverAction: 'CUTOVER_ACTION_UNSPECIFIED' }, defaultMaxDowntimeMs);
 }

@@ -14,6 +14,8 @@ export interface Deadlines {
   complete: number;
   cancel: number;
   progress: number;
+  /** Each call of the host data path: a snapshot, a page of changed extents, one batch read or written, a freeze, a promote. */
+  dataPath: number;
 }
 
 /** Defaults: short for calls that must return fast, long for the cutover. */
@@ -25,6 +27,7 @@ export const DEFAULT_DEADLINES: Deadlines = {
   complete: 300_000,
   cancel: 60_000,
   progress: 5_000,
+  dataPath: 60_000,
 };
 
 /** How long a plugin may take to import, and a driver to be created, by default (ms). */

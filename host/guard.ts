@@ -15,6 +15,8 @@ import {
   type CompatibilityResult,
   type CompleteResult,
   type ContinueResult,
+  type DataDestination,
+  type DataSource,
   type Driver,
   type DriverProgress,
   type MigrationCall,
@@ -26,19 +28,13 @@ import type { Log } from '../lib/log.ts';
 import { followAbort } from './abort-fanout.ts';
 import { CAPABILITY_FLAGS } from './capabilities.ts';
 import type { Deadlines } from './deadlines.ts';
+import { GuardedDataDestination, GuardedDataSource } from './guard-data.ts';
 import { LoopWatch } from './loop-watch.ts';
+import { isCount, isObject, need, ShapeError } from './shape.ts';
 import { bounded, plainCopy, readFerryError, summarizeThrown, UnreadableResult } from './untrusted.ts';
 
 type CallName = keyof Deadlines;
 
-/** Thrown by the result checkers: what exactly was wrong with a driver's answer. */
-class ShapeError extends Error {}
-
-function need(condition: boolean, what: string): void {
-  if (!condition) throw new ShapeError(what);
-}
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function checkCheckpoint(v: unknown): void {
   need(v === null || isObject(v), 'checkpoint must be an object or null');
@@ -163,6 +159,8 @@ type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
 export class GuardedDriver {
   /** The driver's last good capabilities answer, and the checked copy of it. */
   private caps: { raw: unknown; checked: Capabilities } | undefined;
+  private source: { raw: object; guarded: GuardedDataSource } | undefined;
+  private destination: { raw: object; guarded: GuardedDataDestination } | undefined;
 
   constructor(
     readonly backend: string,
@@ -201,6 +199,37 @@ export class GuardedDriver {
     }
     if (!this.caps || this.caps.raw !== value) this.caps = { raw: value, checked: this.accept('capabilities', undefined, value, checkCapabilities) };
     return this.caps.checked;
+  }
+
+  /**
+   * The source half of the host data path, guarded, or undefined when the
+   * driver offers none. Asked again each time, like capabilities: a driver
+   * process restarted as another version may have gained or lost it.
+   */
+  get dataSource(): GuardedDataSource | undefined {
+    const raw = this.member('dataSource');
+    if (!raw) return undefined;
+    if (this.source?.raw !== raw) this.source = { raw, guarded: new GuardedDataSource(this, raw as DataSource, this.deadlines.dataPath) };
+    return this.source.guarded;
+  }
+
+  /** The destination half of the host data path, guarded, or undefined (see dataSource). */
+  get dataDestination(): GuardedDataDestination | undefined {
+    const raw = this.member('dataDestination');
+    if (!raw) return undefined;
+    if (this.destination?.raw !== raw) this.destination = { raw, guarded: new GuardedDataDestination(this, raw as DataDestination, this.deadlines.dataPath) };
+    return this.destination.guarded;
+  }
+
+  /** An optional member of the driver: the object, or undefined when it is absent, not an object, or reading it threw (logged). */
+  private member(key: 'dataSource' | 'dataDestination'): object | undefined {
+    try {
+      const value: unknown = this.driver[key];
+      return typeof value === 'object' && value !== null ? value : undefined;
+    } catch (err) {
+      this.log.warn({ err: summarizeThrown(err) }, `reading the driver's ${key} threw; the backend offers no host data path`);
+      return undefined;
+    }
   }
 
   /** The backend's pools; also the health probe. */
@@ -248,12 +277,20 @@ export class GuardedDriver {
   }
 
   /** "driver NAME (backend NAME)": how every message of the guard begins. */
-  private get who(): string {
+  get who(): string {
     return `driver ${this.plugin.name} (backend ${this.backend})`;
   }
 
-  private async invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
-    const timeoutMs = this.deadlines[name];
+  private invoke<T>(name: CallName, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+    return this.call(name, this.deadlines[name], migrationId, fn, check, outer);
+  }
+
+  /**
+   * One bounded, translated, checked call of the driver's code, named
+   * `name` in messages, within `timeoutMs`. For the data-path guards
+   * (guard-data.ts) as for the calls above.
+   */
+  async call<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
     const controller = new AbortController();
     const startedAt = performance.now();
     const stopWatching = loopWatch.watch();
@@ -298,7 +335,7 @@ export class GuardedDriver {
   }
 
   /** A plain, checked copy of a driver's answer, or DRIVER_ERROR saying what was wrong with it. */
-  private accept<T>(name: CallName | 'capabilities', migrationId: string | undefined, value: unknown, check: (v: unknown) => T): T {
+  accept<T>(name: string, migrationId: string | undefined, value: unknown, check: (v: unknown) => T): T {
     try {
       return check(plainCopy(value));
     } catch (err) {
@@ -309,12 +346,13 @@ export class GuardedDriver {
   }
 
   /** The call was given up at shutdown (or by whoever owns `outer`): the reason's code, the call named. */
-  private abandoned(name: CallName, reason: unknown): FerryError {
+  abandoned(name: string, reason: unknown): FerryError {
     const failure = readFerryError(reason);
     return new FerryError(failure?.code ?? 'UNAVAILABLE', `${this.who} ${name} was abandoned: ${failure?.message ?? 'the call was cancelled'}`);
   }
 
-  private translate(err: unknown, name: CallName | 'capabilities', migrationId?: string): FerryError {
+  /** What the driver threw, as a FerryError naming the driver, the backend and the call. */
+  translate(err: unknown, name: string, migrationId?: string): FerryError {
     const failure = readFerryError(err);
     if (failure) return new FerryError(failure.code, `${this.who} failed in ${name}: ${failure.message}`, { details: failure.details });
     // Its text goes to the log only: what a driver threw may say anything, at any length.

@@ -67,6 +67,8 @@ describe('the driver protocol on the wire', () => {
     assert.equal(codeOfStatus(failure(grpc.status.RESOURCE_EXHAUSTED)), 'RESOURCE_EXHAUSTED');
     assert.equal(codeOfStatus(failure(grpc.status.DEADLINE_EXCEEDED, 'SOMETHING_ELSE')), 'DEADLINE_EXCEEDED');
     assert.equal(codeOfStatus(failure(grpc.status.UNAVAILABLE)), 'UNAVAILABLE');
+    // The host data path's code for bytes that do not match their CRC-32C.
+    assert.equal(codeOfStatus(failure(grpc.status.DATA_LOSS)), 'DATA_LOSS');
   });
 
   test('a call the driver dropped (CANCELLED) is UNAVAILABLE, made again: a driver stopping on SIGTERM may drop its calls in flight', () => {
@@ -74,7 +76,7 @@ describe('the driver protocol on the wire', () => {
   });
 
   test('UNKNOWN, INTERNAL and every other status are DRIVER_ERROR, as is a reason Ferry keeps for itself', () => {
-    for (const status of [grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.DATA_LOSS, grpc.status.PERMISSION_DENIED]) {
+    for (const status of [grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.PERMISSION_DENIED, grpc.status.ABORTED]) {
       assert.equal(codeOfStatus(failure(status)), 'DRIVER_ERROR', grpc.status[status]);
     }
     assert.equal(codeOfStatus(failure(grpc.status.INTERNAL, 'STALLED')), 'DRIVER_ERROR');

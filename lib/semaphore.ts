@@ -1,4 +1,4 @@
-/** A counting semaphore: the engine's bound on driver calls in flight. Waiters are served first come, first served. */
+/** A counting semaphore (the engine's bound on driver calls in flight, the mover's on batches in memory). Waiters are served first come, first served. */
 export class Semaphore {
   private readonly waiting: (() => void)[] = [];
   constructor(private free: number) {}

@@ -127,13 +127,14 @@ export function migrationTable(migrations: readonly Migration[]): string {
 /** Backends as a table, one row per pool, with the reason under any backend that is not serving. */
 export function backendTable(backends: readonly Backend[]): string {
   if (backends.length === 0) return 'no backends\n';
-  const rows: string[][] = [['BACKEND', 'HEALTH', 'DRIVER', 'POOL', 'CAPACITY', 'FREE', 'CAPABILITIES']];
+  const rows: string[][] = [['BACKEND', 'HEALTH', 'DRIVER', 'POOL', 'CAPACITY', 'FREE', 'CAPABILITIES', 'HOST PATH']];
   const reasons: string[] = [];
   for (const b of backends) {
     const head = [b.name, shortEnum(b.health, 'BACKEND_HEALTH_'), b.driverName ? `${b.driverName} ${b.driverVersion}`.trim() : '-'];
     const caps = b.capabilities ? flagList(b.capabilities) : '-';
-    if (b.pools.length === 0) rows.push([...head, '-', '-', '-', caps]);
-    b.pools.forEach((pool, i) => rows.push([...(i === 0 ? head : ['', '', '']), pool.name, formatBytes(pool.capacityBytes), formatBytes(pool.freeBytes), i === 0 ? caps : '']));
+    const host = [b.hostPath?.source ? 'source' : '', b.hostPath?.destination ? 'destination' : ''].filter(Boolean).join(', ') || '-';
+    if (b.pools.length === 0) rows.push([...head, '-', '-', '-', caps, host]);
+    b.pools.forEach((pool, i) => rows.push([...(i === 0 ? head : ['', '', '']), pool.name, formatBytes(pool.capacityBytes), formatBytes(pool.freeBytes), i === 0 ? caps : '', i === 0 ? host : '']));
     if (b.healthReason) reasons.push(`${b.name}: ${b.healthReason}`);
   }
   return table(rows) + (reasons.length ? `\nnot serving:\n${reasons.map((r) => `  ${r}\n`).join('')}` : '');

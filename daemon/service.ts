@@ -97,6 +97,7 @@ export function migrationHandlers(ctx: ServiceContext): MigrationServiceHandlers
             capabilities: capabilitiesToWire(entry.driver?.capabilities ?? NO_CAPABILITIES),
             health: probe.serving ? 'BACKEND_HEALTH_SERVING' : 'BACKEND_HEALTH_NOT_SERVING',
             healthReason: probe.reason,
+            hostPath: { source: entry.driver?.dataSource !== undefined, destination: entry.driver?.dataDestination !== undefined },
           };
         }),
       );

@@ -95,7 +95,7 @@ describe('ferry CLI against ferryd with the embedded simulator', () => {
     const { ferry } = await system(t);
     const human = exits(await ferry(['backends']), 0);
     const rows = lines(human.stdout);
-    assert.match(rows[0]!, /^BACKEND\s+HEALTH\s+DRIVER\s+POOL\s+CAPACITY\s+FREE\s+CAPABILITIES$/);
+    assert.match(rows[0]!, /^BACKEND\s+HEALTH\s+DRIVER\s+POOL\s+CAPACITY\s+FREE\s+CAPABILITIES\s+HOST PATH$/);
     assert.match(human.stdout, /^alpha\s+SERVING\s+simulator \S+\s+gold\s+256\.0 MiB\s+256\.0 MiB\s+writable, nondisruptive/m);
     assert.match(human.stdout, /^\s+tiny\s+1\.0 MiB\s+1\.0 MiB$/m);
     const poolColumn = rows[0]!.indexOf('POOL');

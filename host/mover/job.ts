@@ -426,7 +426,7 @@ export class MoverJob {
     const cutover = frozenAt === undefined ? measured : { ...measured, freezeMs: performance.now() - frozenAt };
     await this.source.retireSource(this.args);
     await this.ctx.places.remove(this.spec.id);
-    this.log.info({ freezeMs: Math.round(cutover.freezeMs), finalDeltaBytes: cutover.finalDeltaBytes }, 'host path: cutover committed');
+    this.log.info({ freezeMs: Math.round(cutover.freezeMs), finalDeltaBytes: cutover.finalDeltaBytes, sizeBytes: this.place.sizeBytes, sentBytes: this.place.sentBytes, passes: this.place.pass }, 'host path: cutover committed');
     return { status: 'done', cutover, checkpoint: null };
   }
 

@@ -80,7 +80,7 @@ export async function admit(backends: ReadonlyMap<string, BackendEntry>, spec: M
       if (mode === 'first' && requested === 'driver') return { dataPath: 'driver', refusals };
     }
     const compat = await driver.checkCompatibility({ ...spec, dataPath: 'driver' }, log);
-    if (compat.destinationReachable !== false) {
+    if (compat.destinationUnreachable !== true) {
       if (unsupported.length > 0 && mode === 'first') return { dataPath: 'driver', refusals };
       const refused = asked.filter((f) => driver.capabilities[f] && !compat.capabilities[f]);
       return { dataPath: 'driver', compat, refusals: [...refusals, ...judge(compat, spec, where, refused, `driver ${driver.plugin.name}`)] };

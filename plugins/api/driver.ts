@@ -198,12 +198,12 @@ export interface CompatibilityResult {
   /** Free bytes in the destination pool. */
   destinationFreeBytes: number;
   /**
-   * False when this driver cannot move the data to the destination at all
+   * True when this driver cannot move the data to the destination at all
    * (another array it has no link to). ferryd then moves it on the host
    * path if both backends offer it, and `reasons` need not say it again.
-   * Absent means true.
+   * Absent means false: the driver reaches the destination.
    */
-  destinationReachable?: boolean;
+  destinationUnreachable?: boolean;
 }
 
 /** A pool as the driver reports it. */

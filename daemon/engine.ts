@@ -198,9 +198,10 @@ export class Engine {
     const { source, destination } = input;
     this.assertShareFree(source.backend, source.shareId);
     const id = newMigrationId();
-    const admission = await admit(this.backends, { ...withoutRequestId(input), id, dataPath: 'driver' }, input.dataPath, this.log.child({ migration: id }), 'first');
+    const asked = { ...withoutRequestId(input), id };
+    const admission = await admit(this.backends, { ...asked, dataPath: 'driver' }, input.dataPath, this.log.child({ migration: id }), 'first');
     const compat = admitted(admission);
-    const spec: MigrationSpec = { ...withoutRequestId(input), id, dataPath: admission.dataPath };
+    const spec: MigrationSpec = { ...asked, dataPath: admission.dataPath };
 
     // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
     const raced = this.byRequestId(input.requestId, fp);

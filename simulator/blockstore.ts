@@ -108,6 +108,19 @@ export class BlockStore {
     await this.syncDir();
   }
 
+  /** Creates a sparse, all-zero file of `size` bytes, durably, unless it exists (then it is left as it is). */
+  async ensure(fileId: string, size: number): Promise<void> {
+    const fh = await open(this.path(fileId), 'a');
+    try {
+      if ((await fh.stat()).size === size) return;
+      await fh.truncate(size);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.syncDir();
+  }
+
   /**
    * Writes `data` at `offset` and resolves once it is durable. `afterWrite`
    * runs after the pwrite completes and before the sync: the job engine
@@ -140,13 +153,15 @@ export class BlockStore {
     const file = this.pin(fileId);
     try {
       const fh = await file.handle;
-      const buf = Buffer.alloc(length);
+      // Not zero-filled first: every byte is read or, past the file's end, zeroed below (1 MiB reads on the host path).
+      const buf = Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
+      if (done < length) buf.fill(0, done);
       return buf;
     } finally {
       file.unpin();

@@ -20,7 +20,7 @@ import type { TargetPiece, TargetRecord } from './targets.ts';
 export const MAX_EXTENTS_PER_CALL = 100_000;
 
 /** Snapshot reads kept in flight ahead of the stream: the disk works while gRPC sends. */
-const READ_AHEAD = 4;
+const READ_AHEAD = 8;
 
 /** How service.ts registers handlers (each applies the service-level faults first). */
 export interface HandlerKit {

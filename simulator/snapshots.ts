@@ -4,8 +4,8 @@
  * ZFS incremental send).
  *
  * A snapshot is its share's data file as it was, plus a side file (a sparse
- * file of the share's size) holding the old content of every block written
- * since. Taking one copies nothing: it records the snapshot and, for every
+ * file of the share's size, made by the first write after it) holding the
+ * old content of every block written since. Taking one copies nothing: it records the snapshot and, for every
  * older snapshot of the share, which blocks were written between that one
  * and this one. Before the first write to a block after a snapshot, that
  * write copies the old block to the snapshot's side file, makes it durable
@@ -67,6 +67,8 @@ class Snapshot {
   readonly durable: Bitmap;
   /** Blocks being preserved right now, and the work doing it. */
   readonly pending = new Map<number, Promise<void>>();
+  /** The side file exists (made by the first write that preserves a block, not by the snapshot's creation). */
+  side: Promise<void> | null = null;
 
   constructor(
     readonly rec: SnapshotRecord,
@@ -199,9 +201,9 @@ export class SnapshotManager {
       const before = this.deps.shares.get(shareId);
       if (!before) throw shareNotFound(shareId);
       if (before.movedAway) throw new ArrayError('WRONG_STATE', `share ${shareId} was moved to another array`);
-      // The side file exists before the snapshot does: a crash in between leaves an orphan the next open deletes.
+      // The side file is made by the first write that preserves a block: creating it here (open, truncate, fsync
+      // of file and folder) would lengthen the cutover's freeze, which takes the last snapshot.
       const sideFileId = newFileId();
-      await this.deps.blocks.create(sideFileId, before.sizeBytes);
       let written: Promise<void> = Promise.resolve();
       const rec = await this.barrier(shareId).exclusive(() => {
         // No write is between its copy-on-write and its pwrite now: this instant is the snapshot's.
@@ -369,6 +371,11 @@ export class SnapshotManager {
     const { rec } = snap;
     const bs = rec.blockSizeBytes;
     try {
+      snap.side ??= this.deps.blocks.ensure(rec.sideFileId, rec.sizeBytes);
+      await snap.side.catch((err: unknown) => {
+        snap.side = null;
+        throw err;
+      });
       for (const [start, n] of toRuns(blocks, Infinity)) {
         const from = start * bs;
         const to = Math.min(rec.sizeBytes, (start + n) * bs);

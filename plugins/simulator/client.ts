@@ -101,7 +101,9 @@ export class ArrayClient {
     this.timeoutMs = timeoutMs;
     // The channel connects lazily: the daemon creates drivers before its own address (the embedded array) serves.
     const Client = clientConstructor();
-    this.client = new Client(endpoint, grpc.credentials.createInsecure());
+    // HTTP/2's default 64 KiB receive window holds a snapshot read (ReadSnapshot) to a few hundred MiB/s; 16 MiB
+    // lets the array run ahead by its read-ahead. It bounds what one stream may buffer on our side, too.
+    this.client = new Client(endpoint, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 * 1024 * 1024 });
   }
 
   /**

@@ -66,6 +66,14 @@ class ShareFile {
   }
 }
 
+async function pwrite(fh: FileHandle, offset: number, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+    done += bytesWritten;
+  }
+}
+
 /** The share files of one array. */
 export class BlockStore {
   /** The folder holding the .img files. */
@@ -100,6 +108,19 @@ export class BlockStore {
     await this.syncDir();
   }
 
+  /** Creates a sparse, all-zero file of `size` bytes, durably, unless it exists (then it is left as it is). */
+  async ensure(fileId: string, size: number): Promise<void> {
+    const fh = await open(this.path(fileId), 'a');
+    try {
+      if ((await fh.stat()).size === size) return;
+      await fh.truncate(size);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.syncDir();
+  }
+
   /**
    * Writes `data` at `offset` and resolves once it is durable. `afterWrite`
    * runs after the pwrite completes and before the sync: the job engine
@@ -109,14 +130,19 @@ export class BlockStore {
   async write(fileId: string, offset: number, data: Uint8Array, afterWrite?: () => void): Promise<void> {
     const file = this.pin(fileId);
     try {
-      const fh = await file.handle;
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
-      }
+      await pwrite(await file.handle, offset, data);
       afterWrite?.();
       await file.sync();
+    } finally {
+      file.unpin();
+    }
+  }
+
+  /** Writes `data` at `offset` without waiting for it to be durable: a stream of writes calls `sync` once at its end. */
+  async writeUnsynced(fileId: string, offset: number, data: Uint8Array): Promise<void> {
+    const file = this.pin(fileId);
+    try {
+      await pwrite(await file.handle, offset, data);
     } finally {
       file.unpin();
     }
@@ -127,13 +153,15 @@ export class BlockStore {
     const file = this.pin(fileId);
     try {
       const fh = await file.handle;
-      const buf = Buffer.alloc(length);
+      // Not zero-filled first: every byte is read or, past the file's end, zeroed below (1 MiB reads on the host path).
+      const buf = Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
+      if (done < length) buf.fill(0, done);
       return buf;
     } finally {
       file.unpin();

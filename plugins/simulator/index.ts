@@ -194,10 +194,10 @@ class SimulatorDriver implements Driver {
     let destinationFreeBytes = 0;
     // Another plugin's backend, or one on another array this process hosts: no job can copy there. ferryd may
     // move the data itself (the host data path), and checks the destination's pool through its own driver.
-    const destinationReachable = dest !== undefined && dest.array === here?.array;
+    const destinationUnreachable = dest === undefined || dest.array !== here?.array;
     if (dest) {
       const pool = dest.pools.find((p) => p.name === destPool);
-      if (!pool && destinationReachable) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend} (it has ${dest.pools.map((p) => p.name).join(', ') || 'no pools'})`);
+      if (!pool && !destinationUnreachable) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend} (it has ${dest.pools.map((p) => p.name).join(', ') || 'no pools'})`);
       destinationFreeBytes = pool?.freeBytes ?? 0;
     }
     if (share.backend === destBackend && share.pool === destPool) reasons.push(`share ${share.shareId} already lives in ${destBackend}#${destPool}`);
@@ -209,7 +209,7 @@ class SimulatorDriver implements Driver {
       reasons,
       shareSizeBytes: share.sizeBytes,
       destinationFreeBytes,
-      ...(destinationReachable ? {} : { destinationReachable }),
+      ...(destinationUnreachable ? { destinationUnreachable } : {}),
     };
   }
 

@@ -119,9 +119,9 @@ describe('simulator driver', () => {
 
     // Another plugin's backend: unreachable for a job (ferryd may move it on the host path), and no NOT_FOUND for its pool.
     const elsewhere = await driver.checkCompatibility(call(spec('m1', 's1', { destination: { backend: 'netapp', pool: 'aggr1' } })));
-    assert.equal(elsewhere.destinationReachable, false);
+    assert.equal(elsewhere.destinationUnreachable, true);
     assert.deepEqual(elsewhere.reasons, []);
-    assert.equal(ok.destinationReachable, undefined, 'a backend of the same array is reachable');
+    assert.equal(ok.destinationUnreachable, undefined, 'a backend of the same array is reachable');
     const same = await driver.checkCompatibility(call(spec('m1', 's1', { destination: { backend: 'alpha', pool: 'gold' } })));
     assert.match(same.reasons.join('\n'), /already lives in alpha#gold/);
     await rejectsCode(driver.checkCompatibility(call(spec('m1', 'nope'))), 'NOT_FOUND', /^share nope not found on backend alpha$/);

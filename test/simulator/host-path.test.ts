@@ -121,12 +121,12 @@ describe('a second array', () => {
     const driver = await driverFor(t, address, 'alpha');
     await rejectsCode(driver.start({ ...dataCall(spec('s1', { dataPath: 'driver' })), checkpoint: null }), 'FAILED_PRECONDITION', /sim-2/);
     const check = await driver.checkCompatibility(dataCall(spec('s1', { dataPath: 'driver' })));
-    assert.equal(check.destinationReachable, false);
+    assert.equal(check.destinationUnreachable, true);
     assert.deepEqual(check.reasons, []);
     assert.equal(check.destinationFreeBytes, 64 * MiB);
     // The destination's own driver answers for its pools: no NOT_FOUND from the source's.
     const noPool = await driver.checkCompatibility(dataCall(spec('s1', { dataPath: 'driver', destination: { backend: 'gamma', pool: 'lead' } })));
-    assert.equal(noPool.destinationReachable, false);
+    assert.equal(noPool.destinationUnreachable, true);
     assert.ok(driver.dataSource && driver.dataDestination, 'the driver offers both halves of the host path');
   });
 });

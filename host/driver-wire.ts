@@ -10,8 +10,29 @@
  *   `reason`; without one, the gRPC status says it (driver.proto's table).
  */
 import * as grpc from '@grpc/grpc-js';
-import { FerryError, isErrorCode, type Capabilities, type Checkpoint, type DriverProgress, type ErrorCode, type MigrationSpec } from '../plugins/api/index.ts';
+import {
+  FerryError,
+  isErrorCode,
+  MAX_EXTENT_DATA_BYTES,
+  type Capabilities,
+  type ChangedExtents,
+  type Checkpoint,
+  type Driver,
+  type DriverProgress,
+  type ErrorCode,
+  type Extent,
+  type ExtentData,
+  type ExtentDigest,
+  type MigrationSpec,
+  type SnapshotInfo,
+} from '../plugins/api/index.ts';
 import type { Capabilities as WireCapabilities } from '../build/types/ferry/driver/v1/Capabilities.ts';
+import type { Extent as WireExtent, Extent__Output as WireExtentOut } from '../build/types/ferry/driver/v1/Extent.ts';
+import type { ExtentData as WireExtentData, ExtentData__Output as WireExtentDataOut } from '../build/types/ferry/driver/v1/ExtentData.ts';
+import type { ExtentDigest as WireDigest, ExtentDigest__Output as WireDigestOut } from '../build/types/ferry/driver/v1/ExtentDigest.ts';
+import type { Features as WireFeatures } from '../build/types/ferry/driver/v1/Features.ts';
+import type { ListChangedExtentsResponse as WireChanged, ListChangedExtentsResponse__Output as WireChangedOut } from '../build/types/ferry/driver/v1/ListChangedExtentsResponse.ts';
+import type { Snapshot as WireSnapshot, Snapshot__Output as WireSnapshotOut } from '../build/types/ferry/driver/v1/Snapshot.ts';
 import type { MigrationSpec as WireSpec, MigrationSpec__Output as WireSpecOut } from '../build/types/ferry/driver/v1/MigrationSpec.ts';
 import type { Progress as WireProgress, Progress__Output as WireProgressOut } from '../build/types/ferry/driver/v1/Progress.ts';
 import type { StatusMapper } from '../lib/rpc.ts';
@@ -138,6 +159,121 @@ const COMPLETE_STATUSES: Readonly<Record<string, 'done' | 'in_progress' | 'abort
 /** A CompleteResponse status (its enum name) in the contract's spelling; undefined for any other value. */
 export function completeStatusFromWire(status: string): 'done' | 'in_progress' | 'aborted' | undefined {
   return Object.hasOwn(COMPLETE_STATUSES, status) ? COMPLETE_STATUSES[status] : undefined;
+}
+
+// ---------------------------------------------------------------- data path
+
+/** The optional parts of the contract a backend serves (OpenBackendResponse.features). */
+export interface Features {
+  dataSource: boolean;
+  dataDestination: boolean;
+}
+
+/** No optional part: what an unset `features` means. */
+export const NO_FEATURES: Features = Object.freeze({ dataSource: false, dataDestination: false });
+
+/** The bridge's side: what a module driver serves, from the members it has. */
+export function featuresOf(driver: Driver): WireFeatures {
+  return { dataSource: driver.dataSource !== undefined, dataDestination: driver.dataDestination !== undefined };
+}
+
+/** Features from the wire; a missing message serves none. */
+export function featuresFromWire(f: WireFeatures | null | undefined): Features {
+  return { dataSource: f?.dataSource === true, dataDestination: f?.dataDestination === true };
+}
+
+/** An extent for the wire. */
+export const extentToWire = (e: Extent): WireExtent => ({ offset: e.offset, length: e.length });
+
+/** An extent from the wire. */
+export const extentFromWire = (e: WireExtentOut): Extent => ({ offset: e.offset, length: e.length });
+
+/** Extent data for the wire; the bytes are not copied. */
+export function extentDataToWire(e: ExtentData): WireExtentData {
+  return { offset: e.offset, data: Buffer.isBuffer(e.data) ? e.data : Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength), crc32c: e.crc32c };
+}
+
+/** Extent data from the wire (the message's own Buffer, not copied). */
+export const extentDataFromWire = (e: WireExtentDataOut): ExtentData => ({ offset: e.offset, data: e.data, crc32c: e.crc32c });
+
+/** A snapshot for the wire. */
+export function snapshotToWire(s: SnapshotInfo): WireSnapshot {
+  return { sizeBytes: s.sizeBytes, metadata: { ...s.metadata }, shareType: s.shareType, blockSizeBytes: s.blockSizeBytes };
+}
+
+/** A snapshot from the wire. */
+export function snapshotFromWire(s: WireSnapshotOut): SnapshotInfo {
+  return { sizeBytes: s.sizeBytes, metadata: { ...s.metadata }, shareType: s.shareType, blockSizeBytes: s.blockSizeBytes };
+}
+
+/** A page of changed extents for the wire. */
+export const changedToWire = (c: ChangedExtents): WireChanged => ({ extents: c.extents.map(extentToWire), nextOffset: c.nextOffset });
+
+/** A page of changed extents from the wire. */
+export const changedFromWire = (c: WireChangedOut): ChangedExtents => ({ extents: c.extents.map(extentFromWire), nextOffset: c.nextOffset });
+
+/** A digest for the wire. */
+export const digestToWire = (d: ExtentDigest): WireDigest => ({ offset: d.offset, length: d.length, crc32c: d.crc32c });
+
+/** A digest from the wire. */
+export const digestFromWire = (d: WireDigestOut): ExtentDigest => ({ offset: d.offset, length: d.length, crc32c: d.crc32c });
+
+const isOffset = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * What is wrong with one piece of extent data on its own (bytes 1 to
+ * MAX_EXTENT_DATA_BYTES, a whole non-negative offset, a CRC-32C that is a
+ * uint32), or undefined when nothing is. Both ends of the wire check it.
+ */
+export function extentDataProblem(piece: unknown): string | undefined {
+  if (typeof piece !== 'object' || piece === null) return 'a piece must be an object { offset, data, crc32c }';
+  const { offset, data, crc32c } = piece as Record<string, unknown>;
+  if (!isOffset(offset)) return `offset must be a whole number >= 0, got ${typeof offset === 'number' ? offset : typeof offset}`;
+  if (!(data instanceof Uint8Array)) return 'data must be a Uint8Array';
+  if (data.byteLength === 0 || data.byteLength > MAX_EXTENT_DATA_BYTES) return `data must be 1 to ${MAX_EXTENT_DATA_BYTES} bytes, got ${data.byteLength}`;
+  if (typeof crc32c !== 'number' || !Number.isInteger(crc32c) || crc32c < 0 || crc32c > 0xffffffff) return `crc32c must be an unsigned 32-bit number, got ${typeof crc32c === 'number' ? crc32c : typeof crc32c}`;
+  return undefined;
+}
+
+/**
+ * Follows the pieces of a ReadExtents answer against the extents asked:
+ * each piece must be well-formed and start where the previous one ended,
+ * within the extent being read, so that together they cover each extent
+ * exactly, in the order asked. `accept` and `finish` answer what is wrong,
+ * or undefined.
+ */
+export class ExtentCursor {
+  private index = 0;
+  /** Where the next piece must start, within extents[index]. */
+  private next: number;
+
+  constructor(private readonly extents: readonly Extent[]) {
+    this.next = extents[0]?.offset ?? 0;
+  }
+
+  /** Checks the next piece and moves past it. */
+  accept(piece: unknown): string | undefined {
+    const problem = extentDataProblem(piece);
+    if (problem) return `a piece for extent ${this.index}: ${problem}`;
+    const { offset, data } = piece as ExtentData;
+    const extent = this.extents[this.index];
+    if (!extent) return `a piece at offset ${offset} came after every extent asked was covered`;
+    if (offset !== this.next) return `a piece at offset ${offset} where ${this.next} was next (extent ${this.index}: offset ${extent.offset}, length ${extent.length}); pieces cover each extent in order`;
+    const end = extent.offset + extent.length;
+    if (offset + data.byteLength > end) return `a piece at offset ${offset} of ${data.byteLength} bytes runs past the end of extent ${this.index} (offset ${extent.offset}, length ${extent.length})`;
+    this.next = offset + data.byteLength;
+    if (this.next === end) {
+      this.index++;
+      this.next = this.extents[this.index]?.offset ?? 0;
+    }
+    return undefined;
+  }
+
+  /** Checks that the pieces seen covered every extent asked. */
+  finish(): string | undefined {
+    if (this.index >= this.extents.length) return undefined;
+    return `the stream ended at offset ${this.next} of extent ${this.index} of ${this.extents.length} (offset ${this.extents[this.index]!.offset}, length ${this.extents[this.index]!.length}): pieces must cover every extent asked`;
+  }
 }
 
 // ---------------------------------------------------------------- errors

@@ -12,6 +12,10 @@
  *   abort signal cancels it.
  * - A failure maps as driver.proto says (driver-wire.ts); a call cut off
  *   because the link went down is UNAVAILABLE, which the engine retries.
+ * - `dataSource` and `dataDestination` are there exactly when the last
+ *   OpenBackend answer's `features` says so (remote-data.ts makes the
+ *   calls), so a driver restarted as another version is judged by what
+ *   the new one serves.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { FerryError } from '../plugins/api/index.ts';
@@ -21,6 +25,8 @@ import type {
   CompatibilityResult,
   CompleteResult,
   ContinueResult,
+  DataDestination,
+  DataSource,
   Driver,
   DriverProgress,
   MigrationCall,
@@ -31,7 +37,21 @@ import type { DriverServiceClient } from '../build/types/ferry/driver/v1/DriverS
 import type { MigrationCall as WireCall } from '../build/types/ferry/driver/v1/MigrationCall.ts';
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
-import { capabilitiesFromWire, checkpointFromWire, completeStatusFromWire, checkpointToWire, errorFromStatus, progressFromWire, specToWire, toStruct } from './driver-wire.ts';
+import type { OpenBackendResponse__Output } from '../build/types/ferry/driver/v1/OpenBackendResponse.ts';
+import {
+  capabilitiesFromWire,
+  checkpointFromWire,
+  completeStatusFromWire,
+  checkpointToWire,
+  errorFromStatus,
+  featuresFromWire,
+  NO_FEATURES,
+  progressFromWire,
+  specToWire,
+  toStruct,
+  type Features,
+} from './driver-wire.ts';
+import { remoteDataDestination, remoteDataSource, type DataPathCalls, type DataMethod } from './remote-data.ts';
 
 /** The connection to a driver, as a remote driver uses it. */
 export interface DriverLink {
@@ -43,12 +63,15 @@ export interface DriverLink {
   readonly generation: number;
 }
 
-type Method = 'OpenBackend' | 'Describe' | 'CheckCompatibility' | 'Start' | 'Continue' | 'Complete' | 'Cancel' | 'Progress';
+type Method = 'OpenBackend' | 'Describe' | 'CheckCompatibility' | 'Start' | 'Continue' | 'Complete' | 'Cancel' | 'Progress' | DataMethod;
 type Unary = (request: unknown, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response?: unknown) => void) => grpc.ClientUnaryCall;
 
 /** One backend of a remote driver. */
 export class RemoteDriver implements Driver {
   private caps: Capabilities | undefined;
+  private features: Features = NO_FEATURES;
+  private readonly source: DataSource;
+  private readonly destination: DataDestination;
   /** The link generation the backend was last opened on; -1 before the first open. */
   private openedOn = -1;
   private opening: Promise<void> | undefined;
@@ -64,7 +87,29 @@ export class RemoteDriver implements Driver {
     private readonly log: Log,
     /** Called once, when the driver is closed. */
     private readonly onClose: () => void = () => {},
-  ) {}
+  ) {
+    const calls: DataPathCalls = {
+      backend,
+      prepare: (feature, signal) => this.prepare(feature, signal),
+      unary: async (feature, method, request, signal) => {
+        await this.prepare(feature, signal);
+        return this.call(method, request, undefined, signal);
+      },
+      failure: (err, method, generation, signal) => this.failure(err, method, generation, signal),
+    };
+    this.source = remoteDataSource(calls);
+    this.destination = remoteDataDestination(calls);
+  }
+
+  /** The source half of the host data path, while the backend's driver serves it (the same object each time). */
+  get dataSource(): DataSource | undefined {
+    return this.features.dataSource ? this.source : undefined;
+  }
+
+  /** The destination half of the host data path, while the backend's driver serves it (the same object each time). */
+  get dataDestination(): DataDestination | undefined {
+    return this.features.dataDestination ? this.destination : undefined;
+  }
 
   /** Opens the backend on the driver (OpenBackend) and keeps its capabilities; concurrent callers share one call. Throws FerryError. */
   open(signal?: AbortSignal): Promise<void> {
@@ -75,12 +120,11 @@ export class RemoteDriver implements Driver {
 
   private async openOnce(signal?: AbortSignal): Promise<void> {
     const generation = this.link.generation;
-    const res = (await this.call('OpenBackend', { backend: this.backend, options: toStruct(this.options), daemonAddress: this.daemonAddress }, this.openTimeoutMs, signal)) as {
-      capabilities?: Parameters<typeof capabilitiesFromWire>[0];
-    };
+    const res = (await this.call('OpenBackend', { backend: this.backend, options: toStruct(this.options), daemonAddress: this.daemonAddress }, this.openTimeoutMs, signal)) as OpenBackendResponse__Output;
     this.caps = capabilitiesFromWire(res.capabilities);
+    this.features = featuresFromWire(res.features);
     this.openedOn = generation;
-    this.log.info({ capabilities: this.caps, link: this.link.describe }, 'backend opened on its driver');
+    this.log.info({ capabilities: this.caps, features: this.features, link: this.link.describe }, 'backend opened on its driver');
   }
 
   capabilities(): Capabilities {
@@ -99,8 +143,15 @@ export class RemoteDriver implements Driver {
       reasons: string[];
       shareSizeBytes: number;
       destinationFreeBytes: number;
+      destinationUnreachable?: boolean;
     };
-    return { capabilities: capabilitiesFromWire(res.capabilities), reasons: res.reasons, shareSizeBytes: res.shareSizeBytes, destinationFreeBytes: res.destinationFreeBytes };
+    return {
+      capabilities: capabilitiesFromWire(res.capabilities),
+      reasons: res.reasons,
+      shareSizeBytes: res.shareSizeBytes,
+      destinationFreeBytes: res.destinationFreeBytes,
+      ...(res.destinationUnreachable === true && { destinationUnreachable: true }),
+    };
   }
 
   async start(call: MigrationCall): Promise<StartResult> {
@@ -160,26 +211,47 @@ export class RemoteDriver implements Driver {
   }
 
   /** A call made on an open backend: opened again first if the link was lost since. */
-  private async migrationless(method: Method, request: unknown, deadlineMs: number, signal: AbortSignal): Promise<unknown> {
+  private async migrationless(method: Method, request: unknown, deadlineMs: number | undefined, signal: AbortSignal): Promise<unknown> {
     if (this.openedOn !== this.link.generation) await this.open(signal);
     return this.call(method, request, deadlineMs, signal);
   }
 
-  /** One unary call with a deadline, cancelled by `signal`. Rejects with a FerryError. */
-  private call(method: Method, request: unknown, deadlineMs: number, signal?: AbortSignal): Promise<unknown> {
+  /**
+   * Before a streaming data-path call: the backend open on the link as it
+   * is now, and still serving `feature` (a driver restarted as a version
+   * without it is UNIMPLEMENTED here, not asked). Throws FerryError.
+   */
+  private async prepare(feature: keyof Features, signal: AbortSignal): Promise<{ client: DriverServiceClient; generation: number }> {
+    if (signal.aborted) throw signal.reason;
+    if (this.openedOn !== this.link.generation) await this.open(signal);
+    if (!this.features[feature]) {
+      const part = feature === 'dataSource' ? 'data_source' : 'data_destination';
+      throw new FerryError('UNIMPLEMENTED', `backend ${this.backend} does not serve ${part} on ${this.link.describe} (its OpenBackend answer no longer offers it)`);
+    }
+    return { client: this.link.client(), generation: this.link.generation };
+  }
+
+  /** What a failed call rejects with: ferryd's own reason if it cancelled it, UNAVAILABLE if the link went down under it, else the driver's status. */
+  private failure(err: grpc.ServiceError, method: string, generation: number, signal?: AbortSignal): unknown {
+    // ferryd cancelled the call itself: it fails for ferryd's reason (a CANCELLED from the driver's side is another matter).
+    if (signal?.aborted) return signal.reason;
+    // The link went down under the call: it failed because the driver went away, whatever the channel said.
+    if (this.link.generation !== generation) return new FerryError('UNAVAILABLE', `${method} was cut off: ${this.link.describe} went away during the call`);
+    return errorFromStatus(err, method);
+  }
+
+  /** One unary call, with a deadline when given, cancelled by `signal`. Rejects with a FerryError. */
+  private call(method: Method, request: unknown, deadlineMs: number | undefined, signal?: AbortSignal): Promise<unknown> {
     const client = this.link.client();
     const generation = this.link.generation;
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const onAbort = () => pending.cancel();
-      const pending = (client[method] as unknown as Unary).call(client, request, { deadline: Date.now() + deadlineMs }, (err, response) => {
+      const options: grpc.CallOptions = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+      const pending = (client[method] as unknown as Unary).call(client, request, options, (err, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (!err) return resolve(response);
-        // ferryd cancelled the call itself: it fails for ferryd's reason (a CANCELLED from the driver's side is another matter).
-        if (signal?.aborted) return reject(signal.reason);
-        // The link went down under the call: it failed because the driver went away, whatever the channel said.
-        if (this.link.generation !== generation) return reject(new FerryError('UNAVAILABLE', `${method} was cut off: ${this.link.describe} went away during the call`));
-        reject(errorFromStatus(err, method));
+        reject(this.failure(err, method, generation, signal));
       });
       signal?.addEventListener('abort', onAbort, { once: true });
     });

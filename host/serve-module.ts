@@ -15,7 +15,9 @@
  * One driver per backend, made by OpenBackend; a repeat with the same
  * options keeps it, other options make a new one. Checkpoints travel as the
  * module's JSON; a call's cancellation (its deadline, ferryd's abort) aborts
- * the driver's signal.
+ * the driver's signal. A driver's `dataSource` and `dataDestination`
+ * members serve the host data path (serve-data.ts), and OpenBackend's
+ * `features` says which it has.
  */
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -25,7 +27,8 @@ import type { OpenBackendRequest__Output } from '../build/types/ferry/driver/v1/
 import { createLog, type Log } from '../lib/log.ts';
 import { bind, serviceDefinition, unary } from '../lib/rpc.ts';
 import { DEFAULT_PLUGIN_LOAD_TIMEOUT_MS } from './deadlines.ts';
-import { DRIVER_SERVICE, driverStatusMapper, fromStruct, jsonCheckpoint, progressToWire, specFromWire } from './driver-wire.ts';
+import { DRIVER_SERVICE, driverStatusMapper, featuresOf, fromStruct, jsonCheckpoint, progressToWire, specFromWire } from './driver-wire.ts';
+import { dataPathHandlers, type BridgeContext } from './serve-data.ts';
 import { loadModulePlugin } from './plugins.ts';
 
 /** A backend opened on the bridge. */
@@ -43,7 +46,7 @@ export function bridgeHandlers(name: string, version: string, createDriver: Driv
     return opened.driver;
   };
   /** The signal of a server call: aborts when the caller cancels or its deadline passes. */
-  const signalOf = (call: grpc.ServerUnaryCall<unknown, unknown>) => {
+  const signalOf: BridgeContext['signalOf'] = (call) => {
     const controller = new AbortController();
     call.on('cancelled', () => controller.abort(new FerryError('DEADLINE_EXCEEDED', 'the call was cancelled by ferryd')));
     return controller.signal;
@@ -72,7 +75,7 @@ export function bridgeHandlers(name: string, version: string, createDriver: Driv
       const driver = await opened.driver.catch((err: unknown) => {
         throw err instanceof FerryError ? err : new FerryError('INVALID_ARGUMENT', `backend ${request.backend}: ${(err as Error)?.message ?? String(err)}`);
       });
-      return { capabilities: driver.capabilities() };
+      return { capabilities: driver.capabilities(), features: featuresOf(driver) };
     }),
     Describe: unary<{ backend: string }, unknown>('Describe', log, driverStatusMapper, async (request, call) => (await driverOf(request.backend)).describe({ signal: signalOf(call) })),
     CheckCompatibility: perMigration('CheckCompatibility', (d, c) => d.checkCompatibility(c)),
@@ -93,6 +96,7 @@ export function bridgeHandlers(name: string, version: string, createDriver: Driv
       return { done: r.done, nextPollMs: Math.round(r.nextPollMs ?? 0), checkpoint: jsonCheckpoint.encode(r.checkpoint) };
     }),
     Progress: perMigration('Progress', async (d, c) => ({ progress: progressToWire(await d.progress(c)) })),
+    ...dataPathHandlers({ driverOf, signalOf, log }),
   };
 }
 

@@ -101,6 +101,33 @@ export function serverStream<Req, Res>(method: string, log: Log, mapError: Statu
   };
 }
 
+/** An async client-streaming handler: reads `call` (a Readable of requests), resolves with the one response. */
+export type ClientStreamFn<Req, Res> = (call: grpc.ServerReadableStream<Req, Res>) => Promise<Res>;
+
+/** Wraps an async function as a grpc-js client-streaming handler that answers exactly once. */
+export function clientStream<Req, Res>(method: string, log: Log, mapError: StatusMapper, fn: ClientStreamFn<Req, Res>): grpc.handleClientStreamingCall<Req, Res> {
+  return (call, callback) => {
+    let answered = false;
+    const fail = (err: unknown) => {
+      if (answered) return;
+      answered = true;
+      callback(toServiceError(err, log, method, mapError));
+    };
+    let promise: Promise<Res>;
+    try {
+      promise = fn(call);
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    promise.then((response) => {
+      if (answered) return;
+      answered = true;
+      callback(null, response);
+    }, fail);
+  };
+}
+
 /** Thrown by `bind` when the address cannot be listened on; the message is one line naming the address and why. */
 export class ListenError extends Error {
   constructor(

@@ -4,8 +4,10 @@
  * directory and outlives the process that hosts it: reopening the same
  * directory serves the same shares, bytes and jobs (and resumes the jobs).
  *
- *   <dataDir>/meta/             LevelDB: shares, jobs + checkpoints, faults, workload records
- *   <dataDir>/shares/<id>.img   one sparse file per share (and per job destination)
+ *   <dataDir>/meta/             LevelDB: shares, jobs + checkpoints, faults, workload records,
+ *                               snapshots with their bitmaps, targets
+ *   <dataDir>/shares/<id>.img   one sparse file per share (and per job destination,
+ *                               snapshot side file and target)
  *
  * This class wires the parts together and owns the shares; the gRPC
  * surface is in service.ts.
@@ -17,11 +19,14 @@ import { ArrayError } from './errors.ts';
 import { silentLog } from '../lib/log.ts';
 import type { Log } from '../lib/log.ts';
 import { BlockStore } from './blockstore.ts';
-import { resolveSimulatorConfig } from './config.ts';
+import { arrayOf, resolveSimulatorConfig } from './config.ts';
 import type { SimulatorConfig } from './config.ts';
 import { CopyPool } from './copy-pool.ts';
 import { DataPath, ShareGates } from './datapath.ts';
 import { Faults } from './faults.ts';
+import { FreezeLeases } from './leases.ts';
+import { SnapshotManager } from './snapshots.ts';
+import { TargetManager } from './targets.ts';
 import { JobManager, newFileId } from './jobs.ts';
 import { MetaStore } from './metadata.ts';
 import { ACTIVE_JOB_STATES } from './job-record.ts';
@@ -52,6 +57,8 @@ export interface PoolView {
 /** A backend with its pools. */
 export interface BackendView {
   name: string;
+  /** The array it lives on. */
+  array: string;
   pools: PoolView[];
 }
 
@@ -85,6 +92,12 @@ export class SimArray {
   readonly workloads: WorkloadManager;
   /** Reads, writes and checksums. */
   readonly data: DataPath;
+  /** Snapshots (host data path, source side). */
+  readonly snapshots: SnapshotManager;
+  /** Targets (host data path, destination side). */
+  readonly targets: TargetManager;
+  /** Write freezes with a lease (host data path). */
+  readonly leases: FreezeLeases;
   private readonly gates: ShareGates;
   private readonly pools: Pools;
   private readonly shares: Map<string, ShareRecord>;
@@ -101,6 +114,9 @@ export class SimArray {
     jobs: JobManager;
     workloads: WorkloadManager;
     data: DataPath;
+    snapshots: SnapshotManager;
+    targets: TargetManager;
+    leases: FreezeLeases;
     gates: ShareGates;
     pools: Pools;
     shares: Map<string, ShareRecord>;
@@ -115,6 +131,9 @@ export class SimArray {
     this.jobs = parts.jobs;
     this.workloads = parts.workloads;
     this.data = parts.data;
+    this.snapshots = parts.snapshots;
+    this.targets = parts.targets;
+    this.leases = parts.leases;
     this.gates = parts.gates;
     this.pools = parts.pools;
     this.shares = parts.shares;
@@ -150,10 +169,23 @@ export class SimArray {
       const lock = new Mutex();
       const gates = new ShareGates();
       const pools = new Pools(config, shares);
-      const jobs = await JobManager.open({ config, store, blocks, pool, faults, log, lock, gates, shares, pools });
-      const data = new DataPath({ lookup, blocks, pool, gates, observer: jobs });
+      const snapshots = await SnapshotManager.open({ store, blocks, blockSizeBytes: config.blockSizeBytes, shares, log });
+      const hasSnapshots = (shareId: string) => snapshots.ofShare(shareId).length > 0;
+      const jobs = await JobManager.open({ config, store, blocks, pool, faults, log, lock, gates, shares, pools, hasSnapshots });
+      const activeJob = (share: ShareRecord) => jobs.activeJob(share)?.jobId ?? '';
+      const data = new DataPath({ lookup, blocks, pool, gates, observer: jobs, beforeWrite: (share, offset, length) => snapshots.beforeWrite(share, offset, length) });
       const workloads = await WorkloadManager.open(store, data, shares, log);
-      const array = new SimArray({ config, faults, jobs, workloads, data, gates, pools, shares, store, blocks, pool, lock, log });
+      const leases = new FreezeLeases({ gates, lookup, activeJob, log });
+      // The array is made below; removeShare is only called once it is.
+      let self: SimArray | undefined;
+      const targets = await TargetManager.open({
+        store, blocks, pools, shares, gates, snapshots, lock, log, activeJob,
+        jobs: () => jobs.records(),
+        removeShare: (shareId) => self!.removeShare(shareId),
+      });
+      pools.reservations = () => targets.reservations();
+      const array = new SimArray({ config, faults, jobs, workloads, data, snapshots, targets, leases, gates, pools, shares, store, blocks, pool, lock, log });
+      self = array;
       await array.removeOrphans();
       log.info({ dataDir: options.dataDir, shares: shares.size }, 'array open');
       return array;
@@ -168,6 +200,7 @@ export class SimArray {
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.faults.close();
+      this.leases.close();
       await this.workloads.close();
       await this.jobs.close();
       await this.pool.close();
@@ -185,6 +218,7 @@ export class SimArray {
     const used = this.pools.usage(this.jobs.records());
     return this.config.backends.map((b) => ({
       name: b.name,
+      array: arrayOf(this.config, b.name)!,
       pools: b.pools.map((p) => {
         const usedBytes = used.get(`${b.name}/${p.name}`) ?? 0;
         return { name: p.name, capacityBytes: p.capacityBytes, usedBytes, freeBytes: Math.max(0, p.capacityBytes - usedBytes) };
@@ -258,13 +292,50 @@ export class SimArray {
       if (!share) throw shareNotFound(shareId);
       const job = this.jobs.activeJob(share);
       if (job) throw new ArrayError('WRONG_STATE', `share ${shareId} has an active migration job ${job.jobId} (${job.state}); cancel it or wait for it to finish`);
-      await this.workloads.stopForShare(shareId, 'share deleted');
-      this.shares.delete(shareId);
-      await this.store.del([keys.share(shareId)]);
-      await this.blocks.remove(share.fileId);
-      this.gates.forget(shareId);
-      this.log.info({ share: shareId }, 'share deleted');
+      await this.snapshots.deleteOfShare(shareId);
+      await this.removeShare(shareId);
     });
+  }
+
+  /** Deletes a share's record, data (a retiring place's too) and workloads; the caller holds the lock. */
+  private async removeShare(shareId: string): Promise<void> {
+    const share = this.shares.get(shareId);
+    if (!share) return;
+    await this.workloads.stopForShare(shareId, 'share deleted');
+    this.shares.delete(shareId);
+    await this.store.del([keys.share(shareId)]);
+    await this.blocks.remove(share.fileId);
+    if (share.retiring) await this.blocks.remove(share.retiring.fileId);
+    this.gates.forget(shareId);
+    this.log.info({ share: shareId }, 'share deleted');
+  }
+
+  // ------------------------------------------------------ host data path
+
+  /** CreateSnapshot: a share with an active job is WRONG_STATE (the job would move it from under the snapshot). */
+  createSnapshot(shareId: string, snapshotId: string) {
+    const share = this.shares.get(shareId);
+    const job = share && this.jobs.activeJob(share);
+    if (job) throw new ArrayError('WRONG_STATE', `share ${shareId} has an active migration job ${job.jobId}; a snapshot of it must wait for the job to end`);
+    return this.snapshots.create(shareId, snapshotId);
+  }
+
+  /**
+   * ReleaseShare. `committed` for a share no target was promoted to be on
+   * this array (it moved to another array): the share is marked moved away,
+   * durably, before the gate opens, so the waiting writes fail rather than
+   * land on a copy about to be retired.
+   */
+  async releaseShare(shareId: string, holder: string, committed: boolean): Promise<void> {
+    const share = this.shares.get(shareId);
+    if (!share) return;
+    if (committed && !share.retiring && !share.movedAway) {
+      await this.lock.run(async () => {
+        share.movedAway = true;
+        await this.store.put(keys.share(shareId), share, { sync: true });
+      });
+    }
+    this.leases.release(shareId, holder);
   }
 
   private view(share: ShareRecord): ShareView {
@@ -281,7 +352,12 @@ export class SimArray {
 
   private async removeOrphans(): Promise<void> {
     const wanted = new Set<string>();
-    for (const s of this.shares.values()) wanted.add(s.fileId);
+    for (const s of this.shares.values()) {
+      wanted.add(s.fileId);
+      if (s.retiring) wanted.add(s.retiring.fileId);
+    }
+    for (const id of this.snapshots.fileIds()) wanted.add(id);
+    for (const id of this.targets.fileIds()) wanted.add(id);
     for (const j of this.jobs.records()) {
       if (ACTIVE_JOB_STATES.has(j.state)) {
         wanted.add(j.source.fileId);

@@ -57,6 +57,26 @@ export class Bitmap {
     this.setCount = 0;
   }
 
+  /** The bits as bytes, to persist. */
+  toBuffer(): Buffer {
+    return Buffer.from(this.words.buffer, this.words.byteOffset, this.words.byteLength);
+  }
+
+  /** A bitmap of `size` bits read from `toBuffer`'s bytes. */
+  static fromBuffer(size: number, bytes: Uint8Array): Bitmap {
+    const bitmap = new Bitmap(size);
+    new Uint8Array(bitmap.words.buffer).set(bytes.subarray(0, bitmap.words.byteLength));
+    let n = 0;
+    for (const w of bitmap.words) n += popcount(w);
+    bitmap.setCount = n;
+    return bitmap;
+  }
+
+  /** A copy. */
+  clone(): Bitmap {
+    return Bitmap.fromBuffer(this.size, this.toBuffer());
+  }
+
   /** The set indexes in ascending order, and clears them all: a pass's snapshot of the dirty set. */
   drain(): number[] {
     const out = this.list(0, this.size, Infinity, true);
@@ -83,6 +103,12 @@ export class Bitmap {
     }
     return out;
   }
+}
+
+function popcount(w: number): number {
+  w = w - ((w >>> 1) & 0x55555555);
+  w = (w & 0x33333333) + ((w >>> 2) & 0x33333333);
+  return (((w + (w >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
 /** Groups ascending block indexes into runs [start, count], no run longer than `maxRun`. */

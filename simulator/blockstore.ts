@@ -66,6 +66,14 @@ class ShareFile {
   }
 }
 
+async function pwrite(fh: FileHandle, offset: number, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+    done += bytesWritten;
+  }
+}
+
 /** The share files of one array. */
 export class BlockStore {
   /** The folder holding the .img files. */
@@ -109,14 +117,19 @@ export class BlockStore {
   async write(fileId: string, offset: number, data: Uint8Array, afterWrite?: () => void): Promise<void> {
     const file = this.pin(fileId);
     try {
-      const fh = await file.handle;
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-        done += bytesWritten;
-      }
+      await pwrite(await file.handle, offset, data);
       afterWrite?.();
       await file.sync();
+    } finally {
+      file.unpin();
+    }
+  }
+
+  /** Writes `data` at `offset` without waiting for it to be durable: a stream of writes calls `sync` once at its end. */
+  async writeUnsynced(fileId: string, offset: number, data: Uint8Array): Promise<void> {
+    const file = this.pin(fileId);
+    try {
+      await pwrite(await file.handle, offset, data);
     } finally {
       file.unpin();
     }

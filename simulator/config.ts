@@ -15,10 +15,24 @@ export interface PoolConfig {
   capacityBytes: number;
 }
 
+/**
+ * The arrays one simulator process hosts. A backend lives on one of them;
+ * jobs copy only between backends of one array (the arrays have no link to
+ * each other), so a share crosses arrays only through the host data path
+ * (snapshots read from one, targets written on the other). sim-1 is the
+ * first array, where a backend that names none lives; sim-2 is a second
+ * array of another model, as a site has two vendors' boxes.
+ */
+export const FIRST_ARRAY = 'sim-1';
+/** The second array of the default config (see FIRST_ARRAY). */
+export const SECOND_ARRAY = 'sim-2';
+
 /** A backend of the array. */
 export interface BackendConfig {
   name: string;
   pools: PoolConfig[];
+  /** The array the backend lives on (see FIRST_ARRAY); default FIRST_ARRAY. */
+  array?: string;
 }
 
 /** Everything the array can be configured with. */
@@ -41,11 +55,15 @@ export interface SimulatorConfig {
   maxSentFactor: number;
 }
 
-/** Two backends, three pools of 64 GiB: room for several 4 GiB shares each. */
+/**
+ * Three backends, four pools of 64 GiB: room for several 4 GiB shares each.
+ * alpha and beta are on the first array (sim-1), gamma on the second (sim-2).
+ */
 export const DEFAULT_SIMULATOR_CONFIG: Readonly<SimulatorConfig> = Object.freeze({
   backends: [
-    { name: 'alpha', pools: [{ name: 'gold', capacityBytes: 64 * GiB }, { name: 'silver', capacityBytes: 64 * GiB }] },
-    { name: 'beta', pools: [{ name: 'bronze', capacityBytes: 64 * GiB }] },
+    { name: 'alpha', array: FIRST_ARRAY, pools: [{ name: 'gold', capacityBytes: 64 * GiB }, { name: 'silver', capacityBytes: 64 * GiB }] },
+    { name: 'beta', array: FIRST_ARRAY, pools: [{ name: 'bronze', capacityBytes: 64 * GiB }] },
+    { name: 'gamma', array: SECOND_ARRAY, pools: [{ name: 'iron', capacityBytes: 64 * GiB }] },
   ],
   blockSizeBytes: 64 * 1024,
   // CRC-32 runs at ~7 GB/s a core here against ~1.4 for SHA-256, which made SHA-256 half the copy's CPU (bench/: copy).
@@ -107,8 +125,15 @@ function resolveBackends(value: unknown): BackendConfig[] {
       poolNames.add(poolName);
       return { name: poolName, capacityBytes: positiveInteger(pool.capacityBytes, `backends[${i}].pools[${j}].capacityBytes`) };
     });
-    return { name, pools };
+    const array = backend.array === undefined ? FIRST_ARRAY : nonEmptyName(backend.array, `backends[${i}].array`);
+    return { name, array, pools };
   });
+}
+
+/** The array backend `name` lives on; undefined for a backend the config does not have. */
+export function arrayOf(config: SimulatorConfig, name: string): string | undefined {
+  const backend = config.backends.find((b) => b.name === name);
+  return backend ? (backend.array ?? FIRST_ARRAY) : undefined;
 }
 
 /** Fills in defaults and checks every setting; throws SimulatorConfigError naming the bad one. */

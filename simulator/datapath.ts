@@ -89,6 +89,9 @@ export interface WriteObserver {
 /** Finds a share or throws NOT_FOUND. */
 export type ShareLookup = (shareId: string) => ShareRecord;
 
+/** Copy-on-write for snapshots: runs before a write's pwrite, and answers the function to call right after it. */
+export type BeforeWrite = (share: ShareRecord, offset: number, length: number) => Promise<() => void>;
+
 /** The write gate of every share, made on first use. */
 export class ShareGates {
   private readonly gates = new Map<string, ShareGate>();
@@ -117,6 +120,8 @@ export interface DataPathDeps {
   gates: ShareGates;
   /** The job engine, told about every write. */
   observer: WriteObserver;
+  /** The snapshots' copy-on-write. */
+  beforeWrite: BeforeWrite;
 }
 
 /** Reads, writes and checksums of shares. */
@@ -126,8 +131,10 @@ export class DataPath {
   private readonly pool: CopyPool;
   private readonly gates: ShareGates;
   private readonly observer: WriteObserver;
+  private readonly beforeWrite: BeforeWrite;
 
   constructor(deps: DataPathDeps) {
+    this.beforeWrite = deps.beforeWrite;
     this.lookup = deps.lookup;
     this.blocks = deps.blocks;
     this.pool = deps.pool;
@@ -150,8 +157,17 @@ export class DataPath {
     try {
       // Look the share up again after the gate: a cutover may have moved it while we waited.
       const share = this.lookup(shareId);
+      if (share.movedAway) throw new ArrayError('WRONG_STATE', `share ${shareId} was moved to another array; write to it there`);
       this.observer.checkWritable(share);
-      await this.blocks.write(share.fileId, offset, data, () => this.observer.written(share, offset, data.length));
+      const preserved = await this.beforeWrite(share, offset, data.length);
+      try {
+        await this.blocks.write(share.fileId, offset, data, () => {
+          this.observer.written(share, offset, data.length);
+          preserved();
+        });
+      } finally {
+        preserved();
+      }
       return data.length;
     } finally {
       gate.leave();

@@ -21,6 +21,10 @@ export const ARRAY_ERROR_CODES = {
   OBJECT_EXISTS: grpc.status.ALREADY_EXISTS,
   /** The object is not in a state that allows the call (a job still copying, a read-only share). */
   WRONG_STATE: grpc.status.FAILED_PRECONDITION,
+  /** The destination is on another array, which this one has no link to (a copy job cannot reach it). */
+  OTHER_ARRAY: grpc.status.FAILED_PRECONDITION,
+  /** Bytes sent to the array do not match the CRC-32C sent with them: nothing of them was written. */
+  BAD_CHECKSUM: grpc.status.DATA_LOSS,
   /** The array does not do that. */
   NOT_SUPPORTED: grpc.status.UNIMPLEMENTED,
   /** A pool lacks room. */
@@ -36,11 +40,11 @@ export const ARRAY_ERROR_CODES = {
 /** One of the array's error codes. */
 export type ArrayErrorCode = keyof typeof ARRAY_ERROR_CODES;
 
-const BY_STATUS = new Map<grpc.status, ArrayErrorCode>(
-  (Object.entries(ARRAY_ERROR_CODES) as Array<[ArrayErrorCode, grpc.status]>).map(([code, status]) => [status, code]),
-);
+// The first code listed for a status is its general one (WRONG_STATE, not OTHER_ARRAY, for FAILED_PRECONDITION).
+const BY_STATUS = new Map<grpc.status, ArrayErrorCode>();
+for (const [code, status] of Object.entries(ARRAY_ERROR_CODES) as Array<[ArrayErrorCode, grpc.status]>) if (!BY_STATUS.has(status)) BY_STATUS.set(status, code);
 
-/** The array code answered with gRPC status `status`, if there is one (each status has at most one). */
+/** The array's general code for gRPC status `status`, if there is one (the first listed for it). */
 export function arrayCodeForStatus(status: grpc.status): ArrayErrorCode | undefined {
   return BY_STATUS.get(status);
 }

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { ArrayError } from './errors.ts';
 import type { Log } from '../lib/log.ts';
 import type { BlockStore } from './blockstore.ts';
+import { arrayOf } from './config.ts';
 import type { SimulatorConfig } from './config.ts';
 import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
@@ -45,6 +46,8 @@ export interface JobManagerDeps {
   shares: Map<string, ShareRecord>;
   /** Capacity accounting. */
   pools: Pools;
+  /** Whether a share has snapshots (a job cannot move it from under them). */
+  hasSnapshots: (shareId: string) => boolean;
 }
 
 /** A new data file id. */
@@ -161,6 +164,15 @@ export class JobManager implements WriteObserver {
       if (share.backend === spec.destBackend && share.pool === spec.destPool) {
         throw new ArrayError('WRONG_STATE', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
       }
+      const from = arrayOf(this.deps.config, share.backend);
+      const to = arrayOf(this.deps.config, spec.destBackend);
+      if (from !== to) {
+        throw new ArrayError(
+          'OTHER_ARRAY',
+          `dest_backend ${spec.destBackend} is on array ${to}, share ${share.shareId} on array ${from}: a job copies only within one array (move it through the host data path)`,
+        );
+      }
+      if (this.deps.hasSnapshots(share.shareId)) throw new ArrayError('WRONG_STATE', `share ${share.shareId} has snapshots; delete them before starting a job`);
       const active = this.activeJob(share);
       if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
       const free = this.deps.pools.free(spec.destBackend, spec.destPool, this.records());

@@ -28,6 +28,10 @@ export interface ShareRecord {
   createdAtMs: number;
   /** The active job's id, '' when none. */
   jobId: string;
+  /** Where the share lived before a target was promoted to be it, until RetireShare deletes it. */
+  retiring?: Place;
+  /** The share was moved to another array's target (ReleaseShare committed, no promote here): writes fail until RetireShare deletes it. */
+  movedAway?: boolean;
 }
 
 /** A place a share's data can be. */
@@ -79,6 +83,13 @@ export const keys = {
   workload: (id: string) => `wl!${id}`,
   workloadBlock: (id: string, block: number) => `wlb!${id}!${String(block).padStart(10, '0')}`,
   workloadBlocks: (id: string) => `wlb!${id}!`,
+  snapshot: (id: string) => `snap!${id}`,
+  /** The blocks of a snapshot preserved in its side file (written since it was taken). */
+  preserved: (id: string) => `snapp!${id}`,
+  /** The blocks written between snapshot `base` and the later snapshot `id` of one share. */
+  changed: (id: string, base: string) => `snapc!${id}!${base}`,
+  changedOf: (id: string) => `snapc!${id}!`,
+  target: (id: string) => `target!${id}`,
 } as const;
 
 /**

@@ -10,10 +10,19 @@ import { ACTIVE_JOB_STATES } from './job-record.ts';
 import type { JobRecord } from './job-record.ts';
 import type { ShareRecord } from './model.ts';
 
+/** Space held in a pool by something other than a share or a job (a target, a retiring place). */
+export interface Reservation {
+  backend: string;
+  pool: string;
+  bytes: number;
+}
+
 /** The pools of an array. */
 export class Pools {
   private readonly config: SimulatorConfig;
   private readonly shares: ReadonlyMap<string, ShareRecord>;
+  /** Targets not promoted yet, set by the array once its target manager exists. */
+  reservations: () => Iterable<Reservation> = () => [];
 
   constructor(config: SimulatorConfig, shares: ReadonlyMap<string, ShareRecord>) {
     this.config = config;
@@ -22,7 +31,8 @@ export class Pools {
 
   /**
    * Used bytes per "backend/pool": shares where they live, destinations
-   * reserved by active jobs, sources not yet deleted after a switch.
+   * reserved by active jobs, sources not yet deleted after a switch or a
+   * promote, targets not promoted yet.
    */
   usage(jobs: Iterable<JobRecord>): Map<string, number> {
     const used = new Map<string, number>();
@@ -30,7 +40,11 @@ export class Pools {
       const key = `${backend}/${pool}`;
       used.set(key, (used.get(key) ?? 0) + bytes);
     };
-    for (const s of this.shares.values()) add(s.backend, s.pool, s.sizeBytes);
+    for (const s of this.shares.values()) {
+      add(s.backend, s.pool, s.sizeBytes);
+      if (s.retiring) add(s.retiring.backend, s.retiring.pool, s.sizeBytes);
+    }
+    for (const r of this.reservations()) add(r.backend, r.pool, r.bytes);
     for (const j of jobs) {
       if (!ACTIVE_JOB_STATES.has(j.state)) continue;
       if (j.switched) add(j.source.backend, j.source.pool, j.sizeBytes);

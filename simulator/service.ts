@@ -7,7 +7,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Log } from '../lib/log.ts';
-import { serviceDefinition, unary, type ErrorStatus } from '../lib/rpc.ts';
+import { serverStream, serviceDefinition, toServiceError, unary, type ErrorStatus } from '../lib/rpc.ts';
 import type { SimArray, ShareView } from './array.ts';
 import { ARRAY_ERROR_DOMAIN, ArrayError } from './errors.ts';
 import { INJECTABLE_CODES, isInjectableCode } from './faults.ts';
@@ -16,6 +16,9 @@ import type { JobView } from './jobs.ts';
 import { DEFAULT_MAX_DOWNTIME_MS, MAX_IO_BYTES } from './model.ts';
 import type { JobSpec } from './model.ts';
 import type { WorkloadRecord, WritePattern } from './workload.ts';
+import { bool, enumValue, maxLength, num, required, str, ts } from './fields.ts';
+import type { Req } from './fields.ts';
+import { addHostPathHandlers } from './service-hostpath.ts';
 
 /** The service's full name. */
 export const SIMULATOR_SERVICE = 'ferry.simulator.v1.SimulatorService';
@@ -31,58 +34,6 @@ export function simulatorServiceDefinition(): grpc.ServiceDefinition {
 /** The method names of SimulatorService (fault targets). */
 export function simulatorMethods(): string[] {
   return Object.keys(simulatorServiceDefinition());
-}
-
-type Req = Record<string, unknown>;
-type Timestamp = { seconds: number; nanos: number } | null;
-
-// ------------------------------------------------------------ field checks
-
-/**
- * A string field, at most MAX_STRING characters. Every identifier a caller
- * sends goes through here, so no message ever echoes more than that: a
- * long id is refused by its length, never quoted.
- */
-function str(req: Req, field: string): string {
-  const v = req[camel(field)];
-  return typeof v === 'string' ? maxLength(v, field) : '';
-}
-
-function required(req: Req, field: string): string {
-  const v = str(req, field);
-  if (!v) throw new ArrayError('BAD_REQUEST', `${field} is required`);
-  return v;
-}
-
-function num(req: Req, field: string): number {
-  const v = req[camel(field)];
-  return typeof v === 'number' ? v : Number(v ?? 0);
-}
-
-function bool(req: Req, field: string): boolean {
-  return req[camel(field)] === true;
-}
-
-function maxLength(value: string, field: string, max = 128): string {
-  if (value.length > max) throw new ArrayError('BAD_REQUEST', `${field} is ${value.length} characters; at most ${max}`);
-  return value;
-}
-
-/** An enum field: its value without the prefix, the default for 0, INVALID_ARGUMENT for anything unknown. */
-function enumValue<T extends string>(req: Req, field: string, prefix: string, allowed: readonly T[], fallback: T): T {
-  const raw = req[camel(field)];
-  if (raw === undefined || raw === `${prefix}UNSPECIFIED` || raw === 0) return fallback;
-  const name = typeof raw === 'string' ? raw.slice(prefix.length) : '';
-  if (typeof raw === 'string' && raw.startsWith(prefix) && (allowed as readonly string[]).includes(name)) return name as T;
-  throw new ArrayError('BAD_REQUEST', `${field} has an unknown value ${String(raw)}`);
-}
-
-function camel(field: string): string {
-  return field.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-}
-
-function ts(ms: number): Timestamp {
-  return ms > 0 ? { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 } : null;
 }
 
 // ----------------------------------------------------------------- shapes
@@ -218,6 +169,20 @@ export function arrayStatus(err: unknown): ErrorStatus | undefined {
   return { code: err.status, message: err.message, reason: err.code, domain: ARRAY_ERROR_DOMAIN, logged: err.code === 'ARRAY_FAULT' };
 }
 
+/**
+ * A client-streaming handler: `fn` reads the messages as an async iterable
+ * (so grpc-js stops reading from the network while it works) and answers
+ * exactly once.
+ */
+function clientStreamHandler(method: string, log: Log, fn: (messages: AsyncIterable<Req>) => Promise<unknown>): grpc.handleClientStreamingCall<Req, unknown> {
+  return (call, callback) => {
+    fn(call).then(
+      (response) => callback(null, response),
+      (err: unknown) => callback(toServiceError(err, log, method, arrayStatus)),
+    );
+  };
+}
+
 /** Registers SimulatorService for `array` on `server`. */
 export function addSimulatorService(server: grpc.Server, array: SimArray, log: Log): void {
   const def = simulatorServiceDefinition();
@@ -309,6 +274,31 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
   rpc('SetFaults', async (req) => faultsOut(await array.faults.set(faultSet(req, methods))));
   rpc('GetFaults', () => faultsOut(array.faults.value));
   rpc('ClearFaults', async () => faultsOut(await array.faults.clear()));
+
+  const known = (method: string) => {
+    if (!methods.has(method)) throw new Error(`SimulatorService has no method ${method}`);
+  };
+  addHostPathHandlers(
+    {
+      unary: rpc,
+      serverStream: (method, fn) => {
+        known(method);
+        handlers[method] = serverStream<Req, unknown>(method, log, arrayStatus, async (req, call) => {
+          await array.faults.beforeCall(method);
+          await fn(req, call);
+        });
+      },
+      clientStream: (method, fn) => {
+        known(method);
+        handlers[method] = clientStreamHandler(method, log, async (call) => {
+          await array.faults.beforeCall(method);
+          return fn(call);
+        });
+      },
+      shareOut,
+    },
+    array,
+  );
 
   const missing = [...methods].filter((m) => !handlers[m]);
   if (missing.length > 0) throw new Error(`SimulatorService handlers missing: ${missing.join(', ')}`);

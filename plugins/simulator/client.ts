@@ -36,6 +36,8 @@ export const ARRAY_CODE_MAP: Readonly<Record<string, ErrorCode>> = {
   NO_SUCH_OBJECT: 'NOT_FOUND',
   NO_SPACE: 'RESOURCE_EXHAUSTED',
   WRONG_STATE: 'FAILED_PRECONDITION',
+  OTHER_ARRAY: 'FAILED_PRECONDITION',
+  BAD_CHECKSUM: 'DATA_LOSS',
   OBJECT_EXISTS: 'ALREADY_EXISTS',
   BUSY: 'UNAVAILABLE',
   TIMED_OUT: 'DEADLINE_EXCEEDED',
@@ -74,6 +76,8 @@ export function arrayCodeOf(err: grpc.ServiceError): string | undefined {
 
 type Callback = (err: grpc.ServiceError | null, res: unknown) => void;
 type UnaryMethod = (req: unknown, options: grpc.CallOptions, cb: Callback) => grpc.ClientUnaryCall;
+type ServerStreamMethod = (req: unknown, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+type ClientStreamMethod = (options: grpc.CallOptions, cb: Callback) => grpc.ClientWritableStream<unknown>;
 
 let constructorCache: grpc.ServiceClientConstructor | undefined;
 
@@ -118,6 +122,77 @@ export class ArrayClient {
       });
       signal.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /**
+   * Calls a server-streaming `method` and yields its messages. Breaking out
+   * of the loop, or `signal` aborting, cancels the call (the array stops
+   * sending). No deadline of its own: the caller's signal bounds it.
+   */
+  async *stream<Res>(method: string, request: object, signal: AbortSignal): AsyncGenerator<Res> {
+    const fn = (this.client as unknown as Record<string, ServerStreamMethod>)[method];
+    if (!fn) throw new TypeError(`SimulatorService has no method ${method}`);
+    if (signal.aborted) throw new FerryError('DEADLINE_EXCEEDED', `${method} was not sent: the call was aborted`);
+    const call = fn.call(this.client, request, {});
+    // The CANCELLED status our own cancel causes arrives after the loop is gone: nobody else listens then.
+    call.on('error', () => undefined);
+    const onAbort = () => call.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const message of call) yield message as Res;
+    } catch (err) {
+      throw this.toFerryError(method, err as grpc.ServiceError, signal.aborted);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      // A consumer that broke out early: stop the array sending the rest.
+      call.cancel();
+    }
+  }
+
+  /**
+   * Calls a client-streaming `method`, sending each of `messages` as the
+   * stream takes it (waiting for 'drain' when its buffer is full, so memory
+   * does not grow with the data), and resolves with the answer. An error
+   * answered mid-stream stops the sending; `signal` aborting cancels the call.
+   */
+  async sendStream<Res>(method: string, messages: AsyncIterable<object>, signal: AbortSignal): Promise<Res> {
+    const fn = (this.client as unknown as Record<string, ClientStreamMethod>)[method];
+    if (!fn) throw new TypeError(`SimulatorService has no method ${method}`);
+    if (signal.aborted) throw new FerryError('DEADLINE_EXCEEDED', `${method} was not sent: the call was aborted`);
+    let settled = false;
+    let wake: (() => void) | null = null;
+    const answer = new Promise<Res>((resolve, reject) => {
+      const call = fn.call(this.client, {}, (err, res) => {
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        wake?.();
+        if (err) reject(this.toFerryError(method, err, signal.aborted));
+        else resolve(res as Res);
+      });
+      const onAbort = () => call.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+      const send = async () => {
+        try {
+          for await (const message of messages) {
+            if (settled) break;
+            if (!call.write(message)) {
+              await new Promise<void>((resume) => {
+                wake = resume;
+                call.once('drain', resume);
+              });
+              wake = null;
+            }
+          }
+          if (!settled) call.end();
+        } catch (err) {
+          // The data's own source failed: cancel, and report its error rather than the cancellation.
+          call.cancel();
+          reject(err);
+        }
+      };
+      void send();
+    });
+    return answer;
   }
 
   /** Closes the channel. */

@@ -12,6 +12,12 @@
  *   cancel    -> CancelJob (idempotent even for a job the array never saw)
  *   progress  -> GetJob
  *
+ * and, for a destination on another array (which the array's jobs cannot
+ * reach), ferryd's host data path (host-path.ts): dataSource on
+ * CreateSnapshot, ListChangedExtents, ReadSnapshot, FreezeShare,
+ * ReleaseShare and RetireShare; dataDestination on CreateTarget,
+ * WriteTarget, ChecksumTarget, PromoteTarget and DiscardTarget.
+ *
  * The driver keeps no state of its own beyond the channel: everything it
  * needs after a daemon restart is in the array (keyed by the migration id)
  * or in the small checkpoint the daemon persists for it.
@@ -24,6 +30,9 @@
  *                  possible between pools of one backend (so both the
  *                  UNIMPLEMENTED and the FAILED_PRECONDITION paths exist)
  *   callTimeoutMs  deadline of each call to the array (default 5000)
+ *   hostPath       true (default): offer dataSource and dataDestination;
+ *                  false: offer neither (a backend ferryd cannot move
+ *                  between arrays)
  */
 import { FerryError } from '@ferry/driver-api';
 import type {
@@ -31,6 +40,8 @@ import type {
   Capabilities,
   Checkpoint,
   CompatibilityResult,
+  DataDestination,
+  DataSource,
   CompleteResult,
   ContinueResult,
   Driver,
@@ -42,6 +53,7 @@ import type {
   StartResult,
 } from '@ferry/driver-api';
 import { ArrayClient } from './client.ts';
+import { SimDataDestination, SimDataSource } from './host-path.ts';
 // The array's messages as the client receives them, generated from simulator.proto into gen/ by
 // `npm run proto:build` (proto-loader-gen-types, with the client's loader options). Types only:
 // nothing of gen/ is loaded at run time. A vendor generates their array's types the same way.
@@ -61,10 +73,12 @@ interface Options {
   endpoint: string;
   snapshots: boolean | 'within-backend';
   callTimeoutMs: number;
+  hostPath: boolean;
 }
 
 function parseOptions(ctx: DriverFactoryContext): Options {
-  const { endpoint = ctx.daemonAddress, snapshots = false, callTimeoutMs = 5000 } = ctx.options;
+  const { endpoint = ctx.daemonAddress, snapshots = false, callTimeoutMs = 5000, hostPath = true } = ctx.options;
+  if (typeof hostPath !== 'boolean') throw new TypeError(`backend ${ctx.backend}: options.hostPath must be true or false`);
   if (typeof endpoint !== 'string' || endpoint === '') throw new TypeError(`backend ${ctx.backend}: options.endpoint must be a gRPC address`);
   if (snapshots !== true && snapshots !== false && snapshots !== 'within-backend') {
     throw new TypeError(`backend ${ctx.backend}: options.snapshots must be true, false or "within-backend"`);
@@ -72,7 +86,7 @@ function parseOptions(ctx: DriverFactoryContext): Options {
   if (typeof callTimeoutMs !== 'number' || !(callTimeoutMs >= 100)) {
     throw new TypeError(`backend ${ctx.backend}: options.callTimeoutMs must be a number of ms, at least 100`);
   }
-  return { endpoint, snapshots, callTimeoutMs };
+  return { endpoint, snapshots, callTimeoutMs, hostPath };
 }
 
 /** Read the job id from the checkpoint; before `start` ever returned, it is the migration id (which is what start uses). */
@@ -136,11 +150,17 @@ class SimulatorDriver implements Driver {
   private readonly ctx: DriverFactoryContext;
   private readonly options: Options;
   private readonly array: ArrayClient;
+  readonly dataSource?: DataSource;
+  readonly dataDestination?: DataDestination;
 
   constructor(ctx: DriverFactoryContext) {
     this.ctx = ctx;
     this.options = parseOptions(ctx);
     this.array = new ArrayClient(this.options.endpoint, this.options.callTimeoutMs);
+    if (this.options.hostPath) {
+      this.dataSource = new SimDataSource(this.array, ctx.backend);
+      this.dataDestination = new SimDataDestination(this.array, ctx.backend);
+    }
   }
 
   capabilities(): Capabilities {
@@ -170,14 +190,15 @@ class SimulatorDriver implements Driver {
     const { backend: destBackend, pool: destPool } = migration.destination;
     const backends = await this.array.call<ListBackendsResponse__Output>('ListBackends', {}, signal);
     const dest = backends.backends.find((b) => b.name === destBackend);
+    const here = backends.backends.find((b) => b.name === share.backend);
     let destinationFreeBytes = 0;
-    if (!dest) {
-      // Another plugin's backend: this array cannot copy there.
-      reasons.push(`destination backend ${destBackend} is not on this array (${this.options.endpoint})`);
-    } else {
+    // Another plugin's backend, or one on another array this process hosts: no job can copy there. ferryd may
+    // move the data itself (the host data path), and checks the destination's pool through its own driver.
+    const destinationReachable = dest !== undefined && dest.array === here?.array;
+    if (dest) {
       const pool = dest.pools.find((p) => p.name === destPool);
-      if (!pool) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend} (it has ${dest.pools.map((p) => p.name).join(', ') || 'no pools'})`);
-      destinationFreeBytes = pool.freeBytes;
+      if (!pool && destinationReachable) throw new FerryError('NOT_FOUND', `pool ${destPool} not found on backend ${destBackend} (it has ${dest.pools.map((p) => p.name).join(', ') || 'no pools'})`);
+      destinationFreeBytes = pool?.freeBytes ?? 0;
     }
     if (share.backend === destBackend && share.pool === destPool) reasons.push(`share ${share.shareId} already lives in ${destBackend}#${destPool}`);
     // A job with this migration's id is a retry of ours, not a conflict.
@@ -188,6 +209,7 @@ class SimulatorDriver implements Driver {
       reasons,
       shareSizeBytes: share.sizeBytes,
       destinationFreeBytes,
+      ...(destinationReachable ? {} : { destinationReachable }),
     };
   }
 

@@ -55,11 +55,15 @@ describe('Bitmap', () => {
 });
 
 describe('configuration', () => {
-  test('defaults: two backends, 64 KiB blocks, 8 MiB chunks, CRC-32 block digests, Xen-like bounds', () => {
+  test('defaults: three backends (alpha and beta on sim-1, gamma on sim-2), 64 KiB blocks, 8 MiB chunks, CRC-32 block digests, Xen-like bounds', () => {
     const c = resolveSimulatorConfig();
     assert.deepEqual(
-      c.backends.map((b) => b.name),
-      ['alpha', 'beta'],
+      c.backends.map((b) => [b.name, b.array]),
+      [
+        ['alpha', 'sim-1'],
+        ['beta', 'sim-1'],
+        ['gamma', 'sim-2'],
+      ],
     );
     assert.equal(c.blockSizeBytes, 64 * 1024);
     assert.equal(c.chunkSizeBytes, 8 * 1024 * 1024);
@@ -68,6 +72,12 @@ describe('configuration', () => {
     assert.equal(c.maxSentFactor, 3);
     assert.ok(c.workers >= 2 && c.workers <= 4);
     assert.deepEqual(c, { ...DEFAULT_SIMULATOR_CONFIG });
+  });
+
+  test('a backend that names no array is on the first one, sim-1', () => {
+    const c = resolveSimulatorConfig({ backends: [{ name: 'a', pools: [{ name: 'p', capacityBytes: 1 }] }, { name: 'b', array: 'box2', pools: [{ name: 'p', capacityBytes: 1 }] }] });
+    assert.deepEqual(c.backends.map((b) => b.array), ['sim-1', 'box2']);
+    assert.throws(() => resolveSimulatorConfig({ backends: [{ name: 'a', array: 'no spaces', pools: [{ name: 'p', capacityBytes: 1 }] }] }), /^SimulatorConfigError: backends\[0\]\.array must be/);
   });
 
   test('rejects settings that cannot work, naming them', () => {

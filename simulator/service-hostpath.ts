@@ -128,8 +128,8 @@ export function addHostPathHandlers(kit: HandlerKit, array: SimArray): void {
     while (ahead.length > 0 && !call.cancelled) {
       const { offset, data: pending } = ahead.shift()!;
       const data = await pending;
-      fill();
       if (call.cancelled) return;
+      fill();
       if (!call.write({ offset, data, crc32c: crc32c(data) })) await writable(call);
     }
   });

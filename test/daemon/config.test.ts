@@ -8,13 +8,13 @@ import { DEFAULT_ENGINE_OPTIONS } from '../../daemon/options.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
 describe('loadConfig', () => {
-  test('defaults to loopback, ./ferry-data, the project plugins and an embedded two-backend simulator', () => {
+  test('defaults to loopback, ./ferry-data, the project plugins and an embedded simulator of three backends on two arrays, each served by the simulator plugin', () => {
     const c = loadConfig({}, {}, '/srv/x');
     assert.equal(c.listen, '127.0.0.1:50051');
     assert.equal(c.dataDir, '/srv/x/ferry-data');
     assert.equal(c.pluginsDir, DEFAULT_PLUGINS_DIR);
     assert.equal(c.simulator.embedded, true);
-    assert.deepEqual(c.backends.map((b) => [b.name, b.plugin]), [['alpha', 'simulator'], ['beta', 'simulator']]);
+    assert.deepEqual(c.backends.map((b) => [b.name, b.plugin]), [['alpha', 'simulator'], ['beta', 'simulator'], ['gamma', 'simulator']]);
     assert.deepEqual(c.engine, DEFAULT_ENGINE_OPTIONS);
   });
 

@@ -36,6 +36,12 @@ export const TEST_CONFIG: Partial<SimulatorConfig> = {
   ],
 };
 
+/** TEST_CONFIG with a second array: backend gamma (pool iron, 64 MiB) on sim-2. */
+export const TWO_ARRAYS: Partial<SimulatorConfig> = {
+  ...TEST_CONFIG,
+  backends: [...TEST_CONFIG.backends!, { name: 'gamma', array: 'sim-2', pools: [{ name: 'iron', capacityBytes: 64 * MiB }] }],
+};
+
 /** Something that runs cleanups when a test ends. */
 interface Cleanup {
   after(fn: () => unknown): void;

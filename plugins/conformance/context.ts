@@ -17,6 +17,7 @@ import type { Hold, HookedCall, HookPhase } from './control.ts';
 import { MAX_WRITE_BYTES, pattern, randomSuffix, sha256 } from './data.ts';
 import { describeError, expect, fail } from './failure.ts';
 import type { Harness, Timeouts } from './harness.ts';
+import { HostMigration } from './host-path.ts';
 
 /** The run's settings, as checks see them. */
 export interface KitSettings {
@@ -46,6 +47,7 @@ export class CheckContext {
   private readonly shares: TestShare[] = [];
   private readonly migrations = new Set<string>();
   private readonly directs = new Set<DirectMigration>();
+  private readonly hostMigrations = new Set<HostMigration>();
   private readonly drivers = new Set<GuardedDriver>();
   private readonly holds = new Set<Hold>();
 
@@ -282,15 +284,15 @@ export class CheckContext {
    * unless `deadlines` changes some (for a check that measures a call's
    * time itself, and must not have the guard cut it at the deadline first).
    */
-  async driver(deadlines: Partial<Deadlines> = {}): Promise<GuardedDriver> {
-    const d = await this.h.openDriver(this.h.source, deadlines);
+  async driver(deadlines: Partial<Deadlines> = {}, backend = this.h.source): Promise<GuardedDriver> {
+    const d = await this.h.openDriver(backend, deadlines);
     this.drivers.add(d);
     return d;
   }
 
-  /** A migration the check drives by calling the driver itself, as the engine would. */
-  direct(share: TestShare, extra: Partial<MigrationSpec> = {}): DirectMigration {
-    const m = new DirectMigration(this, {
+  /** The spec of a migration of `share` to the destination pool, as the engine would give the driver. */
+  spec(share: TestShare, extra: Partial<MigrationSpec> = {}): MigrationSpec {
+    return {
       id: newMigrationId(),
       source: { backend: this.h.source.name, shareId: share.id },
       destination: { backend: this.h.destination.name, pool: this.h.setup.destinationPool },
@@ -304,7 +306,25 @@ export class CheckContext {
       cutoverAction: 'abort',
       dataPath: 'driver',
       ...extra,
-    });
+    };
+  }
+
+  /**
+   * A host-path migration of `share` the check drives through the data-path
+   * halves of new source and destination driver instances (writable unless
+   * `extra` says otherwise); what it made is removed at clean-up.
+   */
+  async hostMigration(share: TestShare, extra: Partial<MigrationSpec> = {}): Promise<HostMigration> {
+    const source = await this.driver();
+    const destination = await this.driver({}, this.h.destination);
+    const m = new HostMigration(this.spec(share, { writable: true, ...extra, dataPath: 'host' }), source, destination);
+    this.hostMigrations.add(m);
+    return m;
+  }
+
+  /** A migration the check drives by calling the driver itself, as the engine would. */
+  direct(share: TestShare, extra: Partial<MigrationSpec> = {}): DirectMigration {
+    const m = new DirectMigration(this, this.spec(share, extra));
     this.directs.add(m);
     return m;
   }
@@ -334,6 +354,7 @@ export class CheckContext {
       });
     }
     for (const m of this.directs) if (m.needsCancel) await attempt(`cancelling direct migration ${m.spec.id}`, () => m.cancelUntilDone());
+    for (const m of this.hostMigrations) await attempt(`removing what host-path migration ${m.spec.id} made`, () => m.cleanup());
     for (const d of this.drivers) await this.h.closeDriver(d);
     for (const share of this.shares) await attempt(`adapter.deleteShare(${share.id})`, () => this.h.adapter.deleteShare(share.id));
     if (problems.length > 0) this.note(`clean-up: ${problems.join('; ')}`);

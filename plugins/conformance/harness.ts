@@ -103,6 +103,13 @@ export class Harness {
   capabilities!: Capabilities;
   /** The source backend as ListBackends reported it after the first start. */
   backendsReport: Backend[] = [];
+  /**
+   * Which halves of the host data path the plugin's drivers offer, as the
+   * drivers opened at setup had them: `source` when the source backend's has
+   * a `dataSource`, `destination` when the destination backend's has a
+   * `dataDestination`. What the data-path checks are gated on.
+   */
+  hostPath = { source: false, destination: false };
 
   private constructor(
     readonly scratch: string,
@@ -147,7 +154,8 @@ export class Harness {
       }
       control = await ControlServer.open();
       harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts);
-      for (const backend of setup.backends) await harness.openDriver(backend);
+      const [source, destination] = [await harness.openDriver(setup.backends[0]), await harness.openDriver(setup.backends[1])];
+      harness.hostPath = { source: source.dataSource !== undefined, destination: destination.dataDestination !== undefined };
       harness.writeDaemonFiles();
       process.once('exit', harness.onExit);
       await harness.startDaemon();

@@ -23,7 +23,8 @@ export interface JsonReport extends RunInfo {
   checks: CheckResult[];
 }
 
-const ID_WIDTH = 26;
+/** Wide enough for the longest check id (host-path-cancel-phase1-done). */
+const ID_WIDTH = 28;
 const INDENT = ' '.repeat(ID_WIDTH + 9);
 
 const LABEL: Record<CheckResult['status'], string> = { passed: 'pass', failed: 'FAIL', skipped: 'skip' };

@@ -3,7 +3,9 @@
  * the vendor's driver. Around each start, complete and cancel it tells the
  * kit's control server (control.ts) that the call begins and how it ended,
  * and waits for the answer, which is immediate unless a check holds the
- * call. It changes no argument and no result, and wraps nothing else.
+ * call. It changes no argument and no result, and wraps nothing else: the
+ * host data path's halves (`dataSource`, `dataDestination`) are passed
+ * through as they are, read from the driver each time they are asked for.
  *
  * The kit writes a plugin folder whose module is, in effect:
  *   export const createDriver = wrapFactory(vendor.createDriver, controlUrl);
@@ -14,6 +16,8 @@ import type { HookEvent, HookedCall, HookPhase } from './control.ts';
 
 const HOOKED: readonly HookedCall[] = ['start', 'complete', 'cancel'];
 const METHODS = ['capabilities', 'describe', 'checkCompatibility', 'start', 'continue', 'complete', 'cancel', 'progress', 'close'] as const;
+/** Optional members passed through untouched; getters, so that the wrapper has one exactly when (and as long as) the driver has it. */
+const MEMBERS = ['dataSource', 'dataDestination'] as const;
 
 /** Wraps a plugin's factory; returns `factory` unchanged if it is not a function (so the loader reports it as usual). */
 export function wrapFactory(factory: unknown, controlUrl: string): unknown {
@@ -38,6 +42,7 @@ function wrapDriver(driver: Driver, backend: string, url: string): Driver {
     const fn = (value as (...args: unknown[]) => unknown).bind(driver);
     out[name] = (HOOKED as readonly string[]).includes(name) ? hooked(name as HookedCall, fn, backend, url) : fn;
   }
+  for (const name of MEMBERS) Object.defineProperty(out, name, { get: () => source[name], enumerable: true });
   return out as unknown as Driver;
 }
 

@@ -5,7 +5,10 @@
  * ferry.driver.v1.DriverService and grpc.health.v1.Health/Check call to it
  * byte for byte: the request, its metadata, deadline and cancellation; the
  * response, or the status with its message and trailers (ErrorInfo in
- * grpc-status-details-bin included). Around each Start, Complete and
+ * grpc-status-details-bin included). The host data path's streams are
+ * relayed the same way, message by message as each side reads: ReadExtents
+ * (server-streaming) and WriteExtents (client-streaming), cancelled on the
+ * other side when either side cancels. Around each Start, Complete and
  * Cancel it tells the kit's control server (control.ts) that the call
  * begins and how it ended, and waits for the answer, so that a check can
  * hold the call at an exact point as it can for a module plugin.
@@ -33,7 +36,7 @@ import type { HookedCall, HookEvent, HookPhase } from './control.ts';
 /** The DriverService methods whose calls the control server is told of, by their hook name. */
 const HOOKED: Readonly<Record<string, HookedCall>> = { Start: 'start', Complete: 'complete', Cancel: 'cancel' };
 
-/** The relayed services. Health/Watch (streaming) is not: ferryd asks Check only. */
+/** The relayed services. Health/Watch (streaming) is not: ferryd asks Check only. DriverService's streams are. */
 const SERVICES = [DRIVER_SERVICE, 'grpc.health.v1.Health'];
 
 const identity = (bytes: Buffer) => bytes;
@@ -85,8 +88,17 @@ export async function main(argv: readonly string[]): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   for (const service of SERVICES) {
     for (const [name, method] of Object.entries(serviceDefinition(service))) {
-      if (method.requestStream || method.responseStream) continue;
-      const hook = service === DRIVER_SERVICE ? HOOKED[name] : undefined;
+      const driver = service === DRIVER_SERVICE;
+      if (method.requestStream && method.responseStream) continue;
+      if (method.responseStream) {
+        if (driver) server.register(method.path, relayServerStream(client, method.path, inFlight), identity, identity, 'serverStream');
+        continue;
+      }
+      if (method.requestStream) {
+        if (driver) server.register(method.path, relayClientStream(client, method.path, inFlight), identity, identity, 'clientStream');
+        continue;
+      }
+      const hook = driver ? HOOKED[name] : undefined;
       server.register(method.path, relay(client, method.path, inFlight, hook && { call: hook, url: args.control, method }), identity, identity, 'unary');
     }
   }
@@ -142,6 +154,103 @@ function relay(client: grpc.Client, path: string, inFlight: Set<Promise<void>>, 
       });
       call.on('cancelled', () => pending.cancel());
     })();
+  };
+}
+
+/** The call options that keep the caller's deadline (none when it set none). */
+function deadlineOf(call: { getDeadline(): grpc.Deadline }): grpc.CallOptions {
+  const deadline = call.getDeadline();
+  return deadline === Infinity ? {} : { deadline };
+}
+
+/** Counts a relayed call in flight until `settle` is called. */
+function track(inFlight: Set<Promise<void>>): () => void {
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  inFlight.add(done);
+  void done.then(() => inFlight.delete(done));
+  return settle;
+}
+
+/**
+ * A server-streaming handler (ReadExtents) that relays the call to the
+ * driver: its messages as the caller reads them (the driver's stream is
+ * paused while the caller's is full), then its status and trailers. A
+ * caller that cancels cancels the driver's call; a driver that ends the
+ * call with CANCELLED (or any status) ends the caller's with it.
+ */
+function relayServerStream(client: grpc.Client, path: string, inFlight: Set<Promise<void>>): grpc.handleServerStreamingCall<Buffer, Buffer> {
+  return (call) => {
+    const settle = track(inFlight);
+    const inner = client.makeServerStreamRequest(path, identity, identity, call.request, call.metadata.clone(), deadlineOf(call));
+    inner.on('metadata', (headers: grpc.Metadata) => call.sendMetadata(headers));
+    inner.on('data', (message: Buffer) => {
+      if (!call.write(message)) inner.pause();
+    });
+    call.on('drain', () => inner.resume());
+    // The status can come while messages are still buffered (the caller slow): answer it after the last of them.
+    let status: grpc.StatusObject | undefined;
+    let ended = false;
+    let cancelled = false;
+    const finish = () => {
+      if (!status || (!ended && !cancelled)) return;
+      if (status.code === grpc.status.OK) call.end(status.metadata);
+      else call.emit('error', { code: status.code, details: status.details, metadata: status.metadata });
+      settle();
+    };
+    inner.on('end', () => {
+      ended = true;
+      finish();
+    });
+    // A failed call's error event carries the same status as its 'status' event, which answers.
+    inner.on('error', () => {});
+    inner.on('status', (s: grpc.StatusObject) => {
+      status = s;
+      finish();
+    });
+    call.on('cancelled', () => {
+      cancelled = true;
+      inner.cancel();
+      inner.resume();
+      finish();
+    });
+  };
+}
+
+/**
+ * A client-streaming handler (WriteExtents) that relays the call to the
+ * driver: the caller's messages as the driver reads them (the caller's
+ * stream is paused while the driver's is full), its end, and the driver's
+ * response or status with its trailers. A caller that cancels cancels the
+ * driver's call; a driver that answers early (an error mid-stream) answers
+ * the caller at once.
+ */
+function relayClientStream(client: grpc.Client, path: string, inFlight: Set<Promise<void>>): grpc.handleClientStreamingCall<Buffer, Buffer> {
+  return (call, callback) => {
+    const settle = track(inFlight);
+    let answered = false;
+    let response: Buffer | undefined;
+    // The callback comes just before the 'status' event, which carries the trailers: the caller is answered from that.
+    const inner = client.makeClientStreamRequest(path, identity, identity, call.metadata.clone(), deadlineOf(call), (_err, value) => {
+      response = value;
+    });
+    inner.on('status', (status: grpc.StatusObject) => {
+      answered = true;
+      call.resume();
+      if (status.code === grpc.status.OK && response !== undefined) callback(null, response, status.metadata);
+      else callback({ code: status.code, details: status.details, metadata: status.metadata });
+      settle();
+    });
+    inner.on('metadata', (headers: grpc.Metadata) => call.sendMetadata(headers));
+    call.on('data', (message: Buffer) => {
+      if (answered) return;
+      if (!inner.write(message)) call.pause();
+    });
+    inner.on('drain', () => call.resume());
+    call.on('end', () => {
+      if (!answered) inner.end();
+    });
+    call.on('cancelled', () => inner.cancel());
   };
 }
 

@@ -74,6 +74,43 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
     unaffected: 'cancel-starting',
   },
   {
+    defect: 'changed-extents-too-few',
+    caughtBy: {
+      'host-changed-extents': { reason: /^listChangedExtents\(mig-\S+-s1, mig-\S+-s2\) leaves out \d+\+\d+.* written between the two snapshots/, call: /^listChangedExtents$/ },
+    },
+    unaffected: 'host-snapshot-point-in-time',
+  },
+  {
+    defect: 'freeze-ignored',
+    caughtBy: {
+      'host-freeze-nondisruptive': { reason: /^(a write started while frozen was acknowledged before releaseWrites|the share's content changed while frozen)/, call: /^freezeWrites$/ },
+      'host-freeze-disruptive': { reason: /^a write started while frozen was acknowledged, the migration not being nondisruptive/, call: /^freezeWrites$/ },
+    },
+    unaffected: 'host-snapshot-delete',
+  },
+  {
+    // ferryd's guard checks every piece a source sends: the check fails with the guard's DATA_LOSS.
+    defect: 'read-crc-wrong',
+    caughtBy: {
+      'host-snapshot-point-in-time': { reason: /^readExtents\(mig-\S+-s1\) threw DATA_LOSS: .* do not match their CRC-32C/, call: /^readExtents\(mig-\S+-s1\)$/ },
+    },
+    unaffected: 'host-target-digests',
+  },
+  {
+    defect: 'target-crc-unchecked',
+    caughtBy: {
+      'host-target-crc': { reason: /^writeExtents\(mig-\S+-t\) of a piece whose CRC-32C does not match succeeded; the contract says it is refused with DATA_LOSS$/, call: /^writeExtents/ },
+    },
+    unaffected: 'host-target-repeated',
+  },
+  {
+    defect: 'promote-not-idempotent',
+    caughtBy: {
+      'host-direct-migration': { reason: /^promoteTarget\(mig-\S+-t\) \(call 2 of 3\) threw FAILED_PRECONDITION/, call: /^promoteTarget\(mig-\S+-t\) \(call 2 of 3\)$/ },
+    },
+    unaffected: 'host-path-migration',
+  },
+  {
     // ferryd's guard turns such a done into ERROR; the check reads what the driver answered.
     defect: 'done-without-figures',
     caughtBy: {
@@ -98,6 +135,15 @@ describe('the conformance kit', () => {
         ['driver-killed-completing', 'the plugin is of kind module: there is no driver process for the kit to kill (crash-in-progress kills ferryd itself)'],
       ],
     );
+  });
+
+  test('skips the host data path checks whose half the drivers do not offer, with the reason, and runs those whose halves they do', async () => {
+    const results = await runSuite(BROKEN, { halves: ['destination'] }, ['host-snapshot-delete', 'host-target-repeated', 'host-path-migration']);
+    assert.equal(results.get('host-target-repeated')?.status, 'passed', explain(results));
+    for (const id of ['host-snapshot-delete', 'host-path-migration']) {
+      assert.equal(results.get(id)?.status, 'skipped', explain(results));
+      assert.equal(results.get(id)?.reason, "the source backend's driver (alpha) offers no dataSource: the host data path is optional (section 14 of the driver guide)");
+    }
   });
 
   test('runs the preserve_snapshots check when the driver claims it', async () => {

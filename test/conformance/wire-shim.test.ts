@@ -47,7 +47,22 @@ const DEFECTS: { defect: Defect; id: string; reason: RegExp }[] = [
   { defect: 'done-without-figures', id: 'happy-path', reason: /^complete reported the cutover done without its figures: cutover must be an object when status is done/ },
 ];
 
+/** Host data path checks that stream through the pass-through: ReadExtents in each, WriteExtents in the last two. */
+const HOST = ['host-snapshot-point-in-time', 'host-changed-extents', 'host-target-crc', 'host-path-migration'];
+
 describe('the kit behind the wire-level pass-through, for a process plugin', () => {
+  test('runs the host data path checks over the wire, ReadExtents and WriteExtents relayed, and a correct driver passes them', async (t) => {
+    const results = await runSuite(processPlugin(tempDir(t)), undefined, HOST);
+    for (const id of HOST) assert.equal(results.get(id)?.status, 'passed', `${id}:\n${explain(results)}`);
+  });
+
+  test('reports the planted defect read-crc-wrong over the wire as a failure of host-snapshot-point-in-time', async (t) => {
+    const results = await runSuite(processPlugin(tempDir(t)), 'read-crc-wrong', ['host-snapshot-point-in-time']);
+    const r = results.get('host-snapshot-point-in-time');
+    assert.equal(r?.status, 'failed', explain(results));
+    assert.match(r.reason ?? '', /^readExtents\(mig-\S+-s1\) threw DATA_LOSS/);
+  });
+
   test('runs the checks that hold a call, and a correct driver passes them', async (t) => {
     const results = await runSuite(processPlugin(tempDir(t)), undefined, HELD);
     for (const id of HELD) assert.equal(results.get(id)?.status, 'passed', `${id}:\n${explain(results)}`);

@@ -38,6 +38,34 @@ export function needsWrapper(h: Harness): string | null {
   return h.wrapped ? null : `holds a driver call at an exact point, which the kit can do only for a plugin ferryd starts (kind module or process; this one is of kind ${h.kind})`;
 }
 
+/** The halves of the host data path a check needs. */
+export type HostHalf = 'source' | 'destination';
+
+/**
+ * A gate: skip unless the plugin's drivers offer the host data path's
+ * `halves` (the source backend's driver a `dataSource`, the destination
+ * backend's a `dataDestination`), as the drivers opened at setup have them.
+ */
+export function offersHostPath(...halves: HostHalf[]): (h: Harness) => string | null {
+  return (h) => {
+    const missing = halves.filter((half) => !h.hostPath[half]);
+    if (missing.length === 0) return null;
+    const what = missing.map((half) => (half === 'source' ? `the source backend's driver (${h.source.name}) offers no dataSource` : `the destination backend's driver (${h.destination.name}) offers no dataDestination`));
+    return `${what.join(' and ')}: the host data path is optional (section 14 of the driver guide)`;
+  };
+}
+
+/** Both gates: every one of `gates` must let the check run; the first reason to skip is given. */
+export function allOf(...gates: ((h: Harness) => string | null)[]): (h: Harness) => string | null {
+  return (h) => {
+    for (const gate of gates) {
+      const reason = gate(h);
+      if (reason !== null) return reason;
+    }
+    return null;
+  };
+}
+
 /** Runs `fn`, expecting it to be refused with Ferry code `code`; fails naming the call otherwise. */
 export async function expectRefused(call: string, code: string, fn: () => Promise<unknown>): Promise<FerryCallError> {
   let value: unknown;

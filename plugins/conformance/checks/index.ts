@@ -1,11 +1,13 @@
 /**
  * Every check of the suite, in the order it runs: cheap ones first, then
- * whole migrations, then the ones that kill the engine, then the driver process.
+ * whole migrations, then the host data path's (gated on the drivers
+ * offering it), then the ones that kill the engine, then the driver process.
  */
 import { preserveMetadata, preserveSnapshots, nondisruptiveCutover, writableLosesNothing } from './capabilities.ts';
 import { cancelInPhase1Done, cancelInProgress, cancelInStarting } from './cancel.ts';
 import type { Check } from './check.ts';
 import { crashInCompleting, crashInProgress, crashInStarting } from './crash.ts';
+import { DATA_PATH_CHECKS, DATA_PATH_CRASH_CHECKS } from './data-path.ts';
 import { driverKilledCompleting, driverKilledInProgress } from './driver-crash.ts';
 import { poolTooSmall, unknownPool, unknownShare } from './errors.ts';
 import { cancelRepeatedDriver, completeRepeatedApi, completeRepeatedDriver, startRepeatedApi, startRepeatedDriver } from './idempotency.ts';
@@ -35,9 +37,11 @@ export const CHECKS: readonly Check[] = [
   nondisruptiveCutover,
   preserveMetadata,
   preserveSnapshots,
+  ...DATA_PATH_CHECKS,
   crashInStarting,
   crashInProgress,
   crashInCompleting,
+  ...DATA_PATH_CRASH_CHECKS,
   driverKilledInProgress,
   driverKilledCompleting,
 ];

@@ -22,11 +22,12 @@ import { describeMachine, markdown, RESULTS_DIR, writeResult, type BenchContext,
 import { copyScenario } from './scenarios/copy.ts';
 import { cutoverScenario, type CutoverData } from './scenarios/cutover.ts';
 import { driverCallScenario } from './scenarios/driver-call.ts';
+import { hostPathScenario } from './scenarios/host-path.ts';
 import { manyScenario } from './scenarios/many.ts';
 import { phase1SeenScenario } from './scenarios/phase1-seen.ts';
 import { recoveryScenario } from './scenarios/recovery.ts';
 
-const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario, driverCallScenario];
+const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario, driverCallScenario, hostPathScenario];
 
 const { values: flags } = parseArgs({
   options: {

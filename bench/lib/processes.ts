@@ -72,16 +72,17 @@ export function startArray(dataDir: string, config: object = {}, env: NodeJS.Pro
 
 /**
  * Starts `ferryd` on 127.0.0.1:0 with its state in `dataDir`, its backends
- * alpha and beta driven by `plugin` (one of the repo's plugins, default the
- * simulator's TypeScript driver; "simulator-py" for the Python one) against
- * the array at `arrayAddress` (no embedded array), default engine settings
- * unless `engine` overrides some. `env` adds environment variables;
+ * (`names`, default alpha and beta) driven by `plugin` (one of the repo's
+ * plugins, default the simulator's TypeScript driver; "simulator-py" for the
+ * Python one) against the array at `arrayAddress` (no embedded array),
+ * default engine settings unless `engine` overrides some, and `extra`
+ * settings of the config file. `env` adds environment variables;
  * BENCH_NODE_ARGS in it adds flags for node itself (--cpu-prof, say).
  */
-export function startDaemon(dataDir: string, arrayAddress: string, engine: object = {}, env: NodeJS.ProcessEnv = {}, plugin = 'simulator'): Promise<Served> {
+export function startDaemon(dataDir: string, arrayAddress: string, engine: object = {}, env: NodeJS.ProcessEnv = {}, plugin = 'simulator', names = ['alpha', 'beta'], extra: object = {}): Promise<Served> {
   const file = path.join(dataDir, '..', `${path.basename(dataDir)}-config.json`);
-  const backends = ['alpha', 'beta'].map((name) => ({ name, plugin, options: { endpoint: arrayAddress } }));
-  writeFileSync(file, JSON.stringify({ simulator: { embedded: false }, backends, engine }));
+  const backends = names.map((name) => ({ name, plugin, options: { endpoint: arrayAddress } }));
+  writeFileSync(file, JSON.stringify({ simulator: { embedded: false }, backends, engine, ...extra }));
   return serve('bin/ferryd.mjs', ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--config', file], 'ferryd ready', 'ferryd', env);
 }
 

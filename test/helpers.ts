@@ -40,6 +40,12 @@ export const SMALL_ARRAY = {
   ],
 };
 
+/** SMALL_ARRAY and a second array (sim-2) with backend gamma, which no job from alpha or beta can reach: the host data path's. */
+export const HOST_PATH_ARRAY = {
+  ...SMALL_ARRAY,
+  backends: [...SMALL_ARRAY.backends, { name: 'gamma', array: 'sim-2', pools: [{ name: 'iron', capacityBytes: 256 * MiB }] }],
+};
+
 /** Real plugin folders by name. */
 export const PLUGIN_SOURCES: Record<string, string> = {
   simulator: join(ROOT, 'plugins/simulator'),
@@ -165,4 +171,27 @@ export async function spawnDaemon(args: string[], env: NodeJS.ProcessEnv = {}): 
 export async function kill9(d: ChildDaemon): Promise<void> {
   d.child.kill('SIGKILL');
   await d.exited;
+}
+
+/** Resolves with the first log line of `d` whose msg is `msg` (already logged or yet to come); rejects if it exits first. */
+export function waitForLog(d: ChildDaemon, msg: string): Promise<Record<string, unknown>> {
+  const find = () => d.logs.find((e) => e.msg === msg);
+  return new Promise((resolve, reject) => {
+    const seen = find();
+    if (seen) return resolve(seen);
+    // spawnDaemon's line reader listens first, so each chunk is in d.logs by the time this listener runs.
+    const onData = () => {
+      const entry = find();
+      if (!entry) return;
+      d.child.stdout!.off('data', onData);
+      resolve(entry);
+    };
+    d.child.stdout!.on('data', onData);
+    void d.exited.then(({ code, signal }) => {
+      d.child.stdout!.off('data', onData);
+      const entry = find();
+      if (entry) resolve(entry);
+      else reject(new Error(`ferryd exited (${code ?? signal}) before it logged "${msg}"`));
+    });
+  });
 }

@@ -379,6 +379,7 @@ export class MoverJob {
       p.cursor = 0;
       p.phase = 'promoting';
       await this.save();
+      this.log.info({ finalDeltaBytes: finalDelta }, 'host path: the last delta is verified; promoting the target');
     } catch (err) {
       clearTimeout(timer);
       clearInterval(renewal);
@@ -402,6 +403,7 @@ export class MoverJob {
     p.phase = 'committed';
     p.cutover = measured;
     await this.save();
+    this.log.info({}, 'host path: the target is promoted (the commit point); releasing the writes and retiring the source');
     return this.rollForward(measured, frozenAt);
   }
 

@@ -9,6 +9,7 @@
  * server passes a `StatusMapper` (ferryd's maps FerryError to its codes and
  * trailer; the simulated array has its own codes).
  */
+import type * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from './api.ts';
 import type { Log } from './log.ts';
@@ -149,11 +150,46 @@ const LISTEN_PROBLEMS: Record<string, string> = {
   EADDRNOTAVAIL: 'no network interface of this machine has that address',
 };
 
+/** The HTTP/2 receive window of Ferry's servers, per stream and per connection (so also what one connection may have buffered). */
+export const SERVER_RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+
+const widened = new WeakSet<object>();
+
+/**
+ * Raises a bound server's HTTP/2 receive window from Node's 64 KiB to
+ * `bytes`, per stream and per connection. grpc-js 1.14 has no server option
+ * for it (`grpc-node.flow_control_window` is the client's; grpc-node PR
+ * #3058 adds it to servers), and at 64 KiB a client-streamed upload (the
+ * host path's WriteTarget and WriteExtents) waits for a WINDOW_UPDATE round
+ * trip every 64 KiB: with a busy event loop on either side that, not the
+ * disk, set the host path's speed. grpc-js keeps its http2 servers in a
+ * private map; this returns false when it finds none there (a grpc-js that
+ * changed), which test/lib/rpc-window.test.ts asserts against.
+ */
+export function widenReceiveWindow(server: grpc.Server, bytes = SERVER_RECEIVE_WINDOW_BYTES): boolean {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) return false;
+  for (const h2 of servers.keys() as IterableIterator<http2.Http2Server>) {
+    if (widened.has(h2)) continue;
+    widened.add(h2);
+    h2.updateSettings({ initialWindowSize: bytes });
+    h2.on('session', (session: http2.ServerHttp2Session) => {
+      try {
+        session.setLocalWindowSize(bytes);
+      } catch {
+        // A session that closed at once has no window to raise.
+      }
+    });
+  }
+  return true;
+}
+
 /** Binds a server and resolves with the bound address ("127.0.0.1:port" or "unix:path"). Rejects with a ListenError. */
 export async function bind(server: grpc.Server, address: string): Promise<string> {
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenError(address, err)) : resolve(p)));
   });
+  widenReceiveWindow(server);
   if (address.startsWith('unix:')) return address;
   const host = address.slice(0, address.lastIndexOf(':'));
   return `${host}:${port}`;

@@ -137,6 +137,7 @@ const ENGINE_RULES = group(DEFAULT_ENGINE_OPTIONS, {
 /** The host path's settings (`hostPath` in the file). */
 const HOST_PATH_RULES = group(DEFAULT_HOST_PATH_OPTIONS, {
   batchBytes: (d) => ({ ...count(d, 65_536, 'smaller batches cost a round trip per few blocks'), max: 64 * 1024 * 1024 }),
+  batchesInFlight: (d) => count(d, 1, 'a migration writes at least one batch at a time'),
   batchesInMemory: (d) => count(d, 2, 'reading the next batch while one is written needs two'),
   bandwidthBytesPerSec: (d) => count(d, 0),
   warmIntervalMs: (d) => ms(d, 1, 'passes would follow each other without pause'),

@@ -4,10 +4,11 @@
  * each batch verified on the target (flushTarget's CRC-32C of every range
  * against the CRC-32C of the bytes sent) before its end is reported as done.
  *
- * The pipeline is bounded: a migration reads its next batch while the one
- * before it is written, never more, and every batch in memory holds a slot
- * of the daemon-wide `memory` semaphore, so what ferryd holds does not grow
- * with the share or with the number of migrations. Bandwidth caps (the
+ * The pipeline is bounded: a migration reads one batch at a time while up
+ * to `batchesInFlight` batches read before it are written and verified,
+ * each on its own, and every batch in memory holds a slot of the daemon-wide
+ * `memory` semaphore, so what ferryd holds does not grow with the share or
+ * with the number of migrations. Bandwidth caps (the
  * migration's and the daemon's) are paid before each batch is read.
  */
 import { crc32c } from '@node-rs/crc32';
@@ -29,6 +30,8 @@ export interface PassContext {
   batchBytes: number;
   /** The migration's cap and the daemon's, each paid per batch. */
   buckets: TokenBucket[];
+  /** How many of the migration's batches may be written at once (each verified on its own). */
+  batchesInFlight: number;
   /** Batches in memory, daemon-wide. */
   memory: Semaphore;
   /** Aborts the pass (a pause, a cancel, the cutover's deadline, shutdown). */
@@ -130,24 +133,31 @@ async function write(ctx: PassContext, extents: Extent[], pieces: ExtentData[]):
 
 /**
  * Copies the pass's changed extents from `range.from` on. `onBatch` is
- * called in order, after each batch is verified on the target. Rejects
- * with the first failure (the pass resumes from the last batch reported).
+ * called in order, after each batch and every one before it are verified
+ * on the target, so the end it reports is always a prefix. Rejects with the
+ * first failure (the pass resumes from the last batch reported), once every
+ * batch under way has settled.
  */
 export async function copyPass(ctx: PassContext, range: PassRange, onBatch: OnBatch): Promise<PassResult> {
-  let writing: Promise<void> | undefined;
-  let failure: { err: unknown } | undefined;
+  const depth = Math.max(1, ctx.batchesInFlight);
+  /** Batches being written, oldest first; each settles once it is reported, or has failed. */
+  const inFlight: Promise<void>[] = [];
+  let failure: { err: unknown; batch: number } | undefined;
+  /** The report of the batch before: batches are reported in order, so the end reported is a prefix. */
+  let reported: Promise<void> = Promise.resolve();
+  let index = 0;
   const result: PassResult = { bytes: 0, batches: 0 };
-  const settle = async () => {
-    const w = writing;
-    writing = undefined;
-    if (w) await w;
+  const check = () => {
     if (failure) throw failure.err;
   };
   try {
     for await (const extents of batches(ctx, range)) {
+      check();
       const size = extents.reduce((n, e) => n + e.length, 0);
       for (const bucket of ctx.buckets) await bucket.take(size, ctx.signal);
       if (ctx.signal.aborted) throw ctx.signal.reason;
+      while (inFlight.length >= depth) await inFlight.shift();
+      check();
       await ctx.memory.acquire();
       let pieces: ExtentData[];
       try {
@@ -156,24 +166,28 @@ export async function copyPass(ctx: PassContext, range: PassRange, onBatch: OnBa
         ctx.memory.release();
         throw err;
       }
-      // The batch before this one must be on the target before this one is written: the end reported is a prefix.
-      await settle();
+      const batch = index++;
       const end = extents.at(-1)!.offset + extents.at(-1)!.length;
-      writing = write(ctx, extents, pieces)
-        .then(async (bytes) => {
-          result.bytes += bytes;
-          result.batches++;
-          await onBatch(end, bytes);
-        })
-        .catch((err: unknown) => {
-          failure ??= { err };
-        })
-        .finally(() => ctx.memory.release());
+      const written = write(ctx, extents, pieces).finally(() => ctx.memory.release());
+      const before = reported;
+      reported = (async () => {
+        const bytes = await written;
+        await before;
+        // A batch before this one failed: the pass resumes from there, and this one is copied again.
+        if (failure && failure.batch < batch) return;
+        result.bytes += bytes;
+        result.batches++;
+        await onBatch(end, bytes);
+      })().catch((err: unknown) => {
+        if (!failure || batch < failure.batch) failure = { err, batch };
+      });
+      inFlight.push(reported);
     }
-    await settle();
+    await reported;
+    check();
   } finally {
-    // A failure while reading: the write in flight still finishes (or fails) before the pass answers.
-    if (writing) await (writing as Promise<void>).catch(() => undefined);
+    // A failure while reading: the writes in flight still finish (or fail) before the pass answers.
+    await Promise.allSettled(inFlight);
   }
   return result;
 }

@@ -20,6 +20,8 @@ import type { PlaceStore } from './place.ts';
 export interface HostPathOptions {
   /** Bytes per batch (one read, one write, one verify). Default 4 MiB. */
   batchBytes: number;
+  /** Batches one migration writes at once, each verified on its own (the next is read meanwhile). Default 4. */
+  batchesInFlight: number;
   /** Batches held in memory at once, across all migrations. Default 8 (32 MiB). */
   batchesInMemory: number;
   /** Cap on the bytes per second all host-path copies move together; 0 means none. */
@@ -30,6 +32,7 @@ export interface HostPathOptions {
 
 export const DEFAULT_HOST_PATH_OPTIONS: Readonly<HostPathOptions> = Object.freeze({
   batchBytes: 4 * 1024 * 1024,
+  batchesInFlight: 4,
   batchesInMemory: 8,
   bandwidthBytesPerSec: 0,
   warmIntervalMs: 1000,
@@ -73,6 +76,7 @@ export class HostPath {
       memory: new Semaphore(options.batchesInMemory),
       bucket: new TokenBucket(options.bandwidthBytesPerSec),
       batchBytes: options.batchBytes,
+      batchesInFlight: options.batchesInFlight,
       warmIntervalMs: options.warmIntervalMs,
       backoffMs,
       source: (backend): GuardedDataSource => half(backend, 'dataSource'),

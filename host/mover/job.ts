@@ -27,6 +27,8 @@ export interface MoverContext {
   bucket: TokenBucket;
   /** Bytes per batch. */
   batchBytes: number;
+  /** Batches of one migration written at once. */
+  batchesInFlight: number;
   /** Pause between passes once phase 1 is done (keeping the target warm). */
   warmIntervalMs: number;
   /** First and longest backoff after a retryable failure. */
@@ -217,6 +219,7 @@ export class MoverJob {
       destination: this.destination,
       targetId: targetId(this.spec.id),
       batchBytes: this.ctx.batchBytes,
+      batchesInFlight: this.ctx.batchesInFlight,
       buckets: [this.bucket, this.ctx.bucket],
       memory: this.ctx.memory,
       signal,

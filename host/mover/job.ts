@@ -38,6 +38,11 @@ export interface MoverContext {
   destination(backend: string): GuardedDataDestination;
 }
 
+/** Unfrozen passes a cutover makes at most before it freezes (each copying what landed during the one before). */
+const MAX_CATCH_UP_PASSES = 8;
+/** A catch-up delta this small is small enough to freeze for. */
+const CATCH_UP_SMALL_BYTES = 256 * 1024;
+
 /** Consecutive failures of one kind a job rides out before it fails the migration. */
 const MAX_DATA_LOSS = 5;
 const MAX_NOT_FOUND = 3;
@@ -330,10 +335,18 @@ export class MoverJob {
     }
     if (p.phase === 'committed') return this.rollForward(p.cutover ?? { freezeMs: 0, finalDeltaBytes: 0, verifiedBytes: 0 });
     const never = new AbortController().signal;
-    // Catch up unfrozen: finish the pass under way, then one more, so that the freeze copies only what lands meanwhile.
+    // Catch up unfrozen: finish the pass under way, then pass after pass while the delta keeps halving. Each
+    // copies what landed during the one before, so the frozen one copies only what lands during the last:
+    // a warm pass's delta holds up to warmIntervalMs of writes, the last catch-up pass's a few ms of them.
     if (p.current) await this.copyOnePass(never);
-    await this.copyOnePass(never);
-    return this.frozenAttempt();
+    const catchUp: number[] = [];
+    for (let i = 0; i < MAX_CATCH_UP_PASSES; i++) {
+      await this.copyOnePass(never);
+      const bytes = this.lastDelta?.bytes ?? 0;
+      catchUp.push(bytes);
+      if (bytes <= CATCH_UP_SMALL_BYTES || bytes >= (catchUp.at(-2) ?? Infinity)) break;
+    }
+    return this.frozenAttempt(catchUp);
   }
 
   /** Whether the target was promoted (createTarget repeated answers it). */
@@ -344,7 +357,7 @@ export class MoverJob {
   }
 
   /** Freeze, last snapshot, last delta, promote, release, retire: within the window or rolled back (ABORT). */
-  private async frozenAttempt(): Promise<CompleteResult> {
+  private async frozenAttempt(catchUp: number[]): Promise<CompleteResult> {
     const p = this.place;
     const windowMs = this.spec.maxDowntimeMs;
     const leaseMs = Math.max(2_000, 4 * windowMs);
@@ -358,12 +371,18 @@ export class MoverJob {
       leaseUntil = askedAt + leaseMs;
     };
     const frozenAt = performance.now();
+    /** ms from the freeze to the end of each step, for the log line of the commit. */
+    const steps: Record<string, number> = {};
+    const mark = (step: string) => (steps[step] = Math.round(performance.now() - frozenAt));
+    this.log.info({ catchUpDeltaBytes: catchUp }, 'host path: caught up; freezing the source');
     let finalDelta = 0;
     const final = snapshotId(this.spec.id, p.pass + 1);
     try {
       await freeze();
+      mark('frozen');
       renewal = setInterval(() => void freeze().catch(() => undefined), Math.floor(leaseMs / 3));
       await this.source.createSnapshot({ ...this.args, snapshotId: final }, attempt.signal);
+      mark('snapshot');
       p.pass++;
       p.current = final;
       p.cursor = 0;
@@ -373,6 +392,7 @@ export class MoverJob {
         this.meter.add(bytes);
       });
       finalDelta = result.bytes;
+      mark('copied');
       if (Date.now() >= leaseUntil) throw new FerryError('UNAVAILABLE', 'the freeze lease ran out before the last delta was verified; writes may have landed since');
       // Past this save the cutover only goes forward: the last delta is on the target, verified, and the source is frozen.
       clearTimeout(timer);
@@ -382,6 +402,7 @@ export class MoverJob {
       p.cursor = 0;
       p.phase = 'promoting';
       await this.save();
+      mark('saved');
       this.log.info({ finalDeltaBytes: finalDelta }, 'host path: the last delta is verified; promoting the target');
     } catch (err) {
       clearTimeout(timer);
@@ -399,6 +420,7 @@ export class MoverJob {
     }
     try {
       await this.destination.promoteTarget({ ...this.args, targetId: targetId(this.spec.id) });
+      mark('promoted');
     } finally {
       clearInterval(renewal);
     }
@@ -406,8 +428,9 @@ export class MoverJob {
     p.phase = 'committed';
     p.cutover = measured;
     await this.save();
+    mark('committed');
     this.log.info({}, 'host path: the target is promoted (the commit point); releasing the writes and retiring the source');
-    return this.rollForward(measured, frozenAt);
+    return this.rollForward(measured, frozenAt, steps);
   }
 
   /** Undoes a cutover attempt that did not reach its commit: writes thaw where they are, the last snapshot goes. */
@@ -426,12 +449,13 @@ export class MoverJob {
   }
 
   /** After the commit: release the writes (to the destination), retire the source, forget the place. */
-  private async rollForward(measured: CutoverMeasurements, frozenAt?: number): Promise<CompleteResult> {
+  private async rollForward(measured: CutoverMeasurements, frozenAt?: number, steps: Record<string, number> = {}): Promise<CompleteResult> {
     await this.source.releaseWrites({ ...this.args, committed: true });
+    if (frozenAt !== undefined) steps.released = Math.round(performance.now() - frozenAt);
     const cutover = frozenAt === undefined ? measured : { ...measured, freezeMs: performance.now() - frozenAt };
     await this.source.retireSource(this.args);
     await this.ctx.places.remove(this.spec.id);
-    this.log.info({ freezeMs: Math.round(cutover.freezeMs), finalDeltaBytes: cutover.finalDeltaBytes, sizeBytes: this.place.sizeBytes, sentBytes: this.place.sentBytes, passes: this.place.pass }, 'host path: cutover committed');
+    this.log.info({ freezeMs: Math.round(cutover.freezeMs), finalDeltaBytes: cutover.finalDeltaBytes, sizeBytes: this.place.sizeBytes, sentBytes: this.place.sentBytes, passes: this.place.pass, steps }, 'host path: cutover committed');
     return { status: 'done', cutover, checkpoint: null };
   }
 

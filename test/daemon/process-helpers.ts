@@ -41,14 +41,22 @@ export class LogTap {
     });
   }
 
-  /** Resolves with the first line (already logged, or to come) after index `from` that matches. */
+  /**
+   * Resolves with the first line (already logged, or to come) after index
+   * `from` that matches. While it waits it keeps the test's event loop
+   * alive: the supervisor's restart timer is unref'd (so it never holds a
+   * stopping ferryd), and with the driver's process dead nothing else may
+   * hold the loop until that timer fires.
+   */
   next(match: (line: Record<string, unknown>) => boolean, from = 0): Promise<Record<string, unknown>> {
     return new Promise((resolve) => {
       const seen = this.lines.slice(from).find(match);
       if (seen) return resolve(seen);
+      const keepAlive = setInterval(() => undefined, 60_000);
       const listener = (line: Record<string, unknown>) => {
         if (!match(line)) return;
         this.events.off('line', listener);
+        clearInterval(keepAlive);
         resolve(line);
       };
       this.events.on('line', listener);

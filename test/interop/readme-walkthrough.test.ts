@@ -14,7 +14,8 @@
  *   and a comment "Ctrl-C once it shows STATE" stops that watch at STATE, as
  *   a reader would. A comment "ends by itself after STATE" is checked.
  *
- * After each block the share is where the README says, with the same data.
+ * After each block the share is where the README says, with the same data
+ * (the second block moves it to another array, by the host data path).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -95,9 +96,10 @@ async function runShellBlock(address: string, block: string): Promise<void> {
 test('the README\'s first migration runs as written, top to bottom: its ferry commands in bash, its grpcurl commands on server reflection alone', async (t) => {
   await pythonSetup();
   const blocks = sectionBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8'), 'Your first migration');
-  assert.equal(blocks.length, 3, 'the walk-through is three blocks: a one-shot migrate, the two phases by hand, the same with grpcurl');
-  const [oneShot, twoPhases, grpcurl] = blocks as [string, string, string];
+  assert.equal(blocks.length, 4, 'the walk-through is four blocks: a one-shot migrate, the same to another array (the host path), the two phases by hand, the same with grpcurl');
+  const [oneShot, otherArray, twoPhases, grpcurl] = blocks as [string, string, string, string];
   assert.match(oneShot, /npx ferry migrate /);
+  assert.match(otherArray, /npx ferry migrate .*gamma#iron/);
   assert.match(twoPhases, /npx ferry complete /);
   assert.match(grpcurl, /grpcurl /);
 
@@ -117,6 +119,11 @@ test('the README\'s first migration runs as written, top to bottom: its ferry co
   await runShellBlock(daemon.address, oneShot);
   const written = await where();
   assert.equal(written.at, 'beta#bronze', 'after ferry migrate, demo lives on beta');
+
+  await runShellBlock(daemon.address, otherArray);
+  assert.deepEqual(await where(), { at: 'gamma#iron', sha256: written.sha256 }, 'after ferry migrate to gamma, demo lives on the second array, unchanged');
+  const moved = (await sim.call('ListShares', {})).shares as { shareId: string; backend: string }[];
+  assert.deepEqual(moved.map((x) => [x.shareId, x.backend]), [['demo', 'gamma']], 'the host path left a copy behind');
 
   await runShellBlock(daemon.address, twoPhases);
   assert.deepEqual(await where(), { at: 'alpha#silver', sha256: written.sha256 }, 'after the two phases, demo is back on alpha, unchanged');

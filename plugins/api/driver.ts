@@ -456,7 +456,9 @@ export interface DataDestination {
    * Write `data` to the target, piece by piece in the order given, each
    * checked against its CRC-32C first (DATA_LOSS when one does not match:
    * nothing of that piece is written). Answers the bytes written once they
-   * are all durable. Writing the same bytes again is harmless.
+   * are all durable. Writing the same bytes again is harmless. Calls for
+   * disjoint extents of one target may run at once (ferryd writes several
+   * batches of a pass concurrently).
    */
   writeExtents(call: DataCall & { targetId: string; data: AsyncIterable<ExtentData> }): Promise<{ writtenBytes: number }>;
 

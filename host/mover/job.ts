@@ -61,6 +61,8 @@ export class MoverJob {
   private cutover: Promise<CompleteResult> | undefined;
   private cutoverResult: CompleteResult | undefined;
   private cutoverError: FerryError | undefined;
+  /** Stops the cutover's unfrozen catch-up passes (shutdown, cancel); unset outside them. */
+  private catchUpStop: AbortController | undefined;
   private readonly meter = new RateMeter();
   private readonly bucket: TokenBucket;
   private readonly args: DataArgs;
@@ -334,17 +336,23 @@ export class MoverJob {
       }
     }
     if (p.phase === 'committed') return this.rollForward(p.cutover ?? { freezeMs: 0, finalDeltaBytes: 0, verifiedBytes: 0 });
-    const never = new AbortController().signal;
-    // Catch up unfrozen: finish the pass under way, then pass after pass while the delta keeps halving. Each
+    // Catch up unfrozen: finish the pass under way, then pass after pass while the delta keeps shrinking. Each
     // copies what landed during the one before, so the frozen one copies only what lands during the last:
     // a warm pass's delta holds up to warmIntervalMs of writes, the last catch-up pass's a few ms of them.
-    if (p.current) await this.copyOnePass(never);
+    // A shutdown or a cancel stops them (close, cancel); the cutover is asked again in the next process.
+    const stop = new AbortController();
+    this.catchUpStop = stop;
     const catchUp: number[] = [];
-    for (let i = 0; i < MAX_CATCH_UP_PASSES; i++) {
-      await this.copyOnePass(never);
-      const bytes = this.lastDelta?.bytes ?? 0;
-      catchUp.push(bytes);
-      if (bytes <= CATCH_UP_SMALL_BYTES || bytes >= (catchUp.at(-2) ?? Infinity)) break;
+    try {
+      if (p.current) await this.copyOnePass(stop.signal);
+      for (let i = 0; i < MAX_CATCH_UP_PASSES; i++) {
+        await this.copyOnePass(stop.signal);
+        const bytes = this.lastDelta?.bytes ?? 0;
+        catchUp.push(bytes);
+        if (bytes <= CATCH_UP_SMALL_BYTES || bytes >= (catchUp.at(-2) ?? Infinity)) break;
+      }
+    } finally {
+      this.catchUpStop = undefined;
     }
     return this.frozenAttempt(catchUp);
   }
@@ -463,6 +471,7 @@ export class MoverJob {
 
   /** Stops the copy and removes everything the migration made; the source is untouched. */
   async cancel(): Promise<void> {
+    this.catchUpStop?.abort(new FerryError('UNAVAILABLE', 'the migration is being cancelled'));
     await this.pause();
     await this.settled();
     const p = this.place;
@@ -476,8 +485,10 @@ export class MoverJob {
     await this.ctx.places.remove(this.spec.id);
   }
 
-  /** Stops the job (shutdown); it resumes from its place in the next process. */
+  /** Stops the job (shutdown) before its next batch, cutover catch-up included; it resumes from its place in the next process. */
   async close(): Promise<void> {
+    this.catchUpStop?.abort(new FerryError('UNAVAILABLE', 'ferryd is shutting down; the cutover is asked again in the next process'));
     await this.pause();
+    await this.settled();
   }
 }

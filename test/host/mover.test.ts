@@ -288,6 +288,35 @@ describe('the mover', () => {
     await hp.close();
   });
 
+  test('a shutdown during the cutover\'s unfrozen catch-up stops it at once, before any freeze; the next mover completes it', { timeout: 20_000 }, async () => {
+    const array = new MemoryArray(64 * KiB);
+    const places = new MemoryPlaceStore();
+    const hp = new HostPath(backends(array), places, silentLog(), OPTIONS);
+    const s = spec();
+    await hp.start(call(s));
+    await untilPhase1(hp, s);
+    array.write(0, Buffer.alloc(BLOCK, 3));
+    // The catch-up pass's write never answers: only the stop can end it.
+    let entered!: () => void;
+    const inWrite = new Promise<void>((resolve) => (entered = resolve));
+    array.hooks.set('writeExtents', () => {
+      entered();
+      return new Promise<void>(() => undefined);
+    });
+    assert.equal((await hp.complete(call(s))).status, 'in_progress');
+    await inWrite;
+    await hp.close();
+    assert.equal(array.frozen, false);
+    assert.ok(!array.calls.includes('freezeWrites'), 'the cutover froze the source after the shutdown');
+
+    array.hooks.delete('writeExtents');
+    const next = new HostPath(backends(array), places, silentLog(), OPTIONS);
+    const r = await completeUntilEnd(next, s);
+    assert.equal(r.status, 'done');
+    assert.ok(array.target!.data.equals(array.share));
+    await next.close();
+  });
+
   test('cancel leaves the source as it was and nothing at the destination', async () => {
     const array = new MemoryArray(64 * KiB);
     const places = new MemoryPlaceStore();

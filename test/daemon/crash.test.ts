@@ -7,43 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { FerryClient } from '../../client/client.ts';
-import { SimClient } from '../simulator/helpers.ts';
-import { kill9, SMALL_ARRAY, spawnDaemon, tempDir, waitForState, type ChildDaemon } from '../helpers.ts';
+import type { SimClient } from '../simulator/helpers.ts';
+import { kill9, SMALL_ARRAY, spawnDaemon, waitForState } from '../helpers.ts';
+import { bootDaemon, childDaemonArgs } from './process-helpers.ts';
 
 const MiB = 1024 * 1024;
 const SHARE = { backend: 'alpha', shareId: 'c1' };
 const START = { share: SHARE, destination: 'beta#bronze', writable: true, nondisruptive: true };
 
 /** A data dir and a config file that survive the daemons started on them. */
-function setup(t: TestContext): { args: string[] } {
-  const dir = tempDir(t);
-  const config = join(dir, 'ferry.json');
-  writeFileSync(config, JSON.stringify({ simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1 } }));
-  return { args: ['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--config', config, '--log-level', 'info'] };
-}
-
-interface Connected {
-  daemon: ChildDaemon;
-  client: FerryClient;
-  sim: SimClient;
-}
-
-async function boot(t: TestContext, args: string[]): Promise<Connected> {
-  const daemon = await spawnDaemon(args);
-  const client = new FerryClient(daemon.address);
-  const sim = new SimClient(daemon.address);
-  t.after(async () => {
-    client.close();
-    sim.close();
-    if (daemon.child.exitCode === null && daemon.child.signalCode === null) await kill9(daemon);
-  });
-  return { daemon, client, sim };
-}
+const setup = (t: TestContext): { args: string[] } => ({ args: childDaemonArgs(t, { simulator: { config: SMALL_ARRAY }, engine: { minPollMs: 1 } }) });
 
 async function shareWithData(sim: SimClient, size = 4 * MiB): Promise<string> {
   await sim.call('CreateShare', { shareId: SHARE.shareId, backend: 'alpha', pool: 'gold', sizeBytes: size });
@@ -64,7 +39,7 @@ async function assertShare(sim: SimClient, backend: string, checksum: string): P
 describe('SIGKILL of ferryd and restart on the same data dir', () => {
   test('in STARTING: start is issued again (idempotently) and the migration completes', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     // Hold the array's StartJob so that the daemon is surely in STARTING when it dies.
     await a.sim.call('SetFaults', { latencyMs: { StartJob: 3_000 } });
@@ -72,7 +47,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
     assert.equal(m.state, 'MIGRATION_STATE_STARTING');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_STARTING');
     await waitForState(b.client, m.id, 'PHASE1_DONE');
@@ -83,14 +58,14 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('in IN_PROGRESS (killed by the array mid-copy): the copy resumes from its checkpoint and completes', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     await a.sim.call('SetFaults', { crashAt: 'CRASH_POINT_DURING_COPY' });
     const m = await a.client.startMigration({ ...START, maxBandwidthBytesPerSec: 8 * MiB });
     const exit = await a.daemon.exited;
     assert.equal(exit.signal, 'SIGKILL');
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     const resumed = await b.client.getMigration(m.id);
     assert.equal(resumed.state, 'MIGRATION_STATE_IN_PROGRESS');
     await waitForState(b.client, m.id, 'PHASE1_DONE');
@@ -103,14 +78,14 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('in IN_PROGRESS (killed from outside while the copy is stalled): it resumes and completes', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     await a.sim.call('SetFaults', { stallCopy: true });
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'IN_PROGRESS');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_IN_PROGRESS');
     await b.sim.call('ClearFaults', {});
     await waitForState(b.client, m.id, 'PHASE1_DONE');
@@ -121,13 +96,13 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('in PHASE1_DONE: the destination is kept warm and the migration can be completed after the restart', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_PHASE1_DONE');
     await b.client.completeMigration(m.id);
     await waitForState(b.client, m.id, 'SUCCESS');
@@ -137,7 +112,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
   for (const point of ['CRASH_POINT_CUTOVER_BEFORE_SWITCH', 'CRASH_POINT_CUTOVER_AFTER_SWITCH'] as const) {
     test(`in COMPLETING (killed by the array at ${point}): the cutover is resumed and succeeds`, async (t) => {
       const { args } = setup(t);
-      const a = await boot(t, args);
+      const a = await bootDaemon(t, args);
       const sum = await shareWithData(a.sim);
       const m = await a.client.startMigration(START);
       await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -145,7 +120,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
       await a.client.completeMigration(m.id);
       assert.equal((await a.daemon.exited).signal, 'SIGKILL');
 
-      const b = await boot(t, args);
+      const b = await bootDaemon(t, args);
       const resumed = await b.client.getMigration(m.id);
       assert.ok(['MIGRATION_STATE_COMPLETING', 'MIGRATION_STATE_SUCCESS'].includes(resumed.state), resumed.state);
       await waitForState(b.client, m.id, 'SUCCESS');
@@ -155,7 +130,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('in COMPLETING (killed from outside during a slow cutover): the cutover is re-issued and succeeds', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -163,7 +138,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
     await a.client.completeMigration(m.id);
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_COMPLETING');
     await waitForState(b.client, m.id, 'SUCCESS');
@@ -172,7 +147,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('in CANCELLING: the cancel is re-issued, the source is intact and no destination is left', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -180,7 +155,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
     await a.client.cancelMigration(m.id);
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_CANCELLING');
     await waitForState(b.client, m.id, 'CANCELLED');
@@ -189,7 +164,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('a second ferryd on the same data dir refuses to start with one line naming the dir', async (t) => {
     const { args } = setup(t);
-    await boot(t, args);
+    await bootDaemon(t, args);
     const second = spawnDaemon(args);
     await assert.rejects(second, (err: Error) => {
       assert.match(err.message, /exited \(3\)/);
@@ -201,7 +176,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
 
   test('SIGTERM shuts down gracefully (exit 0) and the migration resumes after a restart', async (t) => {
     const { args } = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -210,7 +185,7 @@ describe('SIGKILL of ferryd and restart on the same data dir', () => {
     assert.equal(exit.code, 0);
     assert.ok(a.daemon.logs.some((l) => l.msg === 'stopped'), 'the daemon did not log its orderly stop');
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_PHASE1_DONE');
     await b.client.completeMigration(m.id);
     await waitForState(b.client, m.id, 'SUCCESS');

@@ -9,13 +9,10 @@
  * holds ferryd at the point to kill it, found from its log.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { FerryClient } from '../../client/client.ts';
-import { SimClient } from '../simulator/helpers.ts';
-import { HOST_PATH_ARRAY, kill9, spawnDaemon, tempDir, waitForLog, waitForState, type ChildDaemon } from '../helpers.ts';
+import { filledShare, poolUsage, sha256, type SimClient } from '../simulator/helpers.ts';
+import { HOST_PATH_ARRAY, kill9, waitForLog, waitForState, type ChildDaemon } from '../helpers.ts';
+import { bootDaemon, childDaemonArgs } from './process-helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -24,50 +21,18 @@ const BATCH = 256 * KiB;
 const SHARE = { backend: 'alpha', shareId: 'h1' };
 const START = { share: SHARE, destination: 'gamma#iron', writable: true, nondisruptive: true, maxDowntimeMs: 30_000 };
 
-function setup(t: TestContext): string[] {
-  const dir = tempDir(t);
-  const config = join(dir, 'ferry.json');
-  writeFileSync(config, JSON.stringify({ simulator: { config: HOST_PATH_ARRAY }, engine: { minPollMs: 1 }, hostPath: { batchBytes: BATCH, warmIntervalMs: 50 } }));
-  return ['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--config', config, '--log-level', 'info'];
-}
+const setup = (t: TestContext): string[] =>
+  childDaemonArgs(t, { simulator: { config: HOST_PATH_ARRAY }, engine: { minPollMs: 1 }, hostPath: { batchBytes: BATCH, warmIntervalMs: 50 } });
 
-interface Connected {
-  daemon: ChildDaemon;
-  client: FerryClient;
-  sim: SimClient;
-}
-
-async function boot(t: TestContext, args: string[]): Promise<Connected> {
-  const daemon = await spawnDaemon(args);
-  const client = new FerryClient(daemon.address);
-  const sim = new SimClient(daemon.address);
-  t.after(async () => {
-    client.close();
-    sim.close();
-    if (daemon.child.exitCode === null && daemon.child.signalCode === null) await kill9(daemon);
-  });
-  return { daemon, client, sim };
-}
-
-async function shareWithData(sim: SimClient): Promise<string> {
-  await sim.call('CreateShare', { shareId: SHARE.shareId, backend: 'alpha', pool: 'gold', sizeBytes: SIZE });
-  for (let off = 0; off < SIZE; off += MiB) await sim.call('WriteShare', { shareId: SHARE.shareId, offset: off, data: randomBytes(MiB) });
-  return (await sim.call('ChecksumShare', { shareId: SHARE.shareId })).sha256 as string;
-}
-
-async function used(sim: SimClient): Promise<Record<string, number>> {
-  const { backends } = await sim.call('ListBackends');
-  const out: Record<string, number> = {};
-  for (const b of backends as { name: string; pools: { name: string; usedBytes: string }[] }[]) for (const p of b.pools) out[`${b.name}#${p.name}`] = Number(p.usedBytes);
-  return out;
-}
+/** The share, filled; its SHA-256. */
+const shareWithData = async (sim: SimClient): Promise<string> => sha256(await filledShare(sim, SHARE.shareId, SIZE));
 
 /** The share lives on `backend` with its bytes, and nothing else holds room on either array. */
 async function assertShare(sim: SimClient, backend: 'alpha' | 'gamma', checksum: string): Promise<void> {
   const share = await sim.call('GetShare', { shareId: SHARE.shareId });
   assert.equal(share.backend, backend);
   assert.equal((await sim.call('ChecksumShare', { shareId: SHARE.shareId })).sha256, checksum, 'the data changed');
-  const room = await used(sim);
+  const room = await poolUsage(sim);
   assert.deepEqual(room, { 'alpha#gold': backend === 'alpha' ? SIZE : 0, 'beta#bronze': 0, 'beta#tiny': 0, 'gamma#iron': backend === 'gamma' ? SIZE : 0 }, 'a target or a retired place was left behind');
 }
 
@@ -79,7 +44,7 @@ async function sentBytes(d: ChildDaemon): Promise<number> {
 describe('SIGKILL of ferryd during a host-path migration, and a restart on the same data dir', () => {
   test('in STARTING (held in CreateTarget): the start is made again and the migration succeeds', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     await a.sim.call('SetFaults', { latencyMs: { CreateTarget: 3_000 } });
     const m = await a.client.startMigration(START);
@@ -87,7 +52,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
     assert.equal(m.dataPath, 'DATA_PATH_HOST');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     await waitForState(b.client, m.id, 'PHASE1_DONE');
     await b.client.completeMigration(m.id);
@@ -97,13 +62,13 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
 
   test('in IN_PROGRESS: the copy resumes from the last verified batch, not from the start', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration({ ...START, maxBandwidthBytesPerSec: 2 * MiB });
     const seen = await a.client.waitFor(m.id, (x) => x.state === 'MIGRATION_STATE_IN_PROGRESS' && x.progress.copiedBytes >= SIZE / 2);
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     const resumed = await b.client.getMigration(m.id);
     assert.equal(resumed.state, 'MIGRATION_STATE_IN_PROGRESS');
     assert.ok(resumed.progress.copiedBytes >= seen.progress.copiedBytes, `copied_bytes went back from ${seen.progress.copiedBytes} to ${resumed.progress.copiedBytes}`);
@@ -119,13 +84,13 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
 
   test('in PHASE1_DONE: kept warm after the restart and completed', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_PHASE1_DONE');
     await b.sim.call('WriteShare', { shareId: SHARE.shareId, offset: MiB, data: Buffer.alloc(64 * KiB, 7) });
     const after = (await b.sim.call('ChecksumShare', { shareId: SHARE.shareId })).sha256 as string;
@@ -140,7 +105,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
 
   test('in COMPLETING before the commit (held in PromoteTarget): the cutover is done again and succeeds', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -149,7 +114,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
     await waitForLog(a.daemon, 'host path: the last delta is verified; promoting the target');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.sim.call('GetShare', { shareId: SHARE.shareId })).backend, 'alpha', 'the promote ran though ferryd died before it');
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_COMPLETING');
@@ -159,7 +124,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
 
   test('in COMPLETING after the commit (held in RetireShare): it rolls forward to SUCCESS and the source is retired', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -168,7 +133,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
     await waitForLog(a.daemon, 'host path: the target is promoted (the commit point); releasing the writes and retiring the source');
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     assert.equal((await b.sim.call('GetShare', { shareId: SHARE.shareId })).backend, 'gamma');
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_COMPLETING');
@@ -180,7 +145,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
 
   test('in CANCELLING (held in DiscardTarget): the cancel is done again, the source is intact and gamma is empty', async (t) => {
     const args = setup(t);
-    const a = await boot(t, args);
+    const a = await bootDaemon(t, args);
     const sum = await shareWithData(a.sim);
     const m = await a.client.startMigration(START);
     await waitForState(a.client, m.id, 'PHASE1_DONE');
@@ -188,7 +153,7 @@ describe('SIGKILL of ferryd during a host-path migration, and a restart on the s
     await a.client.cancelMigration(m.id);
     await kill9(a.daemon);
 
-    const b = await boot(t, args);
+    const b = await bootDaemon(t, args);
     await b.sim.call('ClearFaults', {});
     assert.equal((await b.client.getMigration(m.id)).state, 'MIGRATION_STATE_CANCELLING');
     await waitForState(b.client, m.id, 'CANCELLED');

@@ -7,10 +7,9 @@
  * the array's own job. SIGKILL in every state is in host-path-crash.test.ts.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { SimClient } from '../simulator/helpers.ts';
+import { filledShare, poolUsage, sha256, SimClient } from '../simulator/helpers.ts';
 import { HOST_PATH_ARRAY, inProcessDaemon, pluginsDir, tempDir, testConfig, waitForState } from '../helpers.ts';
 
 const KiB = 1024;
@@ -25,18 +24,12 @@ async function system(t: TestContext) {
   return { daemon, client, sim };
 }
 
-async function shareWithData(sim: SimClient, shareId: string, size = 2 * MiB): Promise<string> {
-  await sim.call('CreateShare', { shareId, backend: 'alpha', pool: 'gold', sizeBytes: size, metadata: { owner: 'team-a' } });
-  for (let off = 0; off < size; off += 512 * KiB) await sim.call('WriteShare', { shareId, offset: off, data: randomBytes(Math.min(512 * KiB, size - off)) });
-  return (await sim.call('ChecksumShare', { shareId })).sha256 as string;
-}
+/** A share on alpha#gold, filled (with metadata to carry); its SHA-256. */
+const shareWithData = async (sim: SimClient, shareId: string, size = 2 * MiB): Promise<string> =>
+  sha256(await filledShare(sim, shareId, size, { backend: 'alpha', pool: 'gold', metadata: { owner: 'team-a' } }));
 
 /** Bytes used in backend#pool, as the array counts them (shares, targets, places not yet retired). */
-async function usedBytes(sim: SimClient, backend: string, pool: string): Promise<number> {
-  const { backends } = await sim.call('ListBackends');
-  const b = (backends as { name: string; pools: { name: string; usedBytes: string | number }[] }[]).find((x) => x.name === backend)!;
-  return Number(b.pools.find((p) => p.name === pool)!.usedBytes);
-}
+const usedBytes = async (sim: SimClient, backend: string, pool: string): Promise<number> => (await poolUsage(sim))[`${backend}#${pool}`]!;
 
 /** No snapshot the migration could have taken is left on the array (ids are `<migration>-s<n>`). */
 async function assertNoSnapshots(sim: SimClient, shareId: string, migrationId: string): Promise<void> {

@@ -4,13 +4,16 @@
  * TypeScript driver) or a fixture driver, and a log the test reads as events.
  */
 import { EventEmitter } from 'node:events';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { FerryClient } from '../../client/client.ts';
 import { clientConstructor } from '../../lib/rpc.ts';
 import type { Log } from '../../lib/log.ts';
-import { ROOT } from '../helpers.ts';
+import { SimClient } from '../simulator/helpers.ts';
+import { kill9, ROOT, spawnDaemon, tempDir, type ChildDaemon } from '../helpers.ts';
 
 /** The argv that serves a module plugin folder over DriverService under `name`. */
 export const bridgeCommand = (name: string, moduleDir = join(ROOT, 'plugins/simulator')) => [process.execPath, join(ROOT, 'host/serve-module.mjs'), moduleDir, '--name', name];
@@ -74,4 +77,32 @@ export async function healthOf(address: string, service: string): Promise<string
   } finally {
     client.close();
   }
+}
+
+/** ferryd's arguments for a data dir and a config file (with `file` in it) that outlive the daemons started on them. */
+export function childDaemonArgs(t: TestContext, file: Record<string, unknown>): string[] {
+  const dir = tempDir(t);
+  const config = join(dir, 'ferry.json');
+  writeFileSync(config, JSON.stringify(file));
+  return ['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--config', config, '--log-level', 'info'];
+}
+
+/** A ferryd child process, with a client to it and to its embedded array. */
+export interface ConnectedDaemon {
+  daemon: ChildDaemon;
+  client: FerryClient;
+  sim: SimClient;
+}
+
+/** Spawns ferryd with `args` and connects to it; the clients close, and the daemon is killed if still up, when the test ends. */
+export async function bootDaemon(t: TestContext, args: string[]): Promise<ConnectedDaemon> {
+  const daemon = await spawnDaemon(args);
+  const client = new FerryClient(daemon.address);
+  const sim = new SimClient(daemon.address);
+  t.after(async () => {
+    client.close();
+    sim.close();
+    if (daemon.child.exitCode === null && daemon.child.signalCode === null) await kill9(daemon);
+  });
+  return { daemon, client, sim };
 }

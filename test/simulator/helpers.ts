@@ -179,13 +179,27 @@ export function sha256(buf: Buffer): string {
 }
 
 /** Creates a share and fills it with `pattern(seed)`; returns the content. */
-export async function filledShare(client: SimClient, shareId: string, sizeBytes: number, where = { backend: 'alpha', pool: 'gold' }, seed = shareId): Promise<Buffer> {
+export async function filledShare(
+  client: SimClient,
+  shareId: string,
+  sizeBytes: number,
+  where: { backend: string; pool: string; metadata?: Record<string, string> } = { backend: 'alpha', pool: 'gold' },
+  seed = shareId,
+): Promise<Buffer> {
   await client.call('CreateShare', { shareId, ...where, sizeBytes });
   const content = pattern(seed, sizeBytes);
   for (let off = 0; off < sizeBytes; off += MiB) {
     await client.call('WriteShare', { shareId, offset: off, data: content.subarray(off, Math.min(sizeBytes, off + MiB)) });
   }
   return content;
+}
+
+/** Bytes used in each pool of the array, by "backend#pool" (shares, targets, places not yet retired), as ListBackends counts them. */
+export async function poolUsage(client: SimClient): Promise<Record<string, number>> {
+  const { backends } = await client.call('ListBackends');
+  const out: Record<string, number> = {};
+  for (const b of backends as { name: string; pools: { name: string; usedBytes: string | number }[] }[]) for (const p of b.pools) out[`${b.name}#${p.name}`] = Number(p.usedBytes);
+  return out;
 }
 
 /** The .img files in an array's data dir. */

@@ -347,7 +347,7 @@ export class MoverJob {
       if (p.current) await this.copyOnePass(stop.signal);
       for (let i = 0; i < MAX_CATCH_UP_PASSES; i++) {
         await this.copyOnePass(stop.signal);
-        const bytes = this.lastDelta?.bytes ?? 0;
+        const bytes = this.lastDelta.bytes;
         catchUp.push(bytes);
         if (bytes <= CATCH_UP_SMALL_BYTES || bytes >= (catchUp.at(-2) ?? Infinity)) break;
       }

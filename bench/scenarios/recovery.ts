@@ -120,7 +120,7 @@ async function oneCrash(ctx: BenchContext, crash: Crash, count: number): Promise
     daemon = await startDaemon(daemonDir, array.address);
     client = new FerryClient(daemon.address, 60_000);
     const started = await startMigrations(client, shares, { maxBandwidthBytesPerSec: CAP });
-    const ids = started.map((m) => m.id);
+    const ids = started.migrations.map((m) => m.id);
     // Every migration mid-copy: some bytes copied, phase 1 far from done.
     for (;;) {
       const all = await listAll(client);

@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { FerryClient } from '../../client/client.ts';
 import { listAll, prepareShares, startMigrations } from '../lib/fleet.ts';
 import { startArray, startDaemon } from '../lib/processes.ts';
@@ -52,6 +52,9 @@ export interface WatchersResult {
   messages: number;
   daemonCpuPercent: number;
   benchCpuPercent: number;
+  /** This process's event loop delay over the run, ms. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 }
 
 /** Runs the watchers measurement. */
@@ -78,6 +81,8 @@ export async function watchersRun(ctx: BenchContext, migrations: number, perMigr
         const done = new Promise<void>((resolve) => (allServed = resolve));
         const cpu0 = cpuMs(daemon.pid);
         const bench0 = process.cpuUsage();
+        const loop = monitorEventLoopDelay({ resolution: 5 });
+        loop.enable();
         const t0 = performance.now();
         ctx.log(`many watchers: ${migrations} migrations capped at ${WATCH_CAP / MiB} MiB/s, ${perMigration} watchers each opened on acceptance, over ${CHANNELS} channels`);
         await startMigrations(client, shares, { maxBandwidthBytesPerSec: WATCH_CAP }, (m) => {
@@ -105,6 +110,7 @@ export async function watchersRun(ctx: BenchContext, migrations: number, perMigr
         await within(done, WATCH_LIMIT_MS);
         const ms = performance.now() - t0;
         const bench = process.cpuUsage(bench0);
+        loop.disable();
         const daemonCpuPercent = ((cpuMs(daemon.pid) - cpu0) / ms) * 100;
         if (fleet.selfCheck) throw new Error(fleet.selfCheck);
         const record = new Map((await listAll(client)).map((m) => [m.id, tsMs(m.phase1DoneAt)]));
@@ -125,10 +131,12 @@ export async function watchersRun(ctx: BenchContext, migrations: number, perMigr
           messages: fleet.messages,
           daemonCpuPercent,
           benchCpuPercent: ((bench.user + bench.system) / 1000 / ms) * 100,
+          loopDelayP99Ms: loop.percentile(99) / 1e6,
+          loopDelayMaxMs: loop.max / 1e6,
         };
         ctx.log(
           `many watchers: ${result.got} of ${watchers} saw PHASE1_DONE${result.got < watchers ? ` (not all within ${WATCH_LIMIT_MS / 1000} s)` : ''} in ${fmt(ms / 1000, 1)} s; delivery p50 ${fmt(result.delivery.median, 1)} ms, p99 ${fmt(result.delivery.p99, 1)} ms, max ${fmt(result.delivery.max, 1)} ms; ` +
-            `ferryd ${fmt(daemonCpuPercent, 0)}%, this process ${fmt(result.benchCpuPercent, 0)}% of a core`,
+            `ferryd ${fmt(daemonCpuPercent, 0)}%, this process ${fmt(result.benchCpuPercent, 0)}% of a core (its event loop delay p99 ${fmt(result.loopDelayP99Ms, 1)} ms)`,
         );
         return result;
       } finally {

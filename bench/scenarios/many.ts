@@ -91,7 +91,7 @@ function timingTable(results: CountResult[]): Table {
 function costTable(results: CountResult[]): Table {
   return {
     title: `Many migrations: GetMigration at ${RATE} calls/s (ms), ferryd's CPU and memory, ListMigrations pages of 1,000 (ms)`,
-    header: ['driver', 'migrations', 'Get p50 rush', 'Get p99 rush', 'Get p50 steady', 'Get p99 steady', 'ferryd CPU rush', 'ferryd CPU steady', 'array CPU rush', 'ferryd peak RSS MiB', 'page p50', 'page p99'],
+    header: ['driver', 'migrations', 'Get p50 rush', 'Get p99 rush', 'Get p50 steady', 'Get p99 steady', 'sender lag max', 'ferryd CPU rush', 'ferryd CPU steady', 'array CPU rush', 'ferryd peak RSS MiB', 'page p50', 'page p99'],
     rows: results.map((r) => [
       r.driver,
       `${r.count}${r.rushDone ? '' : ' (rush cut)'}`,
@@ -99,6 +99,7 @@ function costTable(results: CountResult[]): Table {
       fmt(r.rush.get.p99, 2),
       fmt(r.steady.get.median, 2),
       fmt(r.steady.get.p99, 2),
+      fmt(Math.max(r.rush.maxLagMs, r.steady.maxLagMs), 1),
       pct(r.rush.daemonCpuPercent),
       pct(r.steady.daemonCpuPercent),
       pct(r.rush.arrayCpuPercent),
@@ -110,7 +111,7 @@ function costTable(results: CountResult[]): Table {
       'rush: from the first StartMigration until none is STARTING or IN_PROGRESS; steady: afterwards, every migration PHASE1_DONE and polled by the engine (every 500 ms, as the simulator driver asks). "rush cut": the steady window began with some still starting.',
       'CPU: percent of one core over the phase (/proc/PID/stat). Pages: ListMigrations of 1,000 one after the other after the steady window, walking the list (from the start again at its end): 20 pages at 1,000 and more, 5 below.',
       'driver: typescript is the simulator plugin inside ferryd; python is plugins/simulator-py, a process driver ferryd starts and calls over ferry.driver.v1 (its own CPU is not in ferryd\'s).',
-      `GetMigration errors: ${results.map((r) => `${r.driver} ${r.count}: ${r.rush.errors + r.steady.errors}`).join(', ')}; worst sender lag ${fmt(Math.max(...results.map((r) => Math.max(r.rush.maxLagMs, r.steady.maxLagMs))), 1)} ms (a late sender would hide latency).`,
+      `sender lag max: how late the open-loop sender fired its latest call (ms): this process's own event loop held up, which also delays reading answers. GetMigration errors: ${results.map((r) => `${r.driver} ${r.count}: ${r.rush.errors + r.steady.errors}`).join(', ')}.`,
     ],
   };
 }
@@ -135,7 +136,7 @@ function growthTable(points: GrowthPoint[], ts: CountResult[]): Table {
 function watchersTable(w: WatchersResult): Table {
   return {
     title: `Watchers: ${w.watchers} WatchMigration streams over ${w.migrations} migrations (${w.watchers / w.migrations} each), ${w.channels} channels`,
-    header: ['saw PHASE1_DONE', 'opened late', 'failed', 'delivery p50 ms', 'delivery p99 ms', 'delivery max ms', 'messages', 'run s', 'ferryd CPU', 'this process CPU'],
+    header: ['saw PHASE1_DONE', 'opened late', 'failed', 'delivery p50 ms', 'delivery p99 ms', 'delivery max ms', 'messages', 'run s', 'ferryd CPU', 'this process CPU', 'this process loop delay p99 / max ms'],
     rows: [
       [
         `${w.got} of ${w.watchers}`,
@@ -148,13 +149,14 @@ function watchersTable(w: WatchersResult): Table {
         fmt(w.ms / 1000, 1),
         pct(w.daemonCpuPercent),
         pct(w.benchCpuPercent),
+        `${fmt(w.loopDelayP99Ms, 1)} / ${fmt(w.loopDelayMaxMs, 1)}`,
       ],
     ],
     notes: [
       `Each migration capped at ${WATCH_CAP / MiB} MiB/s (its copy lasts about a second) and its ${w.watchers / w.migrations} watchers opened as it is accepted, so they are in place before PHASE1_DONE; opened late: a watcher whose first value was already PHASE1_DONE (left out of the delivery figures).`,
       'delivery: from the phase1_done_at carried in the value (the daemon\'s record; checked against GetMigration afterwards: ' +
         `${w.mismatched} differed) to this process receiving it. Streams stay open until every watcher has it (at most 120 s).`,
-      'The watchers are raw grpc-js streams with a decoder of the three fields they read; this process runs on the same two cores as ferryd and the array, so its CPU is shown.',
+      'The watchers are raw grpc-js streams with a decoder of the three fields they read; this process runs on the same two cores as ferryd and the array, so its CPU is shown, and its event loop delay (perf_hooks.monitorEventLoopDelay): a value is read no later than that after it arrives.',
     ],
   };
 }

@@ -156,7 +156,7 @@ export function toWireMigration(r: MigrationRecord): Migration__Output {
     share: { backend: s.source.backend, shareId: s.source.shareId },
     destination: `${s.destination.backend}#${s.destination.pool}`,
     state: wireState(r.state),
-    progress: { ...r.progress, warning: r.progress.warning ?? '' },
+    progress: { ...r.progress, warning: r.progress.warning ?? '', recopiedBytes: r.progress.recopiedBytes ?? 0 },
     writable: s.writable,
     nondisruptive: s.nondisruptive,
     preserveMetadata: s.preserveMetadata,

@@ -145,6 +145,7 @@ export class Engine {
       signal: this.shutdown.signal,
       slots: { calls: this.calls, starts: this.startSlots },
       record: (id) => this.records.get(id),
+      written: (id) => this.published.get(id),
       pendingWrite: (id) => this.writes.get(id),
       driverFor: (record) => this.driverFor(record),
       transition: (record, to, patch) => this.transition(record, to, patch),

@@ -165,6 +165,14 @@ export function foldProgress(before: Progress, driverCopiedBefore: number | unde
   return { progress: { ...next, copiedBytes: copied, percent, recopiedBytes: recopied }, driverCopiedBytes: driverCopied };
 }
 
+/** Whether two progress values show the same figures. */
+export function sameProgress(a: Progress | undefined, b: Progress): boolean {
+  if (!a) return false;
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof Progress)[]);
+  for (const key of keys) if (a[key] !== b[key]) return false;
+  return true;
+}
+
 /**
  * The figures a migration keeps once it has ended (DESIGN rule 6: progress
  * never lies). The driver is not asked again, so its last poll would stay

@@ -15,7 +15,7 @@ import type { CancelResult, CompleteResult, ContinueResult, StartResult } from '
 import type { GuardedDriver } from '../host/guard.ts';
 import { pollDelay } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
-import { foldProgress, TERMINAL_STATES, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
+import { foldProgress, sameProgress, TERMINAL_STATES, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
 import type { EngineOptions } from './options.ts';
 import type { Semaphore } from '../lib/semaphore.ts';
 
@@ -61,6 +61,8 @@ export interface RunnerHost {
   /** All driver calls, and the share of them that starts may hold. */
   readonly slots: { calls: Semaphore; starts: Semaphore };
   record(id: string): MigrationRecord | undefined;
+  /** The record as last written (what callers see). */
+  written(id: string): MigrationRecord | undefined;
   /** The record's write in flight, if any: the runner waits for it before acting. */
   pendingWrite(id: string): Promise<void> | undefined;
   /** What drives the migration; throws UNAVAILABLE when its source backend has no driver. */
@@ -206,13 +208,14 @@ export class Runner {
       case 'continue': {
         const r = outcome.result;
         const before = record.progress;
+        const driverBefore = record.driverCopiedBytes ?? before.copiedBytes;
         const checkpointChanged = JSON.stringify(r.checkpoint) !== JSON.stringify(record.checkpoint);
         const stateBefore = record.state;
         // Once phase 1 was done it stays done for reporting, whatever a later poll says.
         const phase1Done = (r.phase1Done || record.phase1DoneAt !== undefined) && record.state !== 'CANCELLING';
         this.fold(record, r.progress, phase1Done);
         record.checkpoint = r.checkpoint;
-        if (r.progress.copiedBytes > before.copiedBytes || r.progress.iteration > before.iteration || r.progress.dirtyBytes < before.dirtyBytes || r.phase1Done) {
+        if (r.progress.copiedBytes > driverBefore || r.progress.iteration > before.iteration || r.progress.dirtyBytes < before.dirtyBytes || r.phase1Done) {
           this.lastAdvanceAt = now;
         }
         // A complete or cancel may have arrived while the call was out: then only the checkpoint and progress are kept.
@@ -221,9 +224,11 @@ export class Runner {
         if (stallTimeoutMs > 0 && record.state === 'IN_PROGRESS' && now - this.lastAdvanceAt > stallTimeoutMs) {
           this.fail(record, { code: 'STALLED', message: `phase 1 made no progress for ${Math.round((now - this.lastAdvanceAt) / 1000)} s (stall timeout ${stallTimeoutMs} ms); the source is untouched` });
         }
-        record.updatedAt = now;
-        // Callers see only what is written (so nothing they saw is lost in a crash): progress alone is written, and shown, at most every progressPersistMs.
-        if (record.state !== stateBefore || checkpointChanged || now - this.lastPersistAt >= host.options.progressPersistMs) {
+        // Callers see only what is written (so nothing they saw is lost in a crash): progress alone is written, and shown, at most every
+        // progressPersistMs, and only when it moved since it was last written (a parked migration's polls mostly report what the last one did).
+        const changed = record.state !== stateBefore || checkpointChanged;
+        if (changed || (now - this.lastPersistAt >= host.options.progressPersistMs && !sameProgress(host.written(this.id)?.progress, record.progress))) {
+          record.updatedAt = now;
           this.lastPersistAt = now;
           await host.persist(record);
         }

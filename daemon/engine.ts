@@ -274,7 +274,7 @@ export class Engine {
     return this.get(id);
   }
 
-  /** One migration, as last written. Throws NOT_FOUND. */
+  /** One migration, as last written: a copy that nothing changes (callers must not either). Throws NOT_FOUND. */
   get(id: string): MigrationRecord {
     const record = this.published.get(id);
     if (!record) throw notFound(id);

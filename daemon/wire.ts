@@ -150,6 +150,19 @@ function timestamp(ms: number | undefined): Timestamp__Output | null {
 
 /** A record as a ferry.v1.Migration message. */
 export function toWireMigration(r: MigrationRecord): Migration__Output {
+  let wire = wireForms.get(r);
+  if (!wire) wireForms.set(r, (wire = wireForm(r)));
+  return wire;
+}
+
+/**
+ * The wire form of each record the engine shows, made once: what it shows
+ * is a written copy that nothing changes (engine.ts), and ten watchers of
+ * one migration would otherwise convert each change ten times.
+ */
+const wireForms = new WeakMap<MigrationRecord, Migration__Output>();
+
+function wireForm(r: MigrationRecord): Migration__Output {
   const s = r.spec;
   return {
     id: r.id,

@@ -237,7 +237,9 @@ export const manyScenario: Scenario = {
       results,
       watchers,
       growth,
-      growthSubtitle: `${SHARE_BYTES / MiB} MiB shares${huge ? ` (${DATA_AT_10K / 1024} KiB of data each at 10,000)` : ''}, TypeScript driver, GetMigration at ${RATE}/s`,
+      growthSubtitle:
+        `${SHARE_BYTES / MiB} MiB shares${huge ? ` (${DATA_AT_10K / 1024} KiB of data each at 10,000)` : ''}, TypeScript driver, GetMigration at ${RATE}/s` +
+        ts.filter((r) => !r.rushDone).map((r) => `; ${r.count}: rush cut at ${RUSH_LIMIT_MS / 1000} s, ${r.notPhase1} not parked`).join(''),
     };
     return {
       tables: [timingTable(results), costTable(results), growthTable(growth, ts), watchersTable(watchers)],

@@ -53,8 +53,8 @@ export async function drawFreezeChart(data: CutoverData, file: string): Promise<
   return renderPng(spec, file);
 }
 
-/** Draws ferryd's cost against the number of migrations (log x axis, `subtitle` saying what was run) to `file` (PNG); returns the path. */
-export async function drawGrowthChart(points: readonly GrowthPoint[], subtitle: string, file: string): Promise<string> {
+/** Draws ferryd's cost against the number of migrations (log x axis; `subtitle`, one line each, says what was run) to `file` (PNG); returns the path. */
+export async function drawGrowthChart(points: readonly GrowthPoint[], subtitle: readonly string[], file: string): Promise<string> {
   const values = points.flatMap((p) => [
     { migrations: p.migrations, panel: 'cpu-rush', series: 'rush', value: p.cpuMsPerMigrationRush },
     { migrations: p.migrations, panel: 'cpu-steady', series: 'steady', value: p.cpuUsPerMigrationSecondSteady },
@@ -72,7 +72,7 @@ export async function drawGrowthChart(points: readonly GrowthPoint[], subtitle: 
   });
   const spec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: 'ferryd cost against the number of migrations', subtitle: `${subtitle}; log scales` },
+    title: { text: 'ferryd cost against the number of migrations', subtitle: [`${subtitle[0] ?? ''}; log scales`, ...subtitle.slice(1)] },
     background: 'white',
     data: { values },
     vconcat: [

@@ -130,6 +130,7 @@ const ENGINE_RULES = group(DEFAULT_ENGINE_OPTIONS, {
   backoffInitialMs: (d) => ms(d, 1, 'a failing call would be retried without pause'),
   backoffMaxMs: (d) => ms(d, 1, 'a failing call would be retried without pause'),
   progressPersistMs: (d) => ms(d, 0),
+  parkedPollMs: (d) => ms(d, 0),
   cleanupAttempts: (d) => count(d, 1, 'the clean-up after an error would never be tried'),
   unresponsiveAfterMs: (d) => ms(d, 0),
 });

@@ -26,6 +26,8 @@ import { CANCELLABLE_STATES, TERMINAL_STATES, canTransition, emptyProgress, fina
 import { DEFAULT_ENGINE_OPTIONS, type EngineHooks, type EngineOptions } from './options.ts';
 import { Runner, stepFor, type MigrationDriver, type RunnerHost } from './runner.ts';
 import { Semaphore } from '../lib/semaphore.ts';
+import { ChangeFeeds } from '../host/changes.ts';
+import { RecordWriter } from './record-writer.ts';
 import type { Store } from './store.ts';
 
 /** What StartMigration asks for, validated. */
@@ -77,7 +79,19 @@ const STATE_ADVICE: Partial<Record<State, string>> = {
 
 /** The migration engine. One per daemon; owns the store's records while it runs. */
 export class Engine {
+  /** The working records: what runners and requests change, ahead of the disk. */
   private readonly records = new Map<string, MigrationRecord>();
+  /**
+   * What callers see: each record's copy as last written (RecordWriter), so
+   * nothing a caller was shown can be lost in a crash (after a restart they
+   * see at least as much), and `order`, every published id sorted, which
+   * ListMigrations pages through.
+   */
+  private readonly published = new Map<string, MigrationRecord>();
+  private readonly order: string[] = [];
+  private readonly writer: RecordWriter;
+  /** The drivers' change feeds (Driver.watchChanges). */
+  private readonly feeds: ChangeFeeds;
   /** Active (non-terminal) migration per share. */
   private readonly active = new Map<string, string>();
   /** Migration per request id. */
@@ -118,6 +132,8 @@ export class Engine {
     hostPathOptions: HostPathOptions = DEFAULT_HOST_PATH_OPTIONS,
   ) {
     this.hostPath = new HostPath(backends, store.places, log.child({ component: 'host-path' }), hostPathOptions, { initial: options.backoffInitialMs, max: options.backoffMaxMs });
+    this.writer = new RecordWriter(store, (copy) => this.publish(copy));
+    this.feeds = new ChangeFeeds(backends, log.child({ component: 'changes' }), { backoffInitialMs: options.backoffInitialMs, backoffMaxMs: options.backoffMaxMs, recheckMs: 5_000 });
     this.calls = new Semaphore(options.maxConcurrentCalls);
     this.startSlots = new Semaphore(Math.max(1, Math.floor(options.maxConcurrentCalls / 4)));
     const engine = this;
@@ -129,11 +145,12 @@ export class Engine {
       signal: this.shutdown.signal,
       slots: { calls: this.calls, starts: this.startSlots },
       record: (id) => this.records.get(id),
+      written: (id) => this.published.get(id),
       pendingWrite: (id) => this.writes.get(id),
       driverFor: (record) => this.driverFor(record),
       transition: (record, to, patch) => this.transition(record, to, patch),
       persist: (record) => this.persist(record),
-      notify: (record) => this.notify(record),
+      feedLive: (record) => record.spec.dataPath === 'driver' && this.feeds.isLive(record.spec.source.backend),
       stuckChanged: (backend) => this.hooks.stuckChanged?.(backend),
     };
   }
@@ -146,6 +163,7 @@ export class Engine {
       record.spec.dataPath ??= 'driver';
       observeMigrationId(record.id);
       this.adopt(record);
+      this.publish({ ...record });
     }
     let resumed = 0;
     for (const record of records) {
@@ -154,6 +172,7 @@ export class Engine {
         resumed++;
       }
     }
+    this.feeds.start((backend, id) => this.changed(backend, id));
     this.log.info({ migrations: records.length, resumed }, 'engine started');
   }
 
@@ -169,8 +188,9 @@ export class Engine {
       this.shutdown.abort(new FerryError('UNAVAILABLE', 'the daemon is shutting down'));
     }
     clearTimeout(timer);
+    await this.feeds.close();
     await this.hostPath.close();
-    await Promise.all(this.writes.values());
+    await this.writer.idle();
     for (const set of this.watchers.values()) for (const listener of set) listener(null);
     this.watchers.clear();
   }
@@ -192,7 +212,7 @@ export class Engine {
   private async admitAndCreate(input: StartInput): Promise<MigrationRecord> {
     this.assertRunning();
     const fp = fingerprint(input);
-    const retried = this.byRequestId(input.requestId, fp);
+    const retried = await this.byRequestId(input.requestId, fp);
     if (retried) return retried;
 
     const { source, destination } = input;
@@ -204,7 +224,7 @@ export class Engine {
     const spec: MigrationSpec = { ...asked, dataPath: admission.dataPath };
 
     // The checks above awaited the driver: a concurrent start of another share may have taken the request id.
-    const raced = this.byRequestId(input.requestId, fp);
+    const raced = await this.byRequestId(input.requestId, fp);
     if (raced) return raced;
 
     const now = Date.now();
@@ -229,43 +249,44 @@ export class Engine {
     }
     const runner = this.runner(id);
     runner.log.info({ source, destination, requestId: input.requestId || undefined }, 'migration started');
-    return record;
+    return this.get(id);
   }
 
   /** Asks for the cutover. Idempotent. */
   async complete(id: string): Promise<MigrationRecord> {
-    const record = this.get(id);
-    if (record.state === 'COMPLETING' || record.state === 'SUCCESS') return record;
+    const record = this.working(id);
+    if (record.state === 'COMPLETING' || record.state === 'SUCCESS') return this.settled(id);
     if (record.state !== 'PHASE1_DONE') throw this.wrongState(record, 'CompleteMigration', 'PHASE1_DONE');
     this.assertRunning();
     this.transition(record, 'COMPLETING');
     await this.persistAndWake(record);
-    return record;
+    return this.get(id);
   }
 
   /** Asks for a cancel. Idempotent. */
   async cancel(id: string): Promise<MigrationRecord> {
-    const record = this.get(id);
-    if (record.state === 'CANCELLING' || record.state === 'CANCELLED') return record;
+    const record = this.working(id);
+    if (record.state === 'CANCELLING' || record.state === 'CANCELLED') return this.settled(id);
     if (!CANCELLABLE_STATES.has(record.state)) throw this.wrongState(record, 'CancelMigration', 'STARTING, IN_PROGRESS or PHASE1_DONE');
     this.assertRunning();
     this.transition(record, 'CANCELLING');
     await this.persistAndWake(record);
-    return record;
+    return this.get(id);
   }
 
-  /** One migration, as it stands. Throws NOT_FOUND. */
+  /** One migration, as last written: a copy that nothing changes (callers must not either). Throws NOT_FOUND. */
   get(id: string): MigrationRecord {
-    const record = this.records.get(id);
-    if (!record) throw new FerryError('NOT_FOUND', `no migration has id ${id}`, { details: { migration: id } });
+    const record = this.published.get(id);
+    if (!record) throw notFound(id);
     return record;
   }
 
   /** Migrations in id (creation) order, filtered, at most `limit`; `more` if the filter matched more. */
   list(filter: ListFilter): { migrations: MigrationRecord[]; more: boolean } {
     const out: MigrationRecord[] = [];
-    for (const record of this.records.values()) {
-      if (filter.after !== undefined && record.id <= filter.after) continue;
+    const { order } = this;
+    for (let i = filter.after === undefined ? 0 : firstAfter(order, filter.after); i < order.length; i++) {
+      const record = this.published.get(order[i]!)!;
       if (filter.state && record.state !== filter.state) continue;
       if (filter.backend && record.spec.source.backend !== filter.backend && record.spec.destination.backend !== filter.backend) continue;
       if (out.length === filter.limit) return { migrations: out, more: true };
@@ -311,15 +332,35 @@ export class Engine {
     }
   }
 
-  private byRequestId(requestId: string, fp: string): MigrationRecord | undefined {
+  /** The migration a request id made, once written; throws ALREADY_EXISTS if it was made with other fields. */
+  private async byRequestId(requestId: string, fp: string): Promise<MigrationRecord | undefined> {
     if (!requestId) return undefined;
     const id = this.requests.get(requestId);
     if (!id) return undefined;
-    const record = this.get(id);
-    if (record.fingerprint !== fp) {
+    if (this.working(id).fingerprint !== fp) {
       throw new FerryError('ALREADY_EXISTS', `request_id ${requestId} was used for migration ${id} with different fields; use a new request_id`, { details: { migration: id, request_id: requestId } });
     }
+    return this.settled(id);
+  }
+
+  /** The working record. Throws NOT_FOUND. */
+  private working(id: string): MigrationRecord {
+    const record = this.records.get(id);
+    if (!record) throw notFound(id);
     return record;
+  }
+
+  /** The migration as written once its write in flight (if any) has landed. */
+  private async settled(id: string): Promise<MigrationRecord> {
+    await this.writes.get(id);
+    return this.get(id);
+  }
+
+  /** A record is on disk: callers see this copy from now on. */
+  private publish(copy: MigrationRecord): void {
+    if (!this.published.has(copy.id)) insertSorted(this.order, copy.id);
+    this.published.set(copy.id, copy);
+    this.notify(copy);
   }
 
   private wrongState(record: MigrationRecord, call: string, wanted: string): FerryError {
@@ -366,17 +407,13 @@ export class Engine {
     this.runners.get(record.id)?.log.info({ from, to }, 'state changed');
   }
 
-  /** Writes the record (its latest value) after any earlier write of it; then tells watchers. */
+  /** Writes the record (its latest value, in the next batch); once written, callers and watchers see it. */
   private persist(record: MigrationRecord): Promise<void> {
-    const previous = this.writes.get(record.id) ?? Promise.resolve();
-    const write = previous.then(() => this.store.save(record));
-    const tail = write.then(
-      () => this.notify(record),
-      () => undefined,
-    );
-    this.writes.set(record.id, tail);
-    void tail.then(() => {
-      if (this.writes.get(record.id) === tail) this.writes.delete(record.id);
+    const write = this.writer.write(record);
+    const settled = write.catch(() => undefined);
+    this.writes.set(record.id, settled);
+    void settled.then(() => {
+      if (this.writes.get(record.id) === settled) this.writes.delete(record.id);
     });
     return write;
   }
@@ -389,7 +426,26 @@ export class Engine {
   private notify(record: MigrationRecord): void {
     const set = this.watchers.get(record.id);
     if (!set) return;
-    for (const listener of set) listener(record);
+    for (const listener of set) {
+      try {
+        listener(record);
+      } catch (err) {
+        this.log.error({ err, migration: record.id }, 'a watcher failed');
+      }
+    }
+  }
+
+  /** A driver's change feed said that a migration of `backend` (any, if `id` is '') changed: its runner calls soon. */
+  private changed(backend: string, id: string): void {
+    if (id) {
+      const record = this.records.get(id);
+      if (record && record.spec.dataPath === 'driver' && record.spec.source.backend === backend) this.runners.get(id)?.poke();
+      return;
+    }
+    for (const [runnerId, runner] of this.runners) {
+      const record = this.records.get(runnerId);
+      if (record && record.spec.dataPath === 'driver' && record.spec.source.backend === backend) runner.poke();
+    }
   }
 
   private driverFor(record: MigrationRecord): MigrationDriver {
@@ -422,6 +478,27 @@ export class Engine {
     return undefined;
   }
 
+}
+
+const notFound = (id: string) => new FerryError('NOT_FOUND', `no migration has id ${id}`, { details: { migration: id } });
+
+/** The index of the first id in sorted `ids` greater than `after`. */
+function firstAfter(ids: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Inserts `id` into sorted `ids`; new ids are almost always the greatest, so it looks from the end. */
+function insertSorted(ids: string[], id: string): void {
+  let i = ids.length;
+  while (i > 0 && ids[i - 1]! > id) i--;
+  ids.splice(i, 0, id);
 }
 
 function withoutRequestId(input: StartInput): Omit<StartInput, 'requestId'> {

@@ -41,10 +41,12 @@ export function canTransition(from: State, to: State): boolean {
 
 /** Progress as reported to callers: the driver's figures plus a percent that never lies. */
 export interface Progress extends DriverProgress {
-  /** 0..100; 100 only once phase 1 is done. */
+  /** 0..100; 100 only once phase 1 is done. Never goes back while the migration runs. */
   percent: number;
-  /** Bytes still to copy in phase 1 (total - copied, plus dirty). */
+  /** Bytes still to copy in phase 1 (total - what the driver has copied, plus dirty). */
   remainingBytes: number;
+  /** Bytes the driver went back on and copies again (after a crash of its array); absent in records written before it existed. See foldProgress. */
+  recopiedBytes?: number;
 }
 
 /** A coded error kept on a migration. */
@@ -65,6 +67,8 @@ export interface MigrationRecord {
   fingerprint: string;
   state: State;
   progress: Progress;
+  /** Bytes copied as the driver last reported them; `progress.copiedBytes` never goes below its highest (foldProgress). */
+  driverCopiedBytes?: number;
   /** The driver's last checkpoint. */
   checkpoint: Checkpoint;
   createdAt: number;
@@ -140,6 +144,33 @@ export function toProgress(p: DriverProgress, phase1Done: boolean): Progress {
   };
   if (p.warning) progress.warning = p.warning;
   return progress;
+}
+
+/**
+ * A driver's new progress folded into what callers were shown before.
+ * `copiedBytes` (and so the percent) never goes back: when the driver
+ * reports fewer bytes copied than it last did (its array lost track of part
+ * of the copy in a crash and copies it again), copied stays where it was
+ * and what the driver went back by is added to `recopiedBytes`, until the
+ * driver's own figure passes it again. `remainingBytes` is what the driver
+ * says is left, so it shows the bytes to copy again.
+ */
+export function foldProgress(before: Progress, driverCopiedBefore: number | undefined, p: DriverProgress, phase1Done: boolean): { progress: Progress; driverCopiedBytes: number } {
+  const next = toProgress(p, phase1Done);
+  const driverCopied = next.copiedBytes;
+  const previous = driverCopiedBefore ?? before.copiedBytes;
+  const recopied = (before.recopiedBytes ?? 0) + Math.max(0, previous - driverCopied);
+  const copied = Math.min(Math.max(before.copiedBytes, driverCopied), next.totalBytes);
+  const percent = phase1Done ? 100 : Math.max(before.percent, next.percent);
+  return { progress: { ...next, copiedBytes: copied, percent, recopiedBytes: recopied }, driverCopiedBytes: driverCopied };
+}
+
+/** Whether two progress values show the same figures. */
+export function sameProgress(a: Progress | undefined, b: Progress): boolean {
+  if (!a) return false;
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof Progress)[]);
+  for (const key of keys) if (a[key] !== b[key]) return false;
+  return true;
 }
 
 /**

@@ -12,8 +12,19 @@ export interface EngineOptions extends PollPolicy {
   /** Retry delays after a failed driver call: doubling from initial, capped at max. */
   backoffInitialMs: number;
   backoffMaxMs: number;
-  /** Progress-only changes are written to LevelDB at most this often (state and checkpoint changes: always). */
+  /**
+   * Progress-only changes are written to LevelDB, and so shown to callers,
+   * at most this often (state and checkpoint changes: always). Callers see
+   * only what is written, so a crash never shows them an older value.
+   */
   progressPersistMs: number;
+  /**
+   * A migration parked in PHASE1_DONE whose driver's change feed is open
+   * (Driver.watchChanges) is polled this often at most often, whatever the
+   * driver suggests: the feed tells of what matters. Without a feed the
+   * driver's suggestion stands.
+   */
+  parkedPollMs: number;
   /** How many times cleanup after an error is tried before it is given up (and logged). */
   cleanupAttempts: number;
   /**
@@ -39,6 +50,7 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   backoffInitialMs: 100,
   backoffMaxMs: 10_000,
   progressPersistMs: 1_000,
+  parkedPollMs: 10_000,
   cleanupAttempts: 20,
   unresponsiveAfterMs: 600_000,
 };

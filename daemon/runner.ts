@@ -15,7 +15,7 @@ import type { CancelResult, CompleteResult, ContinueResult, StartResult } from '
 import type { GuardedDriver } from '../host/guard.ts';
 import { pollDelay } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
-import { TERMINAL_STATES, toProgress, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
+import { foldProgress, sameProgress, TERMINAL_STATES, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
 import type { EngineOptions } from './options.ts';
 import type { Semaphore } from '../lib/semaphore.ts';
 
@@ -61,14 +61,16 @@ export interface RunnerHost {
   /** All driver calls, and the share of them that starts may hold. */
   readonly slots: { calls: Semaphore; starts: Semaphore };
   record(id: string): MigrationRecord | undefined;
+  /** The record as last written (what callers see). */
+  written(id: string): MigrationRecord | undefined;
   /** The record's write in flight, if any: the runner waits for it before acting. */
   pendingWrite(id: string): Promise<void> | undefined;
   /** What drives the migration; throws UNAVAILABLE when its source backend has no driver. */
   driverFor(record: MigrationRecord): MigrationDriver;
   transition(record: MigrationRecord, to: State, patch?: Partial<MigrationRecord>): void;
   persist(record: MigrationRecord): Promise<void>;
-  /** Tells watchers of a change that is not written (progress only). */
-  notify(record: MigrationRecord): void;
+  /** Whether the migration's driver has its change feed open (host/changes.ts). */
+  feedLive(record: MigrationRecord): boolean;
   /** A migration of this backend became stuck, or answered again. */
   stuckChanged(backend: string): void;
 }
@@ -77,6 +79,9 @@ export interface RunnerHost {
 export class Runner {
   /** Resolves the current sleep early. */
   wake?: () => void;
+  /** A change arrived while a call was out: the next sleep is cut to the shortest. */
+  private poked = false;
+  private pokeTimer?: NodeJS.Timeout;
   /** Consecutive failed driver calls, for backoff. */
   private failures = 0;
   /** When the current run of failed calls began (undefined after a success). */
@@ -109,6 +114,8 @@ export class Runner {
       await host.pendingWrite(this.id);
       if (host.stopping) return;
       let delay: number;
+      // A change from now on may postdate what this call answers.
+      this.poked = false;
       try {
         delay = await this.apply(record, await this.call(record, step));
         this.failures = 0;
@@ -116,15 +123,33 @@ export class Runner {
       } catch (err) {
         delay = await this.failed(record, step, err);
       }
+      // (Not after a failure: its backoff stands, whatever the feed says.)
+      if (this.poked && this.failures === 0) delay = Math.min(delay, host.options.minPollMs);
       if (delay > 0 && !host.stopping && stepFor(record)) await this.sleep(delay);
     }
+  }
+
+  /**
+   * Something changed for the migration (its driver's change feed said so):
+   * call soon. A sleeping runner calls after the shortest poll delay; a
+   * runner whose call is out sleeps no longer than that after it, since the
+   * answer may predate the change. Never more than one call per
+   * `minPollMs`, however often the driver says it.
+   */
+  poke(): void {
+    this.poked = true;
+    // Not at once: a feed that repeats itself must not turn the poll into a busy loop.
+    this.pokeTimer ??= setTimeout(() => {
+      this.pokeTimer = undefined;
+      this.wake?.();
+    }, this.host.options.minPollMs);
   }
 
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.wake = undefined;
+        if (this.wake === done) this.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, ms);
@@ -150,7 +175,8 @@ export class Runner {
           const result = await driver.complete(call, host.signal);
           if (result.status === 'in_progress') {
             // continue is not called during a cutover: ask for progress so watchers see the cutover move.
-            record.progress = toProgress(await driver.progress({ ...call, checkpoint: result.checkpoint }, host.signal).catch(() => record.progress), true);
+            const progress = await driver.progress({ ...call, checkpoint: result.checkpoint }, host.signal).catch(() => undefined);
+            if (progress) this.fold(record, progress, true);
           }
           return { step, result };
         }
@@ -182,13 +208,14 @@ export class Runner {
       case 'continue': {
         const r = outcome.result;
         const before = record.progress;
+        const driverBefore = record.driverCopiedBytes ?? before.copiedBytes;
         const checkpointChanged = JSON.stringify(r.checkpoint) !== JSON.stringify(record.checkpoint);
         const stateBefore = record.state;
         // Once phase 1 was done it stays done for reporting, whatever a later poll says.
         const phase1Done = (r.phase1Done || record.phase1DoneAt !== undefined) && record.state !== 'CANCELLING';
-        record.progress = toProgress(r.progress, phase1Done);
+        this.fold(record, r.progress, phase1Done);
         record.checkpoint = r.checkpoint;
-        if (r.progress.copiedBytes > before.copiedBytes || r.progress.iteration > before.iteration || r.progress.dirtyBytes < before.dirtyBytes || r.phase1Done) {
+        if (r.progress.copiedBytes > driverBefore || r.progress.iteration > before.iteration || r.progress.dirtyBytes < before.dirtyBytes || r.phase1Done) {
           this.lastAdvanceAt = now;
         }
         // A complete or cancel may have arrived while the call was out: then only the checkpoint and progress are kept.
@@ -197,14 +224,17 @@ export class Runner {
         if (stallTimeoutMs > 0 && record.state === 'IN_PROGRESS' && now - this.lastAdvanceAt > stallTimeoutMs) {
           this.fail(record, { code: 'STALLED', message: `phase 1 made no progress for ${Math.round((now - this.lastAdvanceAt) / 1000)} s (stall timeout ${stallTimeoutMs} ms); the source is untouched` });
         }
-        record.updatedAt = now;
-        if (record.state !== stateBefore || checkpointChanged || now - this.lastPersistAt >= host.options.progressPersistMs) {
+        // Callers see only what is written (so nothing they saw is lost in a crash): progress alone is written, and shown, at most every
+        // progressPersistMs, and only when it moved since it was last written (a parked migration's polls mostly report what the last one did).
+        const changed = record.state !== stateBefore || checkpointChanged;
+        if (changed || (now - this.lastPersistAt >= host.options.progressPersistMs && !sameProgress(host.written(this.id)?.progress, record.progress))) {
+          record.updatedAt = now;
           this.lastPersistAt = now;
           await host.persist(record);
-        } else {
-          host.notify(record);
         }
-        return pollDelay(r.nextPollMs, host.options);
+        const delay = pollDelay(r.nextPollMs, host.options);
+        // Parked, with the driver's change feed open: the feed tells of what matters, the poll is only the fallback.
+        return record.state === 'PHASE1_DONE' && host.feedLive(record) ? Math.max(delay, host.options.parkedPollMs) : delay;
       }
       case 'complete': {
         const r = outcome.result;
@@ -232,6 +262,13 @@ export class Runner {
         return r.done ? 0 : pollDelay(r.nextPollMs, host.options);
       }
     }
+  }
+
+  /** Folds a driver's progress into the record (copied bytes never go back: foldProgress). */
+  private fold(record: MigrationRecord, progress: Parameters<typeof foldProgress>[2], phase1Done: boolean): void {
+    const folded = foldProgress(record.progress, record.driverCopiedBytes, progress, phase1Done);
+    record.progress = folded.progress;
+    record.driverCopiedBytes = folded.driverCopiedBytes;
   }
 
   /** Handles a failed driver call. Returns the delay before the next try (0 when the migration ended). */

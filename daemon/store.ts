@@ -58,6 +58,14 @@ export class Store {
     await this.db.put(`m!${record.id}`, record, { sync: this.sync });
   }
 
+  /** Writes migrations in one batch: all of them or none. */
+  async saveAll(records: readonly MigrationRecord[]): Promise<void> {
+    await this.db.batch(
+      records.map((record) => ({ type: 'put' as const, key: `m!${record.id}`, value: record })),
+      { sync: this.sync },
+    );
+  }
+
   /** The host path's places, in the same database under their own keys. */
   readonly places: PlaceStore = {
     load: async (id) => (await this.db.get(`p!${id}`)) as MoverPlace | undefined,

@@ -150,13 +150,26 @@ function timestamp(ms: number | undefined): Timestamp__Output | null {
 
 /** A record as a ferry.v1.Migration message. */
 export function toWireMigration(r: MigrationRecord): Migration__Output {
+  let wire = wireForms.get(r);
+  if (!wire) wireForms.set(r, (wire = wireForm(r)));
+  return wire;
+}
+
+/**
+ * The wire form of each record the engine shows, made once: what it shows
+ * is a written copy that nothing changes (engine.ts), and ten watchers of
+ * one migration would otherwise convert each change ten times.
+ */
+const wireForms = new WeakMap<MigrationRecord, Migration__Output>();
+
+function wireForm(r: MigrationRecord): Migration__Output {
   const s = r.spec;
   return {
     id: r.id,
     share: { backend: s.source.backend, shareId: s.source.shareId },
     destination: `${s.destination.backend}#${s.destination.pool}`,
     state: wireState(r.state),
-    progress: { ...r.progress, warning: r.progress.warning ?? '' },
+    progress: { ...r.progress, warning: r.progress.warning ?? '', recopiedBytes: r.progress.recopiedBytes ?? 0 },
     writable: s.writable,
     nondisruptive: s.nondisruptive,
     preserveMetadata: s.preserveMetadata,

@@ -167,19 +167,24 @@ export function completeStatusFromWire(status: string): 'done' | 'in_progress' |
 export interface Features {
   dataSource: boolean;
   dataDestination: boolean;
+  /** WatchChanges (Driver.watchChanges). */
+  changes: boolean;
 }
 
 /** No optional part: what an unset `features` means. */
-export const NO_FEATURES: Features = Object.freeze({ dataSource: false, dataDestination: false });
+export const NO_FEATURES: Features = Object.freeze({ dataSource: false, dataDestination: false, changes: false });
+
+/** The wire name of each feature, for messages. */
+export const FEATURE_WIRE_NAMES: Record<keyof Features, string> = { dataSource: 'data_source', dataDestination: 'data_destination', changes: 'changes' };
 
 /** The bridge's side: what a module driver serves, from the members it has. */
 export function featuresOf(driver: Driver): WireFeatures {
-  return { dataSource: driver.dataSource !== undefined, dataDestination: driver.dataDestination !== undefined };
+  return { dataSource: driver.dataSource !== undefined, dataDestination: driver.dataDestination !== undefined, changes: typeof driver.watchChanges === 'function' };
 }
 
 /** Features from the wire; a missing message serves none. */
 export function featuresFromWire(f: WireFeatures | null | undefined): Features {
-  return { dataSource: f?.dataSource === true, dataDestination: f?.dataDestination === true };
+  return { dataSource: f?.dataSource === true, dataDestination: f?.dataDestination === true, changes: f?.changes === true };
 }
 
 /** An extent for the wire. */

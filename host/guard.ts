@@ -221,6 +221,58 @@ export class GuardedDriver {
     return this.destination.guarded;
   }
 
+  /**
+   * The driver's change stream, guarded, or undefined when it offers none
+   * (asked again each time, like dataSource). What the stream yields is
+   * passed on unchecked (its one reader, changes.ts, checks it); what it
+   * throws becomes a FerryError; a stream that ignores its signal is left
+   * behind when the signal aborts.
+   */
+  get watchChanges(): ((options: { signal: AbortSignal }) => AsyncIterable<unknown>) | undefined {
+    let raw: unknown;
+    try {
+      raw = this.driver.watchChanges;
+    } catch (err) {
+      this.log.warn({ err: summarizeThrown(err) }, "reading the driver's watchChanges threw; the backend offers no change feed");
+      return undefined;
+    }
+    if (typeof raw !== 'function') return undefined;
+    return ({ signal }) => this.changes(raw as NonNullable<Driver['watchChanges']>, signal);
+  }
+
+  private async *changes(raw: NonNullable<Driver['watchChanges']>, signal: AbortSignal): AsyncGenerator<unknown> {
+    const name = 'watchChanges';
+    let iterator: AsyncIterator<unknown> | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason);
+      else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+    aborted.catch(() => undefined);
+    try {
+      try {
+        iterator = raw.call(this.driver, { signal })[Symbol.asyncIterator]();
+      } catch (err) {
+        throw this.translate(err, name);
+      }
+      for (;;) {
+        let step: IteratorResult<unknown>;
+        try {
+          step = await Promise.race([iterator.next(), aborted]);
+        } catch (err) {
+          if (signal.aborted) return;
+          throw this.translate(err, name);
+        }
+        if (step.done) return;
+        yield step.value;
+      }
+    } finally {
+      // Stops the driver's stream however we ended; it must not throw at us.
+      void Promise.resolve()
+        .then(() => iterator?.return?.())
+        .catch(() => undefined);
+    }
+  }
+
   /** An optional member of the driver: the object, or undefined when it is absent, not an object, or reading it threw (logged). */
   private member(key: 'dataSource' | 'dataDestination'): object | undefined {
     try {

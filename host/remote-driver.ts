@@ -15,7 +15,8 @@
  * - `dataSource` and `dataDestination` are there exactly when the last
  *   OpenBackend answer's `features` says so (remote-data.ts makes the
  *   calls), so a driver restarted as another version is judged by what
- *   the new one serves.
+ *   the new one serves. So is `watchChanges` (WatchChanges, a stream with
+ *   no deadline).
  */
 import type * as grpc from '@grpc/grpc-js';
 import { FerryError } from '../plugins/api/index.ts';
@@ -28,6 +29,7 @@ import type {
   DataDestination,
   DataSource,
   Driver,
+  DriverChange,
   DriverProgress,
   MigrationCall,
   PoolInfo,
@@ -37,6 +39,7 @@ import type { DriverServiceClient } from '../build/types/ferry/driver/v1/DriverS
 import type { MigrationCall as WireCall } from '../build/types/ferry/driver/v1/MigrationCall.ts';
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
+import type { DriverChange__Output } from '../build/types/ferry/driver/v1/DriverChange.ts';
 import type { OpenBackendResponse__Output } from '../build/types/ferry/driver/v1/OpenBackendResponse.ts';
 import {
   capabilitiesFromWire,
@@ -45,6 +48,7 @@ import {
   checkpointToWire,
   errorFromStatus,
   featuresFromWire,
+  FEATURE_WIRE_NAMES,
   NO_FEATURES,
   progressFromWire,
   specToWire,
@@ -201,6 +205,35 @@ export class RemoteDriver implements Driver {
     return progressFromWire(res.progress);
   }
 
+  /** WatchChanges, while the backend's driver serves it (see Driver.watchChanges). */
+  get watchChanges(): Driver['watchChanges'] {
+    return this.features.changes ? (options) => this.changes(options.signal) : undefined;
+  }
+
+  private async *changes(signal: AbortSignal): AsyncGenerator<DriverChange> {
+    const { client, generation } = await this.prepare('changes', signal);
+    // No deadline: the stream stays open as long as the driver and ferryd do.
+    const stream = client.WatchChanges({ backend: this.backend }, {});
+    const onAbort = () => stream.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const messages = stream[Symbol.asyncIterator]() as AsyncIterator<DriverChange__Output>;
+    try {
+      for (;;) {
+        let next: IteratorResult<DriverChange__Output>;
+        try {
+          next = await messages.next();
+        } catch (err) {
+          throw this.failure(err as grpc.ServiceError, 'WatchChanges', generation, signal);
+        }
+        if (next.done) return;
+        yield { migrationId: next.value.migrationId };
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      stream.cancel();
+    }
+  }
+
   async close(): Promise<void> {
     this.onClose();
   }
@@ -225,8 +258,7 @@ export class RemoteDriver implements Driver {
     if (signal.aborted) throw signal.reason;
     if (this.openedOn !== this.link.generation) await this.open(signal);
     if (!this.features[feature]) {
-      const part = feature === 'dataSource' ? 'data_source' : 'data_destination';
-      throw new FerryError('UNIMPLEMENTED', `backend ${this.backend} does not serve ${part} on ${this.link.describe} (its OpenBackend answer no longer offers it)`);
+      throw new FerryError('UNIMPLEMENTED', `backend ${this.backend} does not serve ${FEATURE_WIRE_NAMES[feature]} on ${this.link.describe} (its OpenBackend answer no longer offers it)`);
     }
     return { client: this.link.client(), generation: this.link.generation };
   }

@@ -17,7 +17,7 @@
  * module's JSON; a call's cancellation (its deadline, ferryd's abort) aborts
  * the driver's signal. A driver's `dataSource` and `dataDestination`
  * members serve the host data path (serve-data.ts), and OpenBackend's
- * `features` says which it has.
+ * `features` says which it has, and so does `watchChanges` (WatchChanges).
  */
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -25,7 +25,7 @@ import { FerryError, type Driver, type DriverFactory, type MigrationCall } from 
 import type { MigrationCall__Output as WireCall } from '../build/types/ferry/driver/v1/MigrationCall.ts';
 import type { OpenBackendRequest__Output } from '../build/types/ferry/driver/v1/OpenBackendRequest.ts';
 import { createLog, type Log } from '../lib/log.ts';
-import { bind, serviceDefinition, unary } from '../lib/rpc.ts';
+import { bind, serverStream, serviceDefinition, unary } from '../lib/rpc.ts';
 import { DEFAULT_PLUGIN_LOAD_TIMEOUT_MS } from './deadlines.ts';
 import { DRIVER_SERVICE, driverStatusMapper, featuresOf, fromStruct, jsonCheckpoint, progressToWire, specFromWire } from './driver-wire.ts';
 import { dataPathHandlers, type BridgeContext } from './serve-data.ts';
@@ -96,6 +96,17 @@ export function bridgeHandlers(name: string, version: string, createDriver: Driv
       return { done: r.done, nextPollMs: Math.round(r.nextPollMs ?? 0), checkpoint: jsonCheckpoint.encode(r.checkpoint) };
     }),
     Progress: perMigration('Progress', async (d, c) => ({ progress: progressToWire(await d.progress(c)) })),
+    WatchChanges: serverStream<{ backend: string }, { migrationId: string }>('WatchChanges', log, driverStatusMapper, async (request, call) => {
+      const driver = await driverOf(request.backend);
+      if (!driver.watchChanges) throw new FerryError('UNIMPLEMENTED', `WatchChanges: backend ${request.backend} does not serve changes (its driver has no watchChanges)`);
+      const signal = signalOf(call);
+      const gone = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      for await (const change of driver.watchChanges({ signal })) {
+        if (signal.aborted) return;
+        // Written as ferryd reads: a module that yields faster than that waits here, not in memory.
+        if (!call.write({ migrationId: String(change?.migrationId ?? '') })) await Promise.race([new Promise((resolve) => call.once('drain', resolve)), gone]);
+      }
+    }),
     ...dataPathHandlers({ driverOf, signalOf, log }),
   };
 }

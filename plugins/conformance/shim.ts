@@ -5,7 +5,8 @@
  * and waits for the answer, which is immediate unless a check holds the
  * call. It changes no argument and no result, and wraps nothing else: the
  * host data path's halves (`dataSource`, `dataDestination`) are passed
- * through as they are, read from the driver each time they are asked for.
+ * through as they are, read from the driver each time they are asked for,
+ * and so is `watchChanges`, when the driver has it.
  *
  * The kit writes a plugin folder whose module is, in effect:
  *   export const createDriver = wrapFactory(vendor.createDriver, controlUrl);
@@ -15,7 +16,7 @@ import type { Driver, DriverFactory, MigrationCall } from '../api/index.ts';
 import type { HookEvent, HookedCall, HookPhase } from './control.ts';
 
 const HOOKED: readonly HookedCall[] = ['start', 'complete', 'cancel'];
-const METHODS = ['capabilities', 'describe', 'checkCompatibility', 'start', 'continue', 'complete', 'cancel', 'progress', 'close'] as const;
+const METHODS = ['capabilities', 'describe', 'checkCompatibility', 'start', 'continue', 'complete', 'cancel', 'progress', 'watchChanges', 'close'] as const;
 /** Optional members passed through untouched; getters, so that the wrapper has one exactly when (and as long as) the driver has it. */
 const MEMBERS = ['dataSource', 'dataDestination'] as const;
 

@@ -7,7 +7,7 @@
  * response, or the status with its message and trailers (ErrorInfo in
  * grpc-status-details-bin included). The host data path's streams are
  * relayed the same way, message by message as each side reads: ReadExtents
- * (server-streaming) and WriteExtents (client-streaming), cancelled on the
+ * and WatchChanges (server-streaming) and WriteExtents (client-streaming), cancelled on the
  * other side when either side cancels. Around each Start, Complete and
  * Cancel it tells the kit's control server (control.ts) that the call
  * begins and how it ended, and waits for the answer, so that a check can

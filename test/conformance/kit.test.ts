@@ -52,7 +52,7 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
   {
     defect: 'progress-goes-backwards',
     caughtBy: {
-      progress: { reason: /percent went backwards from [\d.]+ to [\d.]+/, call: /^continue/ },
+      progress: { reason: /fewer bytes copied than before, by \d+ bytes in all \(ferryd.s recopied_bytes\)/, call: /^continue/ },
       'continue-deadline': { reason: /copied bytes went back from \d+ to \d+/, call: /^continue/ },
     },
     unaffected: 'happy-path',

@@ -59,6 +59,27 @@ describe('MigrationService with a scripted driver', () => {
     assert.deepEqual([...seen].sort((x, y) => x - y), seen, 'percent went backwards');
   });
 
+  test('progress is shown once written: a change within progressPersistMs is shown later, even when the driver reports nothing new after it', { timeout: 30_000 }, async (t) => {
+    // A driver whose checkpoint never changes: only the progress rule decides what is written.
+    let copied = 0;
+    let advancing = true;
+    const progress = () => ({ totalBytes: 100_000_000, copiedBytes: copied, dirtyBytes: 0, dirtyRateBytesPerSec: 0, throughputBytesPerSec: 1000, iteration: 1, etaSeconds: 1 });
+    control.answering.set('continue', () => {
+      if (advancing) copied += 100;
+      return { progress: progress(), phase1Done: false, nextPollMs: 5, checkpoint: { job: 'same' } };
+    });
+    const { client } = await scriptedDaemon(t, { progressPersistMs: 1000 });
+    const m = await client.startMigration(START);
+    // A value was just written; the next poll's, within the second, is not.
+    await client.waitFor(m.id, (x) => Number(x.progress.copiedBytes) >= 300);
+    await control.calls$('continue', control.count('continue', m.id) + 1, m.id);
+    // Then the copy stalls: every later poll reports what that one did.
+    advancing = false;
+    const shown = await client.waitFor(m.id, (x) => Number(x.progress.copiedBytes) === copied);
+    assert.equal(Number(shown.progress.copiedBytes), copied);
+    await client.cancelMigration(m.id);
+  });
+
   test('rejects bad requests with INVALID_ARGUMENT naming the field, and changes nothing', async (t) => {
     const { client } = await scriptedDaemon(t);
     await rejectsWith(client.startMigration({ destination: 'b#p1' } as never), 'INVALID_ARGUMENT', /share is required/);

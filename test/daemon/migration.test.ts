@@ -1,7 +1,7 @@
 /** Pure logic of a migration record: the state machine, and progress that never lies. (Ids: test/host/ids.test.ts.) */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { canTransition, finalProgress, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
+import { canTransition, emptyProgress, finalProgress, foldProgress, STATES, TERMINAL_STATES, toProgress } from '../../daemon/migration.ts';
 
 describe('the state machine', () => {
   test('terminal states lead nowhere, and COMPLETING cannot be cancelled', () => {
@@ -23,6 +23,45 @@ describe('toProgress', () => {
   test('never reports more copied than the total', () => {
     assert.equal(toProgress({ ...p, copiedBytes: 5000 }, false).copiedBytes, 1000);
     assert.equal(toProgress({ ...p, totalBytes: 0, copiedBytes: 0 }, false).percent, 0);
+  });
+});
+
+describe('foldProgress', () => {
+  const driver = (copiedBytes: number, dirtyBytes = 0) => ({ totalBytes: 1000, copiedBytes, dirtyBytes, dirtyRateBytesPerSec: 0, throughputBytesPerSec: 10, iteration: 1, etaSeconds: 1 });
+  /** Folds a series of driver reports from an empty record; returns what callers were shown after each. */
+  function series(reports: number[], startDriverCopied?: number) {
+    let progress = { ...emptyProgress(), totalBytes: 1000, remainingBytes: 1000 };
+    let driverCopied = startDriverCopied;
+    return reports.map((copied) => {
+      const folded = foldProgress(progress, driverCopied, driver(copied), false);
+      progress = folded.progress;
+      driverCopied = folded.driverCopiedBytes;
+      return progress;
+    });
+  }
+
+  test('copied bytes and percent never go back when the driver reports less, and what it went back by is counted as recopied', () => {
+    const shown = series([100, 600, 400, 500, 700]);
+    assert.deepEqual(shown.map((p) => p.copiedBytes), [100, 600, 600, 600, 700]);
+    assert.deepEqual(shown.map((p) => p.percent), [10, 60, 60, 60, 70]);
+    assert.deepEqual(shown.map((p) => p.recopiedBytes), [0, 0, 200, 200, 200]);
+    // What is left is what the driver says is left: the 200 bytes to copy again show there.
+    assert.equal(shown[2]!.remainingBytes, 600);
+  });
+
+  test('two drops add up, and a record from before the field counts from its shown figure', () => {
+    assert.deepEqual(series([500, 300, 450, 100]).map((p) => p.recopiedBytes), [0, 200, 200, 550]);
+    const old = foldProgress({ ...emptyProgress(), totalBytes: 1000, copiedBytes: 800, percent: 80 }, undefined, driver(700), false);
+    assert.equal(old.progress.copiedBytes, 800);
+    assert.equal(old.progress.recopiedBytes, 100);
+    assert.equal(old.driverCopiedBytes, 700);
+  });
+
+  test('phase 1 done is 100 %, and never more copied than the total', () => {
+    const done = foldProgress({ ...emptyProgress(), totalBytes: 1000 }, 0, { ...driver(5000), dirtyBytes: 3 }, true);
+    assert.equal(done.progress.percent, 100);
+    assert.equal(done.progress.copiedBytes, 1000);
+    assert.equal(done.progress.remainingBytes, 3);
   });
 });
 

@@ -62,7 +62,7 @@ export const happyPath: Check = {
   },
 };
 
-/** Progress through the engine: percent never goes back, 100 only with phase 1 done. */
+/** Progress through the engine and in the driver's answers: never going back, 100 % only with phase 1 done. */
 export const progressHonest: Check = {
   id: 'progress',
   title: 'progress never goes backwards in percent and reaches 100 % only when phase 1 is done',
@@ -86,6 +86,9 @@ export const progressHonest: Check = {
       if (DONE_STATES.has(v.state)) expect(percent === 100, `percent is ${percent} in ${state}; phase 1 is done, so it must be 100`, 'continue');
       previous = v;
     }
+    // ferryd never shows copied bytes going back: it holds them and counts what the driver went back by as recopied_bytes. No array restarted here, so there must be none.
+    const recopied = Math.max(0, ...values.map((v) => Number(v.progress.recopiedBytes ?? 0)));
+    expect(recopied === 0, `continue reported fewer bytes copied than before, by ${recopied} bytes in all (ferryd's recopied_bytes), though no array restarted: copied bytes must not go back`, 'continue (progress.copiedBytes)');
     const between = new Set(values.filter((v) => v.progress.percent > 0 && v.progress.percent < 100).map((v) => v.progress.percent));
     c.note(`${values.length} values watched, ${between.size} distinct percents between 0 and 100`);
     if (between.size === 0) c.note('no value between 0 and 100 % was seen: does the driver honour max_bandwidth_bytes_per_sec? (a larger shareSizeBytes helps)');

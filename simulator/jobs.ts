@@ -14,12 +14,12 @@ import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
 import type { ShareGates, WriteObserver } from './datapath.ts';
 import type { Faults } from './faults.ts';
-import { JobRunner } from './job-runner.ts';
+import { JobRunner, finishedProgress } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
 import { ACTIVE_JOB_STATES, newJobRecord, tombstoneRecord, transition } from './job-record.ts';
 import type { JobRecord, JobState } from './job-record.ts';
-import { keys, shareNotFound } from './model.ts';
+import { keys, shareNotFound, specDiff } from './model.ts';
 import type { JobSpec, ShareRecord } from './model.ts';
 import type { Mutex } from './mutex.ts';
 import type { Pools } from './pools.ts';
@@ -452,40 +452,4 @@ export class JobManager implements WriteObserver {
     const frozen = runner ? this.deps.gates.gate(rec.spec.shareId).frozen : false;
     return { record: rec, progress: runner ? runner.progress() : finishedProgress(rec), frozen };
   }
-}
-
-/** Progress of a job without a runner (finished, or a tombstone). */
-function finishedProgress(rec: JobRecord): ProgressView {
-  const done = rec.state === 'DONE';
-  return {
-    totalBytes: rec.sizeBytes,
-    copiedBytes: done ? rec.sizeBytes : Math.min(rec.sizeBytes, rec.cursor * rec.blockSizeBytes),
-    dirtyBytes: 0,
-    dirtyRateBytesPerSec: 0,
-    throughputBytesPerSec: 0,
-    pass: rec.pass,
-    etaSeconds: 0,
-    warning: rec.warning,
-    recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
-    sentBytes: rec.sentBytes,
-    verifiedBytes: done ? rec.sizeBytes : 0,
-  };
-}
-
-/** The names (as in the proto) of the fields that differ between two specs. */
-function specDiff(a: JobSpec, b: JobSpec): string[] {
-  const names: Record<keyof JobSpec, string> = {
-    shareId: 'share_id',
-    destBackend: 'dest_backend',
-    destPool: 'dest_pool',
-    writable: 'writable',
-    nondisruptive: 'nondisruptive',
-    preserveMetadata: 'preserve_metadata',
-    preserveSnapshots: 'preserve_snapshots',
-    newShareType: 'new_share_type',
-    maxBandwidthBytesPerSec: 'max_bandwidth_bytes_per_sec',
-    maxDowntimeMs: 'max_downtime_ms',
-    cutoverAction: 'cutover_action',
-  };
-  return (Object.keys(names) as Array<keyof JobSpec>).filter((k) => a[k] !== b[k]).map((k) => names[k]);
 }

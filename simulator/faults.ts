@@ -16,7 +16,7 @@ import type { MetaStore } from './metadata.ts';
 import { sleep } from './rates.ts';
 
 /** Where the hosting process kills itself. */
-export type CrashPoint = 'NONE' | 'DURING_COPY' | 'CUTOVER_BEFORE_SWITCH' | 'CUTOVER_AFTER_SWITCH';
+export type CrashPoint = 'NONE' | 'DURING_COPY' | 'CUTOVER_BEFORE_SWITCH' | 'CUTOVER_AFTER_SWITCH' | 'START_BEFORE_RECORD';
 
 /** The Nth call of `method` fails with the gRPC status named `code`, once. */
 export interface FailNth {

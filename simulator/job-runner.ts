@@ -451,3 +451,21 @@ export class JobRunner implements CutoverEngine {
 function mib(bytes: number): string {
   return (bytes / MiB).toFixed(1);
 }
+
+/** Progress of a job without a runner (finished, or a tombstone). */
+export function finishedProgress(rec: JobRecord): ProgressView {
+  const done = rec.state === 'DONE';
+  return {
+    totalBytes: rec.sizeBytes,
+    copiedBytes: done ? rec.sizeBytes : Math.min(rec.sizeBytes, rec.cursor * rec.blockSizeBytes),
+    dirtyBytes: 0,
+    dirtyRateBytesPerSec: 0,
+    throughputBytesPerSec: 0,
+    pass: rec.pass,
+    etaSeconds: 0,
+    warning: rec.warning,
+    recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
+    sentBytes: rec.sentBytes,
+    verifiedBytes: done ? rec.sizeBytes : 0,
+  };
+}

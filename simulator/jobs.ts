@@ -14,12 +14,12 @@ import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
 import type { ShareGates, WriteObserver } from './datapath.ts';
 import type { Faults } from './faults.ts';
-import { JobRunner } from './job-runner.ts';
+import { JobRunner, finishedProgress } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
 import { ACTIVE_JOB_STATES, newJobRecord, tombstoneRecord, transition } from './job-record.ts';
 import type { JobRecord, JobState } from './job-record.ts';
-import { keys, shareNotFound } from './model.ts';
+import { keys, shareNotFound, specDiff } from './model.ts';
 import type { JobSpec, ShareRecord } from './model.ts';
 import type { Mutex } from './mutex.ts';
 import type { Pools } from './pools.ts';
@@ -50,6 +50,22 @@ export interface JobManagerDeps {
   hasSnapshots: (shareId: string) => boolean;
 }
 
+/** A StartJob that holds its reservation while it creates the destination. */
+interface Starting {
+  rec: JobRecord;
+  share: ShareRecord;
+  /** What the share's jobId was before (restored if the start fails). */
+  shareJobIdBefore: string;
+  /** Settles the job's entry in `starting`. */
+  settle: () => void;
+}
+
+/** What StartJob does after its look under the lock. */
+type Reserved =
+  | { kind: 'answer'; view: JobView }
+  | { kind: 'wait'; settled: Promise<void> }
+  | { kind: 'create'; start: Starting };
+
 /** A new data file id. */
 export function newFileId(): string {
   return `f-${randomUUID()}`;
@@ -60,6 +76,8 @@ export class JobManager implements WriteObserver {
   private readonly deps: JobManagerDeps;
   private readonly jobs = new Map<string, JobRecord>();
   private readonly runners = new Map<string, JobRunner>();
+  /** Jobs reserved by StartJob whose record is not written yet: settles when it is, or when the start is undone. */
+  private readonly starting = new Map<string, Promise<void>>();
   private readonly arrayBucket: TokenBucket;
   private readonly diskBucket = new TokenBucket(0);
   private closing = false;
@@ -82,7 +100,10 @@ export class JobManager implements WriteObserver {
     const manager = new JobManager(deps);
     const records = (await deps.store.entries<JobRecord>('job!')).map(([, rec]) => rec);
     records.sort((a, b) => a.createdAtMs - b.createdAtMs);
-    for (const rec of records) manager.jobs.set(rec.jobId, rec);
+    for (const rec of records) {
+      manager.jobs.set(rec.jobId, rec);
+      deps.pools.noteJob(rec.jobId, rec);
+    }
     for (const rec of records) await manager.recover(rec);
     return manager;
   }
@@ -146,78 +167,130 @@ export class JobManager implements WriteObserver {
 
   // ------------------------------------------------------------- the API
 
-  /** StartJob. */
-  start(jobId: string, spec: JobSpec): Promise<JobView> {
-    return this.deps.lock.run(async () => {
-      const existing = this.jobs.get(jobId);
-      if (existing) {
-        if (existing.tombstone) return this.view(existing);
-        const diff = specDiff(existing.spec, spec);
-        if (diff.length > 0) {
-          throw new ArrayError('OBJECT_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
-        }
-        return this.view(existing);
+  /**
+   * StartJob. The checks and the reservation (the destination's space, the
+   * share, the job id) are made under the array's lock and take no time;
+   * creating the destination's file and writing the job's record are made
+   * outside it, so that many starts proceed at once. Until its record is
+   * written a job is starting: it holds its space and its share, GetJob and
+   * ListJobs do not show it, and a StartJob, CutoverJob or CancelJob of its
+   * id waits for it to be written (or undone) and then answers as usual. A
+   * failure undoes the reservation and removes the file.
+   *
+   * A crash after the file is created and before the record is written
+   * leaves no job (the share record is written with the job's, in one batch)
+   * and a data file nothing refers to, which the next open deletes
+   * (SimArray.removeOrphans): the share and its space are as before the
+   * call, and the caller's retry starts the job afresh.
+   */
+  async start(jobId: string, spec: JobSpec): Promise<JobView> {
+    for (;;) {
+      const next = await this.deps.lock.run(async () => this.reserve(jobId, spec));
+      if (next.kind === 'answer') return next.view;
+      if (next.kind === 'wait') await next.settled;
+      else return this.create(next.start);
+    }
+  }
+
+  /** Under the lock: answers an existing job, waits for one being started, or reserves a new one. */
+  private reserve(jobId: string, spec: JobSpec): Reserved {
+    if (this.closing) throw new ArrayError('BUSY', 'the array is shutting down; retry');
+    const settled = this.starting.get(jobId);
+    if (settled) return { kind: 'wait', settled };
+    const existing = this.jobs.get(jobId);
+    if (existing) {
+      if (existing.tombstone) return { kind: 'answer', view: this.view(existing) };
+      const diff = specDiff(existing.spec, spec);
+      if (diff.length > 0) {
+        throw new ArrayError('OBJECT_EXISTS', `job ${jobId} already exists with different fields: ${diff.join(', ')}`);
       }
-      const share = this.deps.shares.get(spec.shareId);
-      if (!share) throw shareNotFound(spec.shareId);
-      this.deps.pools.check(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
-      if (share.backend === spec.destBackend && share.pool === spec.destPool) {
-        throw new ArrayError('WRONG_STATE', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
-      }
-      const from = arrayOf(this.deps.config, share.backend);
-      const to = arrayOf(this.deps.config, spec.destBackend);
-      if (from !== to) {
-        throw new ArrayError(
-          'OTHER_ARRAY',
-          `dest_backend ${spec.destBackend} is on array ${to}, share ${share.shareId} on array ${from}: a job copies only within one array (move it through the host data path)`,
-        );
-      }
-      if (this.deps.hasSnapshots(share.shareId)) throw new ArrayError('WRONG_STATE', `share ${share.shareId} has snapshots; delete them before starting a job`);
-      const active = this.activeJob(share);
-      if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
-      const free = this.deps.pools.free(spec.destBackend, spec.destPool, this.records());
-      if (share.sizeBytes > free) {
-        throw new ArrayError(
-          'NO_SPACE',
-          `pool ${spec.destBackend}/${spec.destPool} lacks room for share ${share.shareId}: need ${share.sizeBytes} bytes, ${free} free`,
-        );
-      }
-      const destFileId = newFileId();
-      await this.deps.blocks.create(destFileId, share.sizeBytes);
-      const rec = newJobRecord({
-        jobId,
-        spec,
-        source: { backend: share.backend, pool: share.pool, fileId: share.fileId },
-        dest: { backend: spec.destBackend, pool: spec.destPool, fileId: destFileId },
-        sizeBytes: share.sizeBytes,
-        blockSizeBytes: this.deps.config.blockSizeBytes,
-        chunkSizeBytes: this.deps.config.chunkSizeBytes,
-      });
-      share.jobId = jobId;
-      this.jobs.set(jobId, rec);
-      await this.persist(rec, share);
-      const runner = this.runnerFor(rec, false);
-      this.runners.set(jobId, runner);
-      runner.startLoop();
-      this.deps.log.info({ job: jobId, share: share.shareId, dest: `${spec.destBackend}/${spec.destPool}` }, 'job started');
-      return this.view(rec);
+      return { kind: 'answer', view: this.view(existing) };
+    }
+    const share = this.deps.shares.get(spec.shareId);
+    if (!share) throw shareNotFound(spec.shareId);
+    this.deps.pools.check(spec.destBackend, spec.destPool, { backend: 'dest_backend', pool: 'dest_pool' });
+    if (share.backend === spec.destBackend && share.pool === spec.destPool) {
+      throw new ArrayError('WRONG_STATE', `share ${share.shareId} already lives in ${share.backend}/${share.pool}; pick another destination`);
+    }
+    const from = arrayOf(this.deps.config, share.backend);
+    const to = arrayOf(this.deps.config, spec.destBackend);
+    if (from !== to) {
+      throw new ArrayError(
+        'OTHER_ARRAY',
+        `dest_backend ${spec.destBackend} is on array ${to}, share ${share.shareId} on array ${from}: a job copies only within one array (move it through the host data path)`,
+      );
+    }
+    if (this.deps.hasSnapshots(share.shareId)) throw new ArrayError('WRONG_STATE', `share ${share.shareId} has snapshots; delete them before starting a job`);
+    const active = this.activeJob(share);
+    if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
+    const free = this.deps.pools.free(spec.destBackend, spec.destPool);
+    if (share.sizeBytes > free) {
+      throw new ArrayError(
+        'NO_SPACE',
+        `pool ${spec.destBackend}/${spec.destPool} lacks room for share ${share.shareId}: need ${share.sizeBytes} bytes, ${free} free`,
+      );
+    }
+    const rec = newJobRecord({
+      jobId,
+      spec,
+      source: { backend: share.backend, pool: share.pool, fileId: share.fileId },
+      dest: { backend: spec.destBackend, pool: spec.destPool, fileId: newFileId() },
+      sizeBytes: share.sizeBytes,
+      blockSizeBytes: this.deps.config.blockSizeBytes,
+      chunkSizeBytes: this.deps.config.chunkSizeBytes,
     });
+    // The reservation: from here on the pool counts the job's space (noteJob) and the share is taken (activeJob).
+    const start: Starting = { rec, share, shareJobIdBefore: share.jobId, settle: () => undefined };
+    this.starting.set(jobId, new Promise<void>((resolve) => (start.settle = resolve)));
+    share.jobId = jobId;
+    this.jobs.set(jobId, rec);
+    this.deps.pools.noteJob(jobId, rec);
+    return { kind: 'create', start };
+  }
+
+  /** Outside the lock: creates the destination and writes the record, then starts the copy; undoes the reservation on failure. */
+  private async create(start: Starting): Promise<JobView> {
+    const { rec, share } = start;
+    try {
+      await this.deps.blocks.create(rec.dest.fileId, rec.sizeBytes);
+      await this.deps.faults.crashIfAt('START_BEFORE_RECORD');
+      await this.persist(rec, share);
+    } catch (err) {
+      // Nothing was written (the two records go in one batch): forget the job and free what it held.
+      this.jobs.delete(rec.jobId);
+      this.deps.pools.noteJob(rec.jobId, undefined);
+      if (share.jobId === rec.jobId) share.jobId = start.shareJobIdBefore;
+      await this.deps.blocks.remove(rec.dest.fileId).catch((removeErr: unknown) => {
+        this.deps.log.warn({ err: removeErr, job: rec.jobId, file: rec.dest.fileId }, 'could not remove the destination of a failed start; the next open deletes it');
+      });
+      this.starting.delete(rec.jobId);
+      start.settle();
+      throw err;
+    }
+    const runner = this.runnerFor(rec, false);
+    this.runners.set(rec.jobId, runner);
+    runner.startLoop();
+    this.starting.delete(rec.jobId);
+    start.settle();
+    this.deps.log.info({ job: rec.jobId, share: share.shareId, dest: `${rec.dest.backend}/${rec.dest.pool}` }, 'job started');
+    return this.view(rec);
   }
 
   /** GetJob. */
   get(jobId: string): JobView {
     const rec = this.jobs.get(jobId);
-    if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
+    if (!rec || this.starting.has(jobId)) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     return this.view(rec);
   }
 
-  /** ListJobs, oldest first. */
+  /** ListJobs, oldest first (jobs still starting are not shown: nothing of them is written yet). */
   list(): JobView[] {
-    return [...this.jobs.values()].map((rec) => this.view(rec));
+    return [...this.jobs.values()].filter((rec) => !this.starting.has(rec.jobId)).map((rec) => this.view(rec));
   }
 
   /** CutoverJob: starts or joins the cutover; returns when it ends or after `waitMs` (0: no limit). */
   async cutover(jobId: string, waitMs: number): Promise<JobView> {
+    await this.starting.get(jobId);
     const rec = this.jobs.get(jobId);
     if (!rec) throw new ArrayError('NO_SUCH_OBJECT', `job ${jobId} not found`);
     const runner = this.runners.get(jobId);
@@ -254,6 +327,7 @@ export class JobManager implements WriteObserver {
         blocks: this.deps.blocks,
         faults: this.deps.faults,
         log: this.deps.log,
+        pools: this.deps.pools,
         closing: this.closed.signal,
         finish: () => this.finish(runner),
       });
@@ -270,6 +344,8 @@ export class JobManager implements WriteObserver {
   /** CancelJob. */
   cancel(jobId: string): Promise<JobView> {
     return this.deps.lock.run(async () => {
+      // A job still starting is either written or undone first (that needs no lock); then it is cancelled or remembered as cancelled.
+      await this.starting.get(jobId);
       const rec = this.jobs.get(jobId);
       if (!rec) return this.view(await this.tombstone(jobId));
       switch (rec.state) {
@@ -296,6 +372,7 @@ export class JobManager implements WriteObserver {
   private async tombstone(jobId: string): Promise<JobRecord> {
     const rec = tombstoneRecord(jobId, { blockSizeBytes: this.deps.config.blockSizeBytes, chunkSizeBytes: this.deps.config.chunkSizeBytes });
     this.jobs.set(jobId, rec);
+    this.deps.pools.noteJob(jobId, rec);
     await this.deps.store.put(keys.job(jobId), rec, { sync: true });
     this.deps.log.info({ job: jobId }, 'cancel of an unknown job: remembered as cancelled');
     return rec;
@@ -309,6 +386,8 @@ export class JobManager implements WriteObserver {
   async close(): Promise<void> {
     this.closing = true;
     this.closed.abort();
+    // Starts under way end first, so that their runners are among those stopped below.
+    await Promise.all(this.starting.values());
     for (const runner of this.runners.values()) await runner.runningCutover?.catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
   }
@@ -339,6 +418,7 @@ export class JobManager implements WriteObserver {
     const { rec } = runner;
     await this.deps.blocks.remove(rec.source.fileId);
     transition(rec, 'DONE');
+    this.deps.pools.noteJob(rec.jobId, rec);
     rec.pendingDelete = '';
     this.runners.delete(rec.jobId);
     const share = this.deps.shares.get(rec.spec.shareId);
@@ -358,6 +438,7 @@ export class JobManager implements WriteObserver {
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
     const { rec } = runner;
     transition(rec, state);
+    this.deps.pools.noteJob(rec.jobId, rec);
     rec.error = error;
     rec.pendingDelete = rec.dest.fileId;
     this.runners.delete(rec.jobId);
@@ -380,40 +461,4 @@ export class JobManager implements WriteObserver {
     const frozen = runner ? this.deps.gates.gate(rec.spec.shareId).frozen : false;
     return { record: rec, progress: runner ? runner.progress() : finishedProgress(rec), frozen };
   }
-}
-
-/** Progress of a job without a runner (finished, or a tombstone). */
-function finishedProgress(rec: JobRecord): ProgressView {
-  const done = rec.state === 'DONE';
-  return {
-    totalBytes: rec.sizeBytes,
-    copiedBytes: done ? rec.sizeBytes : Math.min(rec.sizeBytes, rec.cursor * rec.blockSizeBytes),
-    dirtyBytes: 0,
-    dirtyRateBytesPerSec: 0,
-    throughputBytesPerSec: 0,
-    pass: rec.pass,
-    etaSeconds: 0,
-    warning: rec.warning,
-    recopiedAfterCrashBytes: rec.recopiedAfterCrashBytes,
-    sentBytes: rec.sentBytes,
-    verifiedBytes: done ? rec.sizeBytes : 0,
-  };
-}
-
-/** The names (as in the proto) of the fields that differ between two specs. */
-function specDiff(a: JobSpec, b: JobSpec): string[] {
-  const names: Record<keyof JobSpec, string> = {
-    shareId: 'share_id',
-    destBackend: 'dest_backend',
-    destPool: 'dest_pool',
-    writable: 'writable',
-    nondisruptive: 'nondisruptive',
-    preserveMetadata: 'preserve_metadata',
-    preserveSnapshots: 'preserve_snapshots',
-    newShareType: 'new_share_type',
-    maxBandwidthBytesPerSec: 'max_bandwidth_bytes_per_sec',
-    maxDowntimeMs: 'max_downtime_ms',
-    cutoverAction: 'cutover_action',
-  };
-  return (Object.keys(names) as Array<keyof JobSpec>).filter((k) => a[k] !== b[k]).map((k) => names[k]);
 }

@@ -100,3 +100,21 @@ export const keys = {
 export function shareNotFound(shareId: string): ArrayError {
   return new ArrayError('NO_SUCH_OBJECT', `share ${shareId} not found: it is on no backend of this array`);
 }
+
+/** The names (as in the proto) of the fields that differ between two specs. */
+export function specDiff(a: JobSpec, b: JobSpec): string[] {
+  const names: Record<keyof JobSpec, string> = {
+    shareId: 'share_id',
+    destBackend: 'dest_backend',
+    destPool: 'dest_pool',
+    writable: 'writable',
+    nondisruptive: 'nondisruptive',
+    preserveMetadata: 'preserve_metadata',
+    preserveSnapshots: 'preserve_snapshots',
+    newShareType: 'new_share_type',
+    maxBandwidthBytesPerSec: 'max_bandwidth_bytes_per_sec',
+    maxDowntimeMs: 'max_downtime_ms',
+    cutoverAction: 'cutover_action',
+  };
+  return (Object.keys(names) as Array<keyof JobSpec>).filter((k) => a[k] !== b[k]).map((k) => names[k]);
+}

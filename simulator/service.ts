@@ -150,7 +150,7 @@ function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
     if (!isInjectableCode(code)) throw new ArrayError('BAD_REQUEST', `fail_nth[${i}].code must be one of ${INJECTABLE_CODES.join(', ')}; got ${JSON.stringify(code)}`);
     return { method, n, code };
   });
-  const crashAt = enumValue<CrashPoint>(req, 'crash_at', 'CRASH_POINT_', ['NONE', 'DURING_COPY', 'CUTOVER_BEFORE_SWITCH', 'CUTOVER_AFTER_SWITCH'], 'NONE');
+  const crashAt = enumValue<CrashPoint>(req, 'crash_at', 'CRASH_POINT_', ['NONE', 'DURING_COPY', 'CUTOVER_BEFORE_SWITCH', 'CUTOVER_AFTER_SWITCH', 'START_BEFORE_RECORD'], 'NONE');
   return {
     latencyMs,
     failNth,

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TEST_CONFIG, configFile, dataFiles, filledShare, pattern, phase1Done, sha256, spawnSim, tempDir, waitForJob } from './helpers.ts';
+import { TEST_CONFIG, configFile, dataFiles, filledShare, pattern, phase1Done, poolUsage, sha256, spawnSim, tempDir, waitForJob } from './helpers.ts';
 import type { SimClient } from './helpers.ts';
 
 const KiB = 1024;
@@ -67,6 +67,30 @@ describe('crash of the hosting process', () => {
       [sha256(content), sha256(withUnacked)].includes(await checksum(second.client, 's1')),
       'every acknowledged write is at the destination',
     );
+  });
+
+  test('in StartJob, after the destination file is created and before the record: the restarted array has no job, deletes the file, and a retried StartJob starts it', async (t) => {
+    const dir = await tempDir(t);
+    const dataDir = `${dir}/data`;
+    const config = await configFile(dir);
+    const first = await spawnSim(t, dataDir, config);
+    await first.client.call('CreateShare', { shareId: 's1', backend: 'alpha', pool: 'gold', sizeBytes: 1 * MiB });
+    await first.client.call('SetFaults', { crashAt: 'CRASH_POINT_START_BEFORE_RECORD' });
+    const start = { jobId: 'j1', shareId: 's1', destBackend: 'beta', destPool: 'bronze', writable: true };
+    await first.client.call('StartJob', start).then(
+      () => assert.fail('StartJob answered; the process should have died before the record'),
+      () => undefined,
+    );
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    assert.equal((await dataFiles(dataDir)).length, 2, 'the crash left the destination file behind');
+
+    const second = await spawnSim(t, dataDir, config);
+    await assert.rejects(second.client.call('GetJob', { jobId: 'j1' }), (err: { code: number }) => err.code === 5, 'no job j1 (NOT_FOUND)');
+    assert.equal((await second.client.call('GetShare', { shareId: 's1' })).migrating, false);
+    assert.equal((await poolUsage(second.client))['beta#bronze'], 0, 'no space held');
+    assert.equal((await dataFiles(dataDir)).length, 1, 'the orphan destination was deleted on open');
+    assert.equal((await second.client.call('StartJob', start)).state, 'JOB_STATE_COPYING');
+    assert.equal((await phase1Done(second.client, 'j1')).state, 'JOB_STATE_SYNCING');
   });
 
   for (const [point, switched] of [

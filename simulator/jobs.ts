@@ -76,6 +76,8 @@ export class JobManager implements WriteObserver {
   private readonly deps: JobManagerDeps;
   private readonly jobs = new Map<string, JobRecord>();
   private readonly runners = new Map<string, JobRunner>();
+  /** Failed jobs still discarding their destination (close waits for them). */
+  private readonly failing = new Set<Promise<void>>();
   /** Jobs reserved by StartJob whose record is not written yet: settles when it is, or when the start is undone. */
   private readonly starting = new Map<string, Promise<void>>();
   private readonly arrayBucket: TokenBucket;
@@ -383,6 +385,7 @@ export class JobManager implements WriteObserver {
     await Promise.all(this.starting.values());
     for (const runner of this.runners.values()) await runner.runningCutover?.catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
+    await Promise.all([...this.failing].map((p) => p.catch(() => undefined)));
   }
 
   // ---------------------------------------------------- the write hooks
@@ -420,11 +423,16 @@ export class JobManager implements WriteObserver {
   }
 
   /** A failure before the commit point: discard the destination; the source stays as it was. */
-  private async fail(runner: JobRunner, err: unknown): Promise<void> {
+  private fail(runner: JobRunner, err: unknown): Promise<void> {
     const { rec } = runner;
-    if (!ACTIVE_JOB_STATES.has(rec.state) || rec.switched) return;
+    if (!ACTIVE_JOB_STATES.has(rec.state) || rec.switched) return Promise.resolve();
     this.deps.log.error({ err, job: rec.jobId }, 'job failed; discarding the destination');
-    await this.discard(runner, 'FAILED', { code: 'INTERNAL', message: `copy failed: ${(err as Error)?.message ?? String(err)}` });
+    // The runner leaves `runners` at once; close() waits for the discard here instead.
+    const discarding: Promise<void> = this.discard(runner, 'FAILED', { code: 'INTERNAL', message: `copy failed: ${(err as Error)?.message ?? String(err)}` }).finally(() =>
+      this.failing.delete(discarding),
+    );
+    this.failing.add(discarding);
+    return discarding;
   }
 
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {

@@ -33,7 +33,7 @@ import type { BlockStore } from './blockstore.ts';
 import type { ShareGate } from './datapath.ts';
 import type { Faults } from './faults.ts';
 import { transition } from './job-record.ts';
-import type { JobRecord } from './job-record.ts';
+import type { JobRecord, TransitionObserver } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys } from './model.ts';
 import type { CatchUpMeasurements, ShareRecord } from './model.ts';
@@ -90,6 +90,8 @@ export interface CutoverDeps {
   closing: AbortSignal;
   /** Deletes the source and marks the job DONE (also used when a restart finds a switched job). */
   finish(): Promise<void>;
+  /** The change stream, told of the attempt's transitions. */
+  events: TransitionObserver;
 }
 
 /**
@@ -104,7 +106,7 @@ export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Prom
   const { gate, share, log } = deps;
   const attempt = rec.cutoverAttempts + 1;
   rec.cutoverAttempts = attempt;
-  transition(rec, 'CUTTING_OVER');
+  transition(rec, 'CUTTING_OVER', deps.events);
   await runner.save(true);
 
   await runner.stopForCutover();
@@ -161,7 +163,7 @@ export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Prom
     await clock.settled();
     runner.markDirty(touched);
     if (!(err instanceof CutoverAbort)) throw err;
-    transition(rec, 'SYNCING');
+    transition(rec, 'SYNCING', deps.events);
     rec.lastAbortReason = err.message;
     rec.lastAbortAttempt = attempt;
     await runner.save(true);

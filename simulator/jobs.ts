@@ -14,6 +14,8 @@ import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
 import type { ShareGates, WriteObserver } from './datapath.ts';
 import type { Faults } from './faults.ts';
+import { JobEvents } from './job-events.ts';
+import type { JobWatch } from './job-events.ts';
 import { JobRunner, finishedProgress } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
@@ -80,6 +82,8 @@ export class JobManager implements WriteObserver {
   private readonly failing = new Set<Promise<void>>();
   /** Jobs reserved by StartJob whose record is not written yet: settles when it is, or when the start is undone. */
   private readonly starting = new Map<string, Promise<void>>();
+  /** The change stream (WatchJobs): every transition, and a cutover that failed past its commit point. */
+  private readonly events = new JobEvents();
   private readonly arrayBucket: TokenBucket;
   private readonly diskBucket = new TokenBucket(0);
   private closing = false;
@@ -125,7 +129,7 @@ export class JobManager implements WriteObserver {
     }
     if (rec.state === 'CUTTING_OVER') {
       log.info({ job: rec.jobId }, 'restart during a cutover, before its commit point: the source stays authoritative; back to SYNCING');
-      transition(rec, 'SYNCING');
+      transition(rec, 'SYNCING', this.events);
       await runner.save(true);
     }
     log.info({ job: rec.jobId, pass: rec.pass, cursor: rec.cursor }, 'resuming job after restart');
@@ -147,6 +151,7 @@ export class JobManager implements WriteObserver {
         blockDigest: this.deps.config.blockDigest,
         arrayBucket: this.arrayBucket,
         diskBucket: this.diskBucket,
+        events: this.events,
         failed: (runner, err) => this.fail(runner, err),
       },
       { resumed },
@@ -273,6 +278,21 @@ export class JobManager implements WriteObserver {
     return this.view(rec);
   }
 
+  /** WatchJobs: a watch of the changes of jobs whose source is on `backend` ('' for every job); `unwatch` it when done. */
+  watch(backend: string): JobWatch {
+    return this.events.watch(backend);
+  }
+
+  /** Ends a watch. */
+  unwatch(watch: JobWatch): void {
+    this.events.unwatch(watch);
+  }
+
+  /** Ends every watch, so that WatchJobs streams end (OK) before the server drains; close() does it too. */
+  closeWatches(): void {
+    this.events.close();
+  }
+
   /** GetJob. */
   get(jobId: string): JobView {
     const rec = this.jobs.get(jobId);
@@ -326,11 +346,14 @@ export class JobManager implements WriteObserver {
         log: this.deps.log,
         closing: this.closed.signal,
         finish: () => this.finish(runner),
+        events: this.events,
       });
     } catch (err) {
       if (runner.rec.switched) {
-        // Past the commit point we roll forward: a repeated CutoverJob or a restart finishes it.
+        // Past the commit point we roll forward: a repeated CutoverJob or a restart finishes it. The state stays
+        // CUTTING_OVER, so no transition tells a watcher that this attempt has ended: say so, for its caller to call again.
         this.deps.log.error({ err, job: runner.rec.jobId }, 'cutover could not finish after its commit point; will retry');
+        this.events.changed(runner.rec);
         return;
       }
       await this.fail(runner, err);
@@ -381,6 +404,7 @@ export class JobManager implements WriteObserver {
   async close(): Promise<void> {
     this.closing = true;
     this.closed.abort();
+    this.events.close();
     // Starts under way end first, so that their runners are among those stopped below.
     await Promise.all(this.starting.values());
     for (const runner of this.runners.values()) await runner.runningCutover?.catch(() => undefined);
@@ -413,7 +437,7 @@ export class JobManager implements WriteObserver {
   private async finish(runner: JobRunner): Promise<void> {
     const { rec } = runner;
     await this.deps.blocks.remove(rec.source.fileId);
-    transition(rec, 'DONE');
+    transition(rec, 'DONE', this.events);
     rec.pendingDelete = '';
     this.runners.delete(rec.jobId);
     const share = this.deps.shares.get(rec.spec.shareId);
@@ -437,7 +461,7 @@ export class JobManager implements WriteObserver {
 
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
     const { rec } = runner;
-    transition(rec, state);
+    transition(rec, state, this.events);
     rec.error = error;
     rec.pendingDelete = rec.dest.fileId;
     this.runners.delete(rec.jobId);

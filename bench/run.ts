@@ -10,20 +10,21 @@
  * Each scenario prints its tables as it finishes and writes
  * bench/results/<scenario>-<stamp>.json; at the end the summary (Markdown)
  * goes to stdout and to bench/results/summary-<stamp>.md, and the freeze
- * chart to bench/results/freeze-<stamp>.png. Exit code 1 if a scenario
+ * chart to bench/results/freeze-<stamp>.png and the many-migrations chart
+ * to bench/results/many-<stamp>.png. Exit code 1 if a scenario
  * failed (the others still run); targets missed are reported, not failed.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { drawFreezeChart } from './lib/chart.ts';
+import { drawFreezeChart, drawGrowthChart } from './lib/chart.ts';
 import { describeMachine, markdown, RESULTS_DIR, writeResult, type BenchContext, type Scenario, type ScenarioReport, type SummaryRow, type TargetCheck } from './lib/report.ts';
 import { copyScenario } from './scenarios/copy.ts';
 import { cutoverScenario, type CutoverData } from './scenarios/cutover.ts';
 import { driverCallScenario } from './scenarios/driver-call.ts';
 import { hostPathScenario } from './scenarios/host-path.ts';
-import { manyScenario } from './scenarios/many.ts';
+import { manyScenario, type ManyData } from './scenarios/many.ts';
 import { phase1SeenScenario } from './scenarios/phase1-seen.ts';
 import { recoveryScenario } from './scenarios/recovery.ts';
 
@@ -94,16 +95,20 @@ try {
 
 const summary: SummaryRow[] = [...reports.values()].flatMap((r) => r.summary);
 const targets: TargetCheck[] = [...reports.values()].flatMap((r) => r.targets);
-let chart = '';
-const cutover = reports.get('cutover')?.data as CutoverData | undefined;
-if (cutover) {
+const charts: string[] = [];
+/** Draws one chart; a failure is reported and fails the run, the others still drawn. */
+async function chart(name: string, draw: () => Promise<string>): Promise<void> {
   try {
-    chart = await drawFreezeChart(cutover, path.join(RESULTS_DIR, `freeze-${stamp}.png`));
+    charts.push(await draw());
   } catch (err) {
-    log(`chart FAILED: ${(err as Error).message}`);
-    failures.push('chart');
+    log(`${name} chart FAILED: ${(err as Error).message}`);
+    failures.push(`${name} chart`);
   }
 }
+const cutover = reports.get('cutover')?.data as CutoverData | undefined;
+if (cutover) await chart('freeze', () => drawFreezeChart(cutover, path.join(RESULTS_DIR, `freeze-${stamp}.png`)));
+const many = reports.get('many')?.data as ManyData | undefined;
+if (many) await chart('many', () => drawGrowthChart(many.growth, many.growthSubtitle, path.join(RESULTS_DIR, `many-${stamp}.png`)));
 const minutes = (Date.now() - t0) / 60_000;
 const md = [
   `## Ferry benchmarks${flags.quick ? ' (--quick)' : ''}`,
@@ -114,7 +119,7 @@ const md = [
   markdown({ title: 'Summary', header: ['scenario', 'measure', 'Ferry', 'baseline (same run)', 'ratio'], rows: summary.map((r) => [r.scenario, r.measure, r.ferry, r.baseline, r.ratio]) }, { title: false }),
   '',
   markdown({ title: 'Targets', header: ['target', 'measured', 'met'], rows: targets.map((t) => [t.target, t.measured, t.met === null ? 'not measured at this size' : t.met ? 'yes' : 'NO']) }, { title: false }),
-  ...(chart ? ['', `Chart: ${path.relative(process.cwd(), chart)}`] : []),
+  ...(charts.length ? ['', `Charts: ${charts.map((c) => path.relative(process.cwd(), c)).join(', ')}`] : []),
   ...(failures.length ? ['', `FAILED: ${failures.join(', ')}`] : []),
   '',
 ].join('\n');

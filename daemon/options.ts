@@ -20,9 +20,10 @@ export interface EngineOptions extends PollPolicy {
   progressPersistMs: number;
   /**
    * A migration parked in PHASE1_DONE whose driver's change feed is open
-   * (Driver.watchChanges) is polled this often at most often, whatever the
-   * driver suggests: the feed tells of what matters. Without a feed the
-   * driver's suggestion stands.
+   * (Driver.watchChanges) is polled this often, whatever the driver
+   * suggests: the feed tells of what matters. (A copy in IN_PROGRESS with
+   * the feed open is polled every progressPersistMs at most often.) Without
+   * a feed the driver's suggestion stands.
    */
   parkedPollMs: number;
   /** How many times cleanup after an error is tried before it is given up (and logged). */

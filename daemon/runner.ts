@@ -232,9 +232,7 @@ export class Runner {
           this.lastPersistAt = now;
           await host.persist(record);
         }
-        const delay = pollDelay(r.nextPollMs, host.options);
-        // Parked, with the driver's change feed open: the feed tells of what matters, the poll is only the fallback.
-        return record.state === 'PHASE1_DONE' && host.feedLive(record) ? Math.max(delay, host.options.parkedPollMs) : delay;
+        return this.continueDelay(record, pollDelay(r.nextPollMs, host.options));
       }
       case 'complete': {
         const r = outcome.result;
@@ -262,6 +260,21 @@ export class Runner {
         return r.done ? 0 : pollDelay(r.nextPollMs, host.options);
       }
     }
+  }
+
+  /**
+   * The delay before the next continue. With the driver's change feed open,
+   * the feed tells of what matters (phase 1 done, a failed job) and the poll
+   * is only the fallback: a copy is polled no more often than its progress
+   * is shown (progressPersistMs), a parked migration every parkedPollMs.
+   * Without the feed, the driver's suggestion stands.
+   */
+  private continueDelay(record: MigrationRecord, delay: number): number {
+    const { options } = this.host;
+    if (!this.host.feedLive(record)) return delay;
+    if (record.state === 'PHASE1_DONE') return Math.max(delay, options.parkedPollMs);
+    if (record.state === 'IN_PROGRESS') return Math.max(delay, options.progressPersistMs);
+    return delay;
   }
 
   /** Folds a driver's progress into the record (copied bytes never go back: foldProgress). */

@@ -180,7 +180,6 @@ export class SimArray {
       let self: SimArray | undefined;
       const targets = await TargetManager.open({
         store, blocks, pools, shares, gates, snapshots, lock, log, activeJob,
-        jobs: () => jobs.records(),
         removeShare: (shareId) => self!.removeShare(shareId),
       });
       pools.reservations = () => targets.reservations();
@@ -215,7 +214,7 @@ export class SimArray {
 
   /** ListBackends. */
   listBackends(): BackendView[] {
-    const used = this.pools.usage(this.jobs.records());
+    const used = this.pools.usage();
     return this.config.backends.map((b) => ({
       name: b.name,
       array: arrayOf(this.config, b.name)!,
@@ -224,6 +223,11 @@ export class SimArray {
         return { name: p.name, capacityBytes: p.capacityBytes, usedBytes, freeBytes: Math.max(0, p.capacityBytes - usedBytes) };
       }),
     }));
+  }
+
+  /** The pools' used bytes as kept, and as a walk of every share, job and target finds them (for tests: they must be equal). */
+  poolUsage(): { kept: Map<string, number>; recomputed: Map<string, number> } {
+    return { kept: this.pools.usage(), recomputed: this.pools.recompute(this.jobs.records()) };
   }
 
   // ------------------------------------------------------------- shares
@@ -243,7 +247,7 @@ export class SimArray {
         if (!same) throw new ArrayError('OBJECT_EXISTS', `share ${shareId} already exists with different fields`);
         return this.view(existing);
       }
-      const free = this.pools.free(input.backend, input.pool, this.jobs.records());
+      const free = this.pools.free(input.backend, input.pool);
       if (input.sizeBytes > free) {
         throw new ArrayError('NO_SPACE', `pool ${input.backend}/${input.pool} lacks room: need ${input.sizeBytes} bytes, ${free} free`);
       }
@@ -262,6 +266,7 @@ export class SimArray {
       await this.blocks.create(share.fileId, share.sizeBytes);
       await this.store.put(keys.share(shareId), share, { sync: true });
       this.shares.set(shareId, share);
+      this.pools.noteShare(shareId);
       this.log.info({ share: shareId, backend: share.backend, pool: share.pool, sizeBytes: share.sizeBytes }, 'share created');
       return this.view(share);
     });
@@ -303,6 +308,7 @@ export class SimArray {
     if (!share) return;
     await this.workloads.stopForShare(shareId, 'share deleted');
     this.shares.delete(shareId);
+    this.pools.noteShare(shareId);
     await this.store.del([keys.share(shareId)]);
     await this.blocks.remove(share.fileId);
     if (share.retiring) await this.blocks.remove(share.retiring.fileId);

@@ -35,6 +35,7 @@ import type { Faults } from './faults.ts';
 import { transition } from './job-record.ts';
 import type { JobRecord, TransitionObserver } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
+import type { Pools } from './pools.ts';
 import { keys } from './model.ts';
 import type { CatchUpMeasurements, ShareRecord } from './model.ts';
 import { sleep } from './rates.ts';
@@ -86,6 +87,8 @@ export interface CutoverDeps {
   blocks: BlockStore;
   faults: Faults;
   log: Log;
+  /** Capacity accounting: the switch moves the share's space and the job's. */
+  pools: Pools;
   /** Aborted when the array closes: catching up stops, and the restart rolls the attempt back to SYNCING. */
   closing: AbortSignal;
   /** Deletes the source and marks the job DONE (also used when a restart finds a switched job). */
@@ -181,6 +184,8 @@ export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Prom
   if (!rec.spec.preserveSnapshots) share.snapshots = 0;
   if (rec.spec.newShareType) share.shareType = rec.spec.newShareType;
   rec.switched = true;
+  deps.pools.noteShare(share.shareId);
+  deps.pools.noteJob(rec.jobId, rec);
   rec.pendingDelete = rec.source.fileId;
   rec.cutover = { freezeMs: clock.elapsed(), finalDeltaBytes, verifiedBytes, caughtUp };
   await deps.store.write(

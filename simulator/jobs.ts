@@ -106,7 +106,10 @@ export class JobManager implements WriteObserver {
     const manager = new JobManager(deps);
     const records = (await deps.store.entries<JobRecord>('job!')).map(([, rec]) => rec);
     records.sort((a, b) => a.createdAtMs - b.createdAtMs);
-    for (const rec of records) manager.jobs.set(rec.jobId, rec);
+    for (const rec of records) {
+      manager.jobs.set(rec.jobId, rec);
+      deps.pools.noteJob(rec.jobId, rec);
+    }
     for (const rec of records) await manager.recover(rec);
     return manager;
   }
@@ -227,7 +230,7 @@ export class JobManager implements WriteObserver {
     if (this.deps.hasSnapshots(share.shareId)) throw new ArrayError('WRONG_STATE', `share ${share.shareId} has snapshots; delete them before starting a job`);
     const active = this.activeJob(share);
     if (active) throw new ArrayError('WRONG_STATE', `share ${share.shareId} is already being migrated by job ${active.jobId}`);
-    const free = this.deps.pools.free(spec.destBackend, spec.destPool, this.records());
+    const free = this.deps.pools.free(spec.destBackend, spec.destPool);
     if (share.sizeBytes > free) {
       throw new ArrayError(
         'NO_SPACE',
@@ -243,11 +246,12 @@ export class JobManager implements WriteObserver {
       blockSizeBytes: this.deps.config.blockSizeBytes,
       chunkSizeBytes: this.deps.config.chunkSizeBytes,
     });
-    // The reservation: from here on the pool counts the job's space (records()) and the share is taken (activeJob).
+    // The reservation: from here on the pool counts the job's space (noteJob) and the share is taken (activeJob).
     const start: Starting = { rec, share, shareJobIdBefore: share.jobId, settle: () => undefined };
     this.starting.set(jobId, new Promise<void>((resolve) => (start.settle = resolve)));
     share.jobId = jobId;
     this.jobs.set(jobId, rec);
+    this.deps.pools.noteJob(jobId, rec);
     return { kind: 'create', start };
   }
 
@@ -261,6 +265,7 @@ export class JobManager implements WriteObserver {
     } catch (err) {
       // Nothing was written (the two records go in one batch): forget the job and free what it held.
       this.jobs.delete(rec.jobId);
+      this.deps.pools.noteJob(rec.jobId, undefined);
       if (share.jobId === rec.jobId) share.jobId = start.shareJobIdBefore;
       await this.deps.blocks.remove(rec.dest.fileId).catch((removeErr: unknown) => {
         this.deps.log.warn({ err: removeErr, job: rec.jobId, file: rec.dest.fileId }, 'could not remove the destination of a failed start; the next open deletes it');
@@ -344,6 +349,7 @@ export class JobManager implements WriteObserver {
         blocks: this.deps.blocks,
         faults: this.deps.faults,
         log: this.deps.log,
+        pools: this.deps.pools,
         closing: this.closed.signal,
         finish: () => this.finish(runner),
         events: this.events,
@@ -391,6 +397,7 @@ export class JobManager implements WriteObserver {
   private async tombstone(jobId: string): Promise<JobRecord> {
     const rec = tombstoneRecord(jobId, { blockSizeBytes: this.deps.config.blockSizeBytes, chunkSizeBytes: this.deps.config.chunkSizeBytes });
     this.jobs.set(jobId, rec);
+    this.deps.pools.noteJob(jobId, rec);
     await this.deps.store.put(keys.job(jobId), rec, { sync: true });
     this.deps.log.info({ job: jobId }, 'cancel of an unknown job: remembered as cancelled');
     return rec;
@@ -438,6 +445,7 @@ export class JobManager implements WriteObserver {
     const { rec } = runner;
     await this.deps.blocks.remove(rec.source.fileId);
     transition(rec, 'DONE', this.events);
+    this.deps.pools.noteJob(rec.jobId, rec);
     rec.pendingDelete = '';
     this.runners.delete(rec.jobId);
     const share = this.deps.shares.get(rec.spec.shareId);
@@ -462,6 +470,7 @@ export class JobManager implements WriteObserver {
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
     const { rec } = runner;
     transition(rec, state, this.events);
+    this.deps.pools.noteJob(rec.jobId, rec);
     rec.error = error;
     rec.pendingDelete = rec.dest.fileId;
     this.runners.delete(rec.jobId);

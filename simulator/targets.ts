@@ -18,7 +18,6 @@ import { keys, MAX_IO_BYTES } from './model.ts';
 import type { ShareRecord } from './model.ts';
 import type { Mutex } from './mutex.ts';
 import type { Pools, Reservation } from './pools.ts';
-import type { JobRecord } from './job-record.ts';
 import type { SnapshotManager } from './snapshots.ts';
 import type { Log } from '../lib/log.ts';
 
@@ -70,7 +69,6 @@ export interface TargetDeps {
   snapshots: SnapshotManager;
   lock: Mutex;
   log: Log;
-  jobs: () => Iterable<JobRecord>;
   /** The active job on a share, '' when none. */
   activeJob: (share: ShareRecord) => string;
   /** Deletes a share, its data and its workloads (called under the lock). */
@@ -89,7 +87,10 @@ export class TargetManager {
   /** Loads the targets. */
   static async open(deps: TargetDeps): Promise<TargetManager> {
     const m = new TargetManager(deps);
-    for (const [, rec] of await deps.store.entries<TargetRecord>('target!')) m.targets.set(rec.targetId, rec);
+    for (const [, rec] of await deps.store.entries<TargetRecord>('target!')) {
+      m.targets.set(rec.targetId, rec);
+      deps.pools.noteTarget(rec.targetId, rec);
+    }
     return m;
   }
 
@@ -117,7 +118,7 @@ export class TargetManager {
         return existing;
       }
       this.deps.pools.check(input.backend, input.pool, { backend: 'backend', pool: 'pool' });
-      const free = this.deps.pools.free(input.backend, input.pool, this.deps.jobs());
+      const free = this.deps.pools.free(input.backend, input.pool);
       if (input.sizeBytes > free) {
         throw new ArrayError('NO_SPACE', `pool ${input.backend}/${input.pool} lacks room for target ${input.targetId}: need ${input.sizeBytes} bytes, ${free} free`);
       }
@@ -135,6 +136,7 @@ export class TargetManager {
       await this.deps.blocks.create(rec.fileId, rec.sizeBytes);
       await this.deps.store.put(keys.target(rec.targetId), rec, { sync: true });
       this.targets.set(rec.targetId, rec);
+      this.deps.pools.noteTarget(rec.targetId, rec);
       this.deps.log.info({ target: rec.targetId, backend: rec.backend, pool: rec.pool, sizeBytes: rec.sizeBytes }, 'target created');
       return rec;
     });
@@ -223,6 +225,8 @@ export class TargetManager {
       share.metadata = { ...rec.metadata };
       share.shareType = rec.shareType;
       rec.promotedTo = shareId;
+      this.deps.pools.noteTarget(targetId, rec);
+      this.deps.pools.noteShare(shareId);
       await this.deps.store.write(
         [
           { key: keys.share(shareId), value: share },
@@ -231,6 +235,7 @@ export class TargetManager {
         { sync: true },
       );
       this.deps.shares.set(shareId, share);
+      this.deps.pools.noteShare(shareId);
       this.deps.log.info({ target: targetId, share: shareId, backend: rec.backend, pool: rec.pool, retiring: share.retiring?.backend ?? '' }, 'target promoted');
       return share;
     });
@@ -244,6 +249,7 @@ export class TargetManager {
       if (rec.promotedTo) throw new ArrayError('WRONG_STATE', `target ${targetId} was promoted to be share ${rec.promotedTo}; it is the share now`);
       await this.deps.store.write([{ key: keys.target(targetId), value: null }], { sync: true });
       this.targets.delete(targetId);
+      this.deps.pools.noteTarget(targetId, undefined);
       await this.deps.blocks.remove(rec.fileId);
       this.deps.log.info({ target: targetId }, 'target discarded');
     });
@@ -262,6 +268,7 @@ export class TargetManager {
         const { fileId } = share.retiring;
         await this.deps.snapshots.deleteOfShare(shareId, fileId);
         delete share.retiring;
+        this.deps.pools.noteShare(shareId);
         await this.deps.store.put(keys.share(shareId), share, { sync: true });
         await this.deps.blocks.remove(fileId);
         this.deps.log.info({ share: shareId, backend: sourceBackend }, 'former place retired');

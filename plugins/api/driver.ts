@@ -299,11 +299,12 @@ export interface Driver {
    * to an array that may have changed meanwhile, yield `{ migrationId: '' }`
    * first.
    *
-   * While the stream is open, ferryd polls migrations parked in PHASE1_DONE
-   * only every `engine.parkedPollMs` (default 10 s) instead of as
-   * `nextPollMs` says, and relies on this stream for the events above; while
-   * it is not open, it polls as `nextPollMs` says. A driver that cannot
-   * report those events should not offer it.
+   * While the stream is open, ferryd relies on it for the events above and
+   * polls less: a copy in IN_PROGRESS no more often than its progress is
+   * shown (`engine.progressPersistMs`, 1 s), a migration parked in
+   * PHASE1_DONE every `engine.parkedPollMs` (10 s), whatever `nextPollMs`
+   * says; while it is not open, it polls as `nextPollMs` says. A driver that
+   * cannot report those events should not offer it.
    */
   watchChanges?(options: { signal: AbortSignal }): AsyncIterable<DriverChange>;
 

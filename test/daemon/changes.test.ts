@@ -75,6 +75,35 @@ describe('change feeds', () => {
     await waitForState(client, m.id, 'SUCCESS');
   });
 
+  test('with the feed open a copy is polled at most every progressPersistMs, and the feed announces its phase 1 done', { timeout: 30_000 }, async (t) => {
+    control.offersChanges = true;
+    const { client } = await inProcessDaemon(t, scriptedConfig(tempDir(t), { engine: { parkedPollMs: HOUR, progressPersistMs: HOUR } }));
+    await control.streams$(2);
+    // `other` reaches PHASE1_DONE before the feed is live (it would otherwise be polled hourly), then parks on it.
+    const other = await client.startMigration({ ...START, share: { backend: 'a', shareId: 's2' } });
+    await waitForState(client, other.id, 'PHASE1_DONE');
+    const calls = control.count('continue', other.id);
+    control.change({ migrationId: '' });
+    await control.calls$('continue', calls + 1, other.id);
+    control.nextPollMs = 1;
+    const m = await client.startMigration(START);
+    await control.calls$('continue', 1, m.id);
+    const before = control.count('continue', m.id);
+    // Polled every millisecond, as the driver asks, the copy would be called again while `other` is, five times over.
+    for (let round = 1; round <= 5; round++) {
+      const n = control.count('continue', other.id);
+      control.change({ migrationId: other.id });
+      await control.calls$('continue', n + 1, other.id);
+    }
+    assert.equal(control.count('continue', m.id), before, 'a copy was polled as the driver asks, with the feed open');
+    // Each change calls it once; the fourth chunk finishes phase 1.
+    for (let n = before; control.count('continue', m.id) < 4; n++) {
+      control.change({ migrationId: m.id });
+      await control.calls$('continue', n + 1, m.id);
+    }
+    await waitForState(client, m.id, 'PHASE1_DONE');
+  });
+
   test('when the feed ends, parked migrations go back to their driver\'s polls, and the feed is opened again', { timeout: 30_000 }, async (t) => {
     const client = await feedDaemon(t);
     const m = await parked(client);

@@ -33,7 +33,7 @@ import type { BlockStore } from './blockstore.ts';
 import type { ShareGate } from './datapath.ts';
 import type { Faults } from './faults.ts';
 import { transition } from './job-record.ts';
-import type { JobRecord } from './job-record.ts';
+import type { JobRecord, TransitionObserver } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
 import type { Pools } from './pools.ts';
 import { keys } from './model.ts';
@@ -93,6 +93,8 @@ export interface CutoverDeps {
   closing: AbortSignal;
   /** Deletes the source and marks the job DONE (also used when a restart finds a switched job). */
   finish(): Promise<void>;
+  /** The change stream, told of the attempt's transitions. */
+  events: TransitionObserver;
 }
 
 /**
@@ -107,7 +109,7 @@ export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Prom
   const { gate, share, log } = deps;
   const attempt = rec.cutoverAttempts + 1;
   rec.cutoverAttempts = attempt;
-  transition(rec, 'CUTTING_OVER');
+  transition(rec, 'CUTTING_OVER', deps.events);
   await runner.save(true);
 
   await runner.stopForCutover();
@@ -164,7 +166,7 @@ export async function runCutover(runner: CutoverEngine, deps: CutoverDeps): Prom
     await clock.settled();
     runner.markDirty(touched);
     if (!(err instanceof CutoverAbort)) throw err;
-    transition(rec, 'SYNCING');
+    transition(rec, 'SYNCING', deps.events);
     rec.lastAbortReason = err.message;
     rec.lastAbortAttempt = attempt;
     await runner.save(true);

@@ -34,13 +34,19 @@ export class IllegalTransitionError extends Error {
   override name = 'IllegalTransitionError';
 }
 
+/** Told of every transition as it happens: the array's change stream (JobEvents, WatchJobs). */
+export interface TransitionObserver {
+  transitioned(rec: JobRecord): void;
+}
+
 /**
- * Moves `rec` to state `to`: the only writer of a job's state. Reaching
+ * Moves `rec` to state `to`: the only writer of a job's state, and so the
+ * one place that tells `observer` (the change stream) of it. Reaching
  * SYNCING from COPYING marks phase 1 done; reaching a final state records
  * when. Throws IllegalTransitionError for a transition the table does not
  * allow. The caller persists the record.
  */
-export function transition(rec: JobRecord, to: JobState): void {
+export function transition(rec: JobRecord, to: JobState, observer: TransitionObserver): void {
   if (!canTransition(rec.state, to)) throw new IllegalTransitionError(`job ${rec.jobId}: no transition from ${rec.state} to ${to}`);
   const now = Date.now();
   if (rec.state === 'COPYING' && to === 'SYNCING') {
@@ -49,6 +55,7 @@ export function transition(rec: JobRecord, to: JobState): void {
   }
   if (TRANSITIONS[to].length === 0) rec.finishedAtMs = now;
   (rec as { state: JobState }).state = to;
+  observer.transitioned(rec);
 }
 
 /** A migration job, as persisted. In-memory copy state (dirty set, hashes) lives in JobRunner. */

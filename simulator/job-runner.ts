@@ -24,7 +24,7 @@ import type { Faults } from './faults.ts';
 import { JobCopier } from './job-copier.ts';
 import type { CopierDeps } from './job-copier.ts';
 import { transition } from './job-record.ts';
-import type { JobRecord } from './job-record.ts';
+import type { JobRecord, TransitionObserver } from './job-record.ts';
 import type { MetaStore } from './metadata.ts';
 import { keys } from './model.ts';
 import { RateMeter, Wakeup, sleep } from './rates.ts';
@@ -43,6 +43,8 @@ export interface RunnerDeps extends CopierDeps {
   faults: Faults;
   maxPasses: number;
   maxSentFactor: number;
+  /** The change stream, told of phase 1 done. */
+  events: TransitionObserver;
   /** Called when the loop fails; the job must then fail. */
   failed(runner: JobRunner, err: unknown): Promise<void>;
 }
@@ -365,7 +367,7 @@ export class JobRunner implements CutoverEngine {
     } else {
       return;
     }
-    transition(rec, 'SYNCING'); // Phase 1 done.
+    transition(rec, 'SYNCING', this.deps.events); // Phase 1 done.
     await this.save(true);
     this.log.info({ job: rec.jobId, pass: rec.pass, converged: rec.converged }, 'phase 1 done');
   }

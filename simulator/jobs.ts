@@ -14,6 +14,8 @@ import type { CopyPool } from './copy-pool.ts';
 import { runCutover } from './cutover.ts';
 import type { ShareGates, WriteObserver } from './datapath.ts';
 import type { Faults } from './faults.ts';
+import { JobEvents } from './job-events.ts';
+import type { JobWatch } from './job-events.ts';
 import { JobRunner, finishedProgress } from './job-runner.ts';
 import type { ProgressView } from './job-runner.ts';
 import type { MetaStore } from './metadata.ts';
@@ -76,8 +78,12 @@ export class JobManager implements WriteObserver {
   private readonly deps: JobManagerDeps;
   private readonly jobs = new Map<string, JobRecord>();
   private readonly runners = new Map<string, JobRunner>();
+  /** Failed jobs still discarding their destination (close waits for them). */
+  private readonly failing = new Set<Promise<void>>();
   /** Jobs reserved by StartJob whose record is not written yet: settles when it is, or when the start is undone. */
   private readonly starting = new Map<string, Promise<void>>();
+  /** The change stream (WatchJobs): every transition, and a cutover that failed past its commit point. */
+  private readonly events = new JobEvents();
   private readonly arrayBucket: TokenBucket;
   private readonly diskBucket = new TokenBucket(0);
   private closing = false;
@@ -126,7 +132,7 @@ export class JobManager implements WriteObserver {
     }
     if (rec.state === 'CUTTING_OVER') {
       log.info({ job: rec.jobId }, 'restart during a cutover, before its commit point: the source stays authoritative; back to SYNCING');
-      transition(rec, 'SYNCING');
+      transition(rec, 'SYNCING', this.events);
       await runner.save(true);
     }
     log.info({ job: rec.jobId, pass: rec.pass, cursor: rec.cursor }, 'resuming job after restart');
@@ -148,6 +154,7 @@ export class JobManager implements WriteObserver {
         blockDigest: this.deps.config.blockDigest,
         arrayBucket: this.arrayBucket,
         diskBucket: this.diskBucket,
+        events: this.events,
         failed: (runner, err) => this.fail(runner, err),
       },
       { resumed },
@@ -276,6 +283,21 @@ export class JobManager implements WriteObserver {
     return this.view(rec);
   }
 
+  /** WatchJobs: a watch of the changes of jobs whose source is on `backend` ('' for every job); `unwatch` it when done. */
+  watch(backend: string): JobWatch {
+    return this.events.watch(backend);
+  }
+
+  /** Ends a watch. */
+  unwatch(watch: JobWatch): void {
+    this.events.unwatch(watch);
+  }
+
+  /** Ends every watch, so that WatchJobs streams end (OK) before the server drains; close() does it too. */
+  closeWatches(): void {
+    this.events.close();
+  }
+
   /** GetJob. */
   get(jobId: string): JobView {
     const rec = this.jobs.get(jobId);
@@ -330,11 +352,14 @@ export class JobManager implements WriteObserver {
         pools: this.deps.pools,
         closing: this.closed.signal,
         finish: () => this.finish(runner),
+        events: this.events,
       });
     } catch (err) {
       if (runner.rec.switched) {
-        // Past the commit point we roll forward: a repeated CutoverJob or a restart finishes it.
+        // Past the commit point we roll forward: a repeated CutoverJob or a restart finishes it. The state stays
+        // CUTTING_OVER, so no transition tells a watcher that this attempt has ended: say so, for its caller to call again.
         this.deps.log.error({ err, job: runner.rec.jobId }, 'cutover could not finish after its commit point; will retry');
+        this.events.changed(runner.rec);
         return;
       }
       await this.fail(runner, err);
@@ -386,10 +411,12 @@ export class JobManager implements WriteObserver {
   async close(): Promise<void> {
     this.closing = true;
     this.closed.abort();
+    this.events.close();
     // Starts under way end first, so that their runners are among those stopped below.
     await Promise.all(this.starting.values());
     for (const runner of this.runners.values()) await runner.runningCutover?.catch(() => undefined);
     await Promise.all([...this.runners.values()].map((r) => r.stopLoop()));
+    await Promise.all([...this.failing].map((p) => p.catch(() => undefined)));
   }
 
   // ---------------------------------------------------- the write hooks
@@ -417,7 +444,7 @@ export class JobManager implements WriteObserver {
   private async finish(runner: JobRunner): Promise<void> {
     const { rec } = runner;
     await this.deps.blocks.remove(rec.source.fileId);
-    transition(rec, 'DONE');
+    transition(rec, 'DONE', this.events);
     this.deps.pools.noteJob(rec.jobId, rec);
     rec.pendingDelete = '';
     this.runners.delete(rec.jobId);
@@ -428,16 +455,21 @@ export class JobManager implements WriteObserver {
   }
 
   /** A failure before the commit point: discard the destination; the source stays as it was. */
-  private async fail(runner: JobRunner, err: unknown): Promise<void> {
+  private fail(runner: JobRunner, err: unknown): Promise<void> {
     const { rec } = runner;
-    if (!ACTIVE_JOB_STATES.has(rec.state) || rec.switched) return;
+    if (!ACTIVE_JOB_STATES.has(rec.state) || rec.switched) return Promise.resolve();
     this.deps.log.error({ err, job: rec.jobId }, 'job failed; discarding the destination');
-    await this.discard(runner, 'FAILED', { code: 'INTERNAL', message: `copy failed: ${(err as Error)?.message ?? String(err)}` });
+    // The runner leaves `runners` at once; close() waits for the discard here instead.
+    const discarding: Promise<void> = this.discard(runner, 'FAILED', { code: 'INTERNAL', message: `copy failed: ${(err as Error)?.message ?? String(err)}` }).finally(() =>
+      this.failing.delete(discarding),
+    );
+    this.failing.add(discarding);
+    return discarding;
   }
 
   private async discard(runner: JobRunner, state: 'CANCELLED' | 'FAILED', error: JobRecord['error']): Promise<void> {
     const { rec } = runner;
-    transition(rec, state);
+    transition(rec, state, this.events);
     this.deps.pools.noteJob(rec.jobId, rec);
     rec.error = error;
     rec.pendingDelete = rec.dest.fileId;

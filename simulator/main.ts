@@ -81,6 +81,8 @@ async function serve(flags: ServeFlags): Promise<void> {
     health.setStatus('', 'NOT_SERVING');
     health.setStatus(SIMULATOR_SERVICE, 'NOT_SERVING');
     void (async () => {
+      // WatchJobs streams never end on their own: end them (OK) first, or the drain would wait its whole grace for them.
+      array.jobs.closeWatches();
       await shutdown(server, 5000);
       await array.close();
       log.flush();

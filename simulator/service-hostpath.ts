@@ -78,7 +78,7 @@ function targetOut(t: TargetRecord) {
 }
 
 /** Resolves when the stream can take more, or was cancelled. */
-function writable(call: grpc.ServerWritableStream<Req, unknown>): Promise<void> {
+export function writable(call: grpc.ServerWritableStream<Req, unknown>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       call.off('drain', done);

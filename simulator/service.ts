@@ -18,7 +18,7 @@ import type { JobSpec } from './model.ts';
 import type { WorkloadRecord, WritePattern } from './workload.ts';
 import { bool, enumValue, maxLength, num, required, str, ts } from './fields.ts';
 import type { Req } from './fields.ts';
-import { addHostPathHandlers } from './service-hostpath.ts';
+import { addHostPathHandlers, writable } from './service-hostpath.ts';
 
 /** The service's full name. */
 export const SIMULATOR_SERVICE = 'ferry.simulator.v1.SimulatorService';
@@ -163,6 +163,28 @@ function faultSet(req: Req, methods: ReadonlySet<string>): FaultSet {
 
 // ---------------------------------------------------------------- service
 
+/**
+ * WatchJobs: the marker that the watch is registered, then each changed
+ * job as the stream takes it. While the stream's buffer is full the watch
+ * coalesces (JobWatch), so a slow reader holds at most one entry per job.
+ */
+async function watchJobs(array: SimArray, backend: string, call: grpc.ServerWritableStream<Req, unknown>): Promise<void> {
+  const watch = array.jobs.watch(backend);
+  const stop = () => array.jobs.unwatch(watch);
+  call.on('cancelled', stop);
+  try {
+    let event: object | null = { jobId: '', state: 'JOB_STATE_UNSPECIFIED', phase1Done: false };
+    while (event && !call.cancelled) {
+      if (!call.write(event)) await writable(call);
+      const rec = await watch.next();
+      event = rec && { jobId: rec.jobId, state: `JOB_STATE_${rec.state}`, phase1Done: rec.phase1Done };
+    }
+  } finally {
+    call.off('cancelled', stop);
+    stop();
+  }
+}
+
 /** The array's errors on the wire: its gRPC status, and its own code as the ErrorInfo reason in ARRAY_ERROR_DOMAIN. */
 export function arrayStatus(err: unknown): ErrorStatus | undefined {
   if (!(err instanceof ArrayError)) return undefined;
@@ -278,16 +300,26 @@ export function addSimulatorService(server: grpc.Server, array: SimArray, log: L
   const known = (method: string) => {
     if (!methods.has(method)) throw new Error(`SimulatorService has no method ${method}`);
   };
+  const streamRpc = (method: string, fn: (req: Req, call: grpc.ServerWritableStream<Req, unknown>) => Promise<void>) => {
+    known(method);
+    handlers[method] = serverStream<Req, unknown>(method, log, arrayStatus, async (req, call) => {
+      await array.faults.beforeCall(method);
+      await fn(req, call);
+    });
+  };
+
+  streamRpc('WatchJobs', async (req, call) => {
+    const backend = str(req, 'backend');
+    if (backend && !array.config.backends.some((b) => b.name === backend)) {
+      throw new ArrayError('NO_SUCH_OBJECT', `backend ${backend} not found on this array (it has ${array.config.backends.map((b) => b.name).join(', ')})`);
+    }
+    await watchJobs(array, backend, call);
+  });
+
   addHostPathHandlers(
     {
       unary: rpc,
-      serverStream: (method, fn) => {
-        known(method);
-        handlers[method] = serverStream<Req, unknown>(method, log, arrayStatus, async (req, call) => {
-          await array.faults.beforeCall(method);
-          await fn(req, call);
-        });
-      },
+      serverStream: streamRpc,
       clientStream: (method, fn) => {
         known(method);
         handlers[method] = clientStreamHandler(method, log, async (call) => {

@@ -110,6 +110,8 @@ export class Harness {
    * `dataDestination`. What the data-path checks are gated on.
    */
   hostPath = { source: false, destination: false };
+  /** Whether the source backend's driver opened at setup offers watchChanges: what the change-feed check is gated on. */
+  offersChanges = false;
 
   private constructor(
     readonly scratch: string,
@@ -156,6 +158,7 @@ export class Harness {
       harness = new Harness(scratch, load as PluginLoad & { plugin: LoadedPlugin }, adapter, setup, control, options.timeouts);
       const [source, destination] = [await harness.openDriver(setup.backends[0]), await harness.openDriver(setup.backends[1])];
       harness.hostPath = { source: source.dataSource !== undefined, destination: destination.dataDestination !== undefined };
+      harness.offersChanges = source.watchChanges !== undefined;
       harness.writeDaemonFiles();
       process.once('exit', harness.onExit);
       await harness.startDaemon();

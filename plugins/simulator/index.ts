@@ -11,6 +11,7 @@
  *   complete  -> CutoverJob (bounded wait; joins a running cutover on retry)
  *   cancel    -> CancelJob (idempotent even for a job the array never saw)
  *   progress  -> GetJob
+ *   watchChanges -> WatchJobs (the array's job changes, so the daemon calls at once rather than at its next poll)
  *
  * and, for a destination on another array (which the array's jobs cannot
  * reach), ferryd's host data path (host-path.ts): dataSource on
@@ -47,6 +48,7 @@ import type {
   Driver,
   DriverFactory,
   DriverFactoryContext,
+  DriverChange,
   DriverProgress,
   MigrationCall,
   PoolInfo,
@@ -59,6 +61,7 @@ import { SimDataDestination, SimDataSource } from './host-path.ts';
 // nothing of gen/ is loaded at run time. A vendor generates their array's types the same way.
 import type { Backend__Output as ArrayBackend } from './gen/ferry/simulator/v1/Backend.ts';
 import type { Job__Output as ArrayJob } from './gen/ferry/simulator/v1/Job.ts';
+import type { JobEvent__Output as ArrayJobEvent } from './gen/ferry/simulator/v1/JobEvent.ts';
 import type { ListBackendsResponse__Output } from './gen/ferry/simulator/v1/ListBackendsResponse.ts';
 import type { Share__Output as ArrayShare } from './gen/ferry/simulator/v1/Share.ts';
 
@@ -295,6 +298,28 @@ class SimulatorDriver implements Driver {
     } catch (err) {
       // Before start reached the array there is no job, and no progress: zeros are the truth.
       if (err instanceof FerryError && err.code === 'NOT_FOUND') return toProgress({ progress: null } as ArrayJob);
+      throw err;
+    }
+  }
+
+  /**
+   * The array's job changes on this backend (WatchJobs). The array's first
+   * message, sent once its watch is registered, has no job id: it becomes
+   * `{ migrationId: '' }`, since anything may have changed while no stream
+   * was open. Each later message names a job, and a job id is the migration
+   * id (start sends it, and every checkpoint keeps it: jobIdOf), so it maps
+   * one to one; a job started on the array by hand names no migration, and
+   * the daemon ignores it. Ends when the array ends the stream (it is
+   * closing) and throws when the connection breaks: the daemon opens it
+   * again either way. Returns quietly once `signal` aborts.
+   */
+  async *watchChanges({ signal }: { signal: AbortSignal }): AsyncIterable<DriverChange> {
+    try {
+      for await (const event of this.array.stream<ArrayJobEvent>('WatchJobs', { backend: this.ctx.backend }, signal)) {
+        yield { migrationId: event.jobId };
+      }
+    } catch (err) {
+      if (signal.aborted) return;
       throw err;
     }
   }

@@ -111,6 +111,13 @@ const DEFECTS: { defect: Defect; caughtBy: Record<string, { reason: RegExp; call
     unaffected: 'host-path-migration',
   },
   {
+    defect: 'changes-miss-phase1',
+    caughtBy: {
+      'changes-phase1-done': { reason: /^watchChanges did not announce phase 1 done of migration mig-\S+: from when ferryd showed it past STARTING until 5000 ms after it showed PHASE1_DONE, the stream yielded nothing \(no change naming mig-\S+, nor ''\)/, call: /^watchChanges$/ },
+    },
+    unaffected: 'happy-path',
+  },
+  {
     // ferryd's guard turns such a done into ERROR; the check reads what the driver answered.
     defect: 'done-without-figures',
     caughtBy: {
@@ -144,6 +151,12 @@ describe('the conformance kit', () => {
       assert.equal(results.get(id)?.status, 'skipped', explain(results));
       assert.equal(results.get(id)?.reason, "the source backend's driver (alpha) offers no dataSource: the host data path is optional (section 14 of the driver guide)");
     }
+  });
+
+  test('skips the change-feed check for a driver that does not offer watchChanges, with the reason', async () => {
+    const results = await runSuite(BROKEN, { changes: false }, ['changes-phase1-done']);
+    assert.equal(results.get('changes-phase1-done')?.status, 'skipped', explain(results));
+    assert.equal(results.get('changes-phase1-done')?.reason, "the source backend's driver (alpha) offers no watchChanges: the change feed is optional (the driver guide's watchChanges section)");
   });
 
   test('runs the preserve_snapshots check when the driver claims it', async () => {

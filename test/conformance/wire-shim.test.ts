@@ -68,6 +68,14 @@ describe('the kit behind the wire-level pass-through, for a process plugin', () 
     for (const id of HELD) assert.equal(results.get(id)?.status, 'passed', `${id}:\n${explain(results)}`);
   });
 
+  test('runs the change-feed check on the process driver (WatchChanges over ferry.driver.v1): a correct driver passes it, and changes-miss-phase1 fails it', async (t) => {
+    const ok = await runSuite(processPlugin(tempDir(t)), undefined, ['changes-phase1-done']);
+    assert.equal(ok.get('changes-phase1-done')?.status, 'passed', explain(ok));
+    const broken = await runSuite(processPlugin(tempDir(t)), 'changes-miss-phase1', ['changes-phase1-done']);
+    assert.equal(broken.get('changes-phase1-done')?.status, 'failed', explain(broken));
+    assert.match(broken.get('changes-phase1-done')?.reason ?? '', /^watchChanges did not announce phase 1 done of migration mig-/);
+  });
+
   for (const { defect, id, reason } of DEFECTS) {
     test(`reports the planted defect ${defect} as a failure of ${id}`, async (t) => {
       const results = await runSuite(processPlugin(tempDir(t)), defect, [id]);

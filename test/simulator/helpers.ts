@@ -128,6 +128,8 @@ export async function serveArray(t: Cleanup, options: { dataDir?: string; config
   const close = () =>
     (closed ??= (async () => {
       client.close();
+      // As ferry-sim does: WatchJobs streams end first, or the drain would wait out its grace for them.
+      array.jobs.closeWatches();
       await shutdown(server, 1000);
       await array.close();
     })());

@@ -5,10 +5,13 @@
  * non-convergence, and a reopen in the middle of a job.
  */
 import assert from 'node:assert/strict';
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { TEST_CONFIG, dataFiles, filledShare, pattern, phase1Done, rejectsWith, serveArray, sha256, waitForJob } from './helpers.ts';
 import type { SimClient } from './helpers.ts';
+import type { BlockStore } from '../../simulator/blockstore.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -378,5 +381,32 @@ describe('jobs', () => {
     assert.equal(done.progress.recopiedAfterCrashBytes, 0, 'a clean close leaves nothing to copy again');
     assert.ok(done.cutover.finalDeltaBytes < MiB, `the rebuild kept the final delta small (${done.cutover.finalDeltaBytes} bytes)`);
     assert.equal(await checksum(second.client, 's1'), sha256(content));
+  });
+
+  test('a job that fails as the array closes is discarded before the array closes: the reopened array has it FAILED, with its destination gone', async (t) => {
+    const first = await serveArray(t);
+    await first.client.call('CreateShare', { shareId: 's1', backend: 'alpha', pool: 'gold', sizeBytes: 256 * KiB });
+    await first.client.call('SetFaults', { stallCopy: true });
+    await startJob(first.client, 'j1', 's1');
+    // The copy finds its source file gone: the job fails, and the array closes while it discards the destination
+    // (made slow here, in the array's own BlockStore, so that the close surely comes in the middle of it).
+    const blocks = (first.array as unknown as { blocks: BlockStore }).blocks;
+    const remove = blocks.remove.bind(blocks);
+    blocks.remove = async (fileId) => {
+      await new Promise((r) => setTimeout(r, 200));
+      await remove(fileId);
+    };
+    await unlink(path.join(first.dataDir, 'shares', `${first.array.getShare('s1').fileId}.img`));
+    await first.client.call('SetFaults', {});
+    const until = Date.now() + 10_000;
+    while (first.array.jobs.get('j1').record.state !== 'FAILED') {
+      assert.ok(Date.now() < until, 'the job failed within 10 s');
+      await new Promise((r) => setImmediate(r));
+    }
+    await first.array.close();
+    await first.close();
+    const second = await serveArray(t, { dataDir: first.dataDir });
+    assert.equal((await second.client.call('GetJob', { jobId: 'j1' })).state, 'JOB_STATE_FAILED');
+    assert.deepEqual(await dataFiles(first.dataDir), [], 'no destination left (and the source was gone already)');
   });
 });

@@ -19,6 +19,7 @@ import { CopyPool, CopyTaskError } from '../../simulator/copy-pool.ts';
 import { ShareGate } from '../../simulator/datapath.ts';
 import { ArrayError } from '../../simulator/errors.ts';
 import { IllegalTransitionError, canTransition, newJobRecord, tombstoneRecord, transition } from '../../simulator/job-record.ts';
+import type { JobRecord } from '../../simulator/job-record.ts';
 import { MetaStore } from '../../simulator/metadata.ts';
 import { Mutex } from '../../simulator/mutex.ts';
 import { RateMeter, TokenBucket } from '../../simulator/rates.ts';
@@ -124,18 +125,21 @@ describe('a job record and its states', () => {
     for (const from of states) for (const to of states) assert.equal(canTransition(from, to), legal.has(`${from}>${to}`), `${from} -> ${to}`);
   });
 
-  test('a new job starts COPYING; phase 1 done is the move to SYNCING; a final state records when; an illegal move throws and changes nothing', () => {
+  test('a new job starts COPYING; phase 1 done is the move to SYNCING; a final state records when; each move is announced once, after it is made; an illegal move throws, changes nothing and is not announced', () => {
     const rec = job();
+    const announced: string[] = [];
+    const seen = { transitioned: (r: JobRecord) => announced.push(`${r.state}${r.phase1Done ? '+phase1' : ''}`) };
     assert.equal(rec.state, 'COPYING');
     assert.equal(rec.phase1Done, false);
-    transition(rec, 'SYNCING');
+    transition(rec, 'SYNCING', seen);
     assert.equal(rec.phase1Done, true);
     assert.ok(rec.phase1DoneAtMs > 0);
-    transition(rec, 'CUTTING_OVER');
-    transition(rec, 'DONE');
+    transition(rec, 'CUTTING_OVER', seen);
+    transition(rec, 'DONE', seen);
     assert.ok(rec.finishedAtMs > 0);
-    assert.throws(() => transition(rec, 'SYNCING'), (err: unknown) => err instanceof IllegalTransitionError && /job j1: no transition from DONE to SYNCING/.test(err.message));
+    assert.throws(() => transition(rec, 'SYNCING', seen), (err: unknown) => err instanceof IllegalTransitionError && /job j1: no transition from DONE to SYNCING/.test(err.message));
     assert.equal(rec.state, 'DONE');
+    assert.deepEqual(announced, ['SYNCING+phase1', 'CUTTING_OVER+phase1', 'DONE+phase1']);
   });
 
   test('a tombstone is CANCELLED from the start, and stays so', () => {
@@ -143,7 +147,7 @@ describe('a job record and its states', () => {
     assert.equal(rec.state, 'CANCELLED');
     assert.equal(rec.tombstone, true);
     assert.ok(rec.finishedAtMs > 0);
-    assert.throws(() => transition(rec, 'COPYING'), IllegalTransitionError);
+    assert.throws(() => transition(rec, 'COPYING', { transitioned: () => assert.fail('an illegal move is not announced') }), IllegalTransitionError);
   });
 });
 

@@ -1,10 +1,11 @@
 /**
  * Every check of the suite, in the order it runs: cheap ones first, then
- * whole migrations, then the host data path's (gated on the drivers
+ * whole migrations (the change feed's gated on the driver offering it), then the host data path's (gated on the drivers
  * offering it), then the ones that kill the engine, then the driver process.
  */
 import { preserveMetadata, preserveSnapshots, nondisruptiveCutover, writableLosesNothing } from './capabilities.ts';
 import { cancelInPhase1Done, cancelInProgress, cancelInStarting } from './cancel.ts';
+import { changesPhase1Done } from './changes.ts';
 import type { Check } from './check.ts';
 import { crashInCompleting, crashInProgress, crashInStarting } from './crash.ts';
 import { DATA_PATH_CHECKS, DATA_PATH_CRASH_CHECKS } from './data-path.ts';
@@ -25,6 +26,7 @@ export const CHECKS: readonly Check[] = [
   progressHonest,
   completeBeforePhase1,
   continueDeadline,
+  changesPhase1Done,
   startRepeatedApi,
   startRepeatedDriver,
   completeRepeatedApi,

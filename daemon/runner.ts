@@ -88,7 +88,8 @@ export class Runner {
   private failingSince?: number;
   /** When progress last moved (for the stall timeout). */
   private lastAdvanceAt = Date.now();
-  private lastPersistAt = Date.now();
+  /** When progress alone was last written; 0 at first, so the first poll of a resumed migration shows its progress at once. */
+  private lastPersistAt = 0;
   private cleanupAttempts = 0;
   /** Settles when the loop ends (the migration needs no call, or the engine stops). */
   readonly done: Promise<void>;

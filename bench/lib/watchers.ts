@@ -9,7 +9,6 @@
  * migration.proto that this decoder missed fails the run instead of
  * measuring garbage.
  */
-import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import type { Migration } from '../../client/client.ts';
@@ -21,7 +20,7 @@ export interface Seen {
   copiedBytes: number;
   /** The daemon's phase1_done_at, ms since the epoch; NaN while unset. */
   phase1DoneAtMs: number;
-  /** When this process received it, ms since the epoch (sub-ms precision). */
+  /** When this process received it, ms since the epoch (Date.now(), the daemon's clock). */
   receivedAtMs: number;
 }
 
@@ -140,7 +139,8 @@ export class WatcherFleet {
   }
 
   private decode(bytes: Buffer): Seen {
-    const receivedAtMs = performance.timeOrigin + performance.now();
+    // The wall clock, as ferryd's phase1_done_at is: on this VM the monotonic clock (timeOrigin + now()) drifts from it by seconds within a run.
+    const receivedAtMs = Date.now();
     const seen = { ...decodeSeen(bytes), receivedAtMs };
     if (!this.checked) {
       this.checked = true;

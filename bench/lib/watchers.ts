@@ -139,7 +139,7 @@ export class WatcherFleet {
   }
 
   private decode(bytes: Buffer): Seen {
-    // The wall clock, as ferryd's phase1_done_at is: on this VM the monotonic clock (timeOrigin + now()) drifts from it by seconds within a run.
+    // The clock of ferryd's phase1_done_at: the monotonic one (timeOrigin + now()) parts from it whenever the wall clock is adjusted.
     const receivedAtMs = Date.now();
     const seen = { ...decodeSeen(bytes), receivedAtMs };
     if (!this.checked) {

@@ -15,7 +15,6 @@
  * any instant loses nothing and every migration resumes from the state it
  * was last seen in.
  */
-import { createHash } from 'node:crypto';
 import { FerryError, type DataPath, type MigrationSpec } from '../plugins/api/index.ts';
 import { admit, admitted } from '../host/admission.ts';
 import { HostPath, DEFAULT_HOST_PATH_OPTIONS, type HostPathOptions } from '../host/mover/host-path.ts';
@@ -28,6 +27,7 @@ import { Runner, stepFor, type MigrationDriver, type RunnerHost } from './runner
 import { Semaphore } from '../lib/semaphore.ts';
 import { ChangeFeeds } from '../host/changes.ts';
 import { RecordWriter } from './record-writer.ts';
+import { canonicalHash, firstAfter, insertSorted } from './keys.ts';
 import type { Store } from './store.ts';
 
 /** What StartMigration asks for, validated. */
@@ -50,21 +50,6 @@ export interface ListFilter {
 }
 
 const shareKey = (backend: string, shareId: string) => `${backend}\u0000${shareId}`;
-
-/** A hash of everything the caller asked for, to tell a retry from a conflicting reuse of a request id. */
-export function fingerprint(input: StartInput): string {
-  return createHash('sha256').update(canonicalJson(withoutRequestId(input))).digest('hex');
-}
-
-/** JSON with object keys sorted at every level, so equal values always hash alike. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 const STATE_ADVICE: Partial<Record<State, string>> = {
   STARTING: 'phase 1 has not begun; wait for PHASE1_DONE (WatchMigration)',
@@ -211,7 +196,7 @@ export class Engine {
   /** Checks a start against the request ids, the share, the driver and the pool, then persists it. */
   private async admitAndCreate(input: StartInput): Promise<MigrationRecord> {
     this.assertRunning();
-    const fp = fingerprint(input);
+    const fp = canonicalHash(withoutRequestId(input));
     const retried = await this.byRequestId(input.requestId, fp);
     if (retried) return retried;
 
@@ -482,25 +467,7 @@ export class Engine {
 
 const notFound = (id: string) => new FerryError('NOT_FOUND', `no migration has id ${id}`, { details: { migration: id } });
 
-/** The index of the first id in sorted `ids` greater than `after`. */
-function firstAfter(ids: readonly string[], after: string): number {
-  let lo = 0;
-  let hi = ids.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ids[mid]! <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Inserts `id` into sorted `ids`; new ids are almost always the greatest, so it looks from the end. */
-function insertSorted(ids: string[], id: string): void {
-  let i = ids.length;
-  while (i > 0 && ids[i - 1]! > id) i--;
-  ids.splice(i, 0, id);
-}
-
+/** The fields of a start that decide what it asks for (a retry with another request id asks for the same). */
 function withoutRequestId(input: StartInput): Omit<StartInput, 'requestId'> {
   const { requestId: _requestId, ...spec } = input;
   return spec;

@@ -364,6 +364,9 @@ export class Harness {
     const config = {
       simulator: { embedded: false },
       shutdownGraceMs: SHUTDOWN_GRACE_MS,
+      // Progress shown (and, with a driver's change feed open, a copy polled) every 100 ms rather than every second, so that the
+      // progress checks see each step of a copy that lasts a few seconds.
+      engine: { progressPersistMs: 100 },
       backends: this.setup.backends.map((b) => ({ name: b.name, plugin: manifest.name, options: b.options })),
     };
     writeFileSync(join(this.scratch, 'ferry.json'), JSON.stringify(config, null, 2));

@@ -326,7 +326,8 @@ export class Harness {
       const line = this.logs[i]!;
       if (line.migration !== migrationId) continue;
       if (failure === undefined) {
-        if (line.msg !== 'driver call failed') continue;
+        // A clean-up's failure comes after the one that ended the migration: that one is the cause.
+        if (line.msg !== 'driver call failed' || line.step === 'cleanup') continue;
         failure = `${String(line.step)} -> ${String(line.code)}: ${String(line.error)}`;
         if (line.code !== 'DRIVER_ERROR') return failure;
         continue;

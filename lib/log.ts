@@ -17,18 +17,9 @@ export interface LogOptions {
   destination?: number | string;
 }
 
-/**
- * Lines are gathered up to LOG_BUFFER_BYTES, and written at least every
- * LOG_FLUSH_MS: 1,000 migrations starting at once log 3,000 lines, and one
- * write each cost ferryd a tenth of a millisecond apiece. What is buffered
- * is written at exit; a SIGKILL loses at most that much.
- */
-const LOG_BUFFER_BYTES = 4096;
-const LOG_FLUSH_MS = 50;
-
 /** Creates the root logger. */
 export function createLog(options: LogOptions = {}): Log {
-  const destination = pino.destination({ dest: options.destination ?? 1, sync: false, minLength: LOG_BUFFER_BYTES, periodicFlush: LOG_FLUSH_MS });
+  const destination = pino.destination({ dest: options.destination ?? 1, sync: false });
   return pino({ level: options.level ?? 'info', base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }
 

@@ -5,25 +5,13 @@ import { emptyProgress, type MigrationRecord } from '../../daemon/migration.ts';
 import { RecordWriter } from '../../daemon/record-writer.ts';
 import { Store } from '../../daemon/store.ts';
 import { tempDir } from '../helpers.ts';
+import { migrationSpec } from '../simulator/helpers.ts';
 
 function record(id: string, copiedBytes = 0): MigrationRecord {
   return {
     v: 1,
     id,
-    spec: {
-      id,
-      source: { backend: 'alpha', shareId: id },
-      destination: { backend: 'beta', pool: 'bronze' },
-      writable: true,
-      nondisruptive: false,
-      preserveMetadata: false,
-      preserveSnapshots: false,
-      newShareType: '',
-      maxBandwidthBytesPerSec: 0,
-      maxDowntimeMs: 1000,
-      cutoverAction: 'abort',
-      dataPath: 'driver',
-    },
+    spec: migrationSpec(id, id),
     requestId: '',
     fingerprint: '',
     state: 'IN_PROGRESS',

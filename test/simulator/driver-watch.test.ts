@@ -15,7 +15,7 @@ import { FerryError } from '../../plugins/api/index.ts';
 import type { Driver, DriverChange, MigrationSpec } from '../../plugins/api/index.ts';
 import { createDriver } from '../../plugins/simulator/index.ts';
 import { SimArray, addSimulatorService } from '../../simulator/index.ts';
-import { TEST_CONFIG, defer, serveArray, tempDir } from './helpers.ts';
+import { TEST_CONFIG, defer, migrationSpec, serveArray, tempDir } from './helpers.ts';
 
 const KiB = 1024;
 
@@ -25,22 +25,7 @@ async function driverFor(t: Parameters<typeof defer>[0], endpoint: string): Prom
   return driver;
 }
 
-function spec(id: string, shareId: string): MigrationSpec {
-  return {
-    id,
-    source: { backend: 'alpha', shareId },
-    destination: { backend: 'beta', pool: 'bronze' },
-    writable: true,
-    nondisruptive: true,
-    preserveMetadata: true,
-    preserveSnapshots: false,
-    newShareType: '',
-    maxBandwidthBytesPerSec: 0,
-    maxDowntimeMs: 500,
-    cutoverAction: 'abort',
-    dataPath: 'driver',
-  };
-}
+const spec = migrationSpec;
 
 /** Reads a driver's watchChanges in the background, as ferryd's feed does. */
 function feed(t: Parameters<typeof defer>[0], driver: Driver) {

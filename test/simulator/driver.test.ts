@@ -13,7 +13,7 @@ import type { Checkpoint, Driver, MigrationCall, MigrationSpec } from '../../plu
 import { arrayCodeOf, ARRAY_CODE_MAP } from '../../plugins/simulator/client.ts';
 import { createDriver } from '../../plugins/simulator/index.ts';
 import { SIMULATOR_SERVICE } from '../../simulator/index.ts';
-import { dataFiles, defer, filledShare, serveArray } from './helpers.ts';
+import { dataFiles, defer, filledShare, migrationSpec, serveArray } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 
@@ -23,23 +23,7 @@ async function driverFor(t: { after(fn: () => unknown): void }, endpoint: string
   return driver;
 }
 
-function spec(id: string, shareId: string, extra: Partial<MigrationSpec> = {}): MigrationSpec {
-  return {
-    id,
-    source: { backend: 'alpha', shareId },
-    destination: { backend: 'beta', pool: 'bronze' },
-    writable: true,
-    nondisruptive: true,
-    preserveMetadata: true,
-    preserveSnapshots: false,
-    newShareType: '',
-    maxBandwidthBytesPerSec: 0,
-    maxDowntimeMs: 500,
-    cutoverAction: 'abort',
-    dataPath: 'driver',
-    ...extra,
-  };
-}
+const spec = migrationSpec;
 
 function call(migration: MigrationSpec, checkpoint: Checkpoint = null, signal = new AbortController().signal): MigrationCall {
   return { migration, checkpoint, signal, log: silentLog() };

@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { silentLog } from '../../lib/log.ts';
+import type { MigrationSpec } from '../../plugins/api/index.ts';
 import { bind, clientConstructor, shutdown } from '../../lib/rpc.ts';
 import { SIMULATOR_SERVICE, SimArray, addSimulatorService } from '../../simulator/index.ts';
 import type { SimulatorConfig } from '../../simulator/index.ts';
@@ -316,4 +317,23 @@ export function ferrySim(t: Cleanup, args: string[]): SimCommand {
 /** Runs a ferry-sim client command to its end. */
 export function runFerrySim(t: Cleanup, args: string[]): Promise<CommandResult> {
   return ferrySim(t, args).exited;
+}
+
+/** A migration of `shareId` from alpha to beta#bronze as a driver sees it, with `extra` over the defaults. */
+export function migrationSpec(id: string, shareId: string, extra: Partial<MigrationSpec> = {}): MigrationSpec {
+  return {
+    id,
+    source: { backend: 'alpha', shareId },
+    destination: { backend: 'beta', pool: 'bronze' },
+    writable: true,
+    nondisruptive: true,
+    preserveMetadata: true,
+    preserveSnapshots: false,
+    newShareType: '',
+    maxBandwidthBytesPerSec: 0,
+    maxDowntimeMs: 500,
+    cutoverAction: 'abort',
+    dataPath: 'driver',
+    ...extra,
+  };
 }

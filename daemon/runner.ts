@@ -13,7 +13,7 @@
 import { FerryError } from '../plugins/api/index.ts';
 import type { CancelResult, CompleteResult, ContinueResult, StartResult } from '../plugins/api/index.ts';
 import type { GuardedDriver } from '../host/guard.ts';
-import { pollDelay } from '../host/poll.ts';
+import { backoffDelay, jittered, pollDelay } from '../host/poll.ts';
 import type { Log } from '../lib/log.ts';
 import { foldProgress, sameProgress, TERMINAL_STATES, type MigrationOnlyCode, type MigrationRecord, type RecordedError, type State } from './migration.ts';
 import type { EngineOptions } from './options.ts';
@@ -294,8 +294,7 @@ export class Runner {
     this.failures++;
     const now = Date.now();
     this.failingSince ??= now;
-    const backoff = Math.min(options.backoffMaxMs, options.backoffInitialMs * 2 ** Math.min(this.failures - 1, 20));
-    const delay = Math.round(backoff * (0.75 + Math.random() * 0.5));
+    const delay = jittered(backoffDelay(this.failures, options.backoffInitialMs, options.backoffMaxMs));
     this.log.warn({ step, code: error.code, error: error.message, failures: this.failures, retryInMs: error.retryable ? delay : undefined }, 'driver call failed');
 
     if (step === 'cleanup') {

@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { DriverChange } from '../plugins/api/index.ts';
 import type { Log } from '../lib/log.ts';
 import type { BackendEntry } from './plugins.ts';
+import { backoffDelay, jittered } from './poll.ts';
 import { summarizeThrown } from './untrusted.ts';
 
 /** Longer than any migration id ferryd makes; a longer one is not ours. */
@@ -100,8 +101,7 @@ export class ChangeFeeds {
       // Whatever changed while the stream was down was missed.
       if (this.live.delete(backend)) listener(backend, '');
       failures++;
-      const backoff = Math.min(this.timing.backoffMaxMs, this.timing.backoffInitialMs * 2 ** Math.min(failures - 1, 20));
-      await sleep(Math.round(backoff * (0.75 + Math.random() * 0.5)), undefined, { signal }).catch(() => undefined);
+      await sleep(jittered(backoffDelay(failures, this.timing.backoffInitialMs, this.timing.backoffMaxMs)), undefined, { signal }).catch(() => undefined);
     }
     this.live.delete(backend);
   }

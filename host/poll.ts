@@ -22,3 +22,13 @@ export const DEFAULT_POLL_POLICY: PollPolicy = { minPollMs: 5, maxPollMs: 2_000,
 export function pollDelay(nextPollMs: number | undefined, policy: PollPolicy = DEFAULT_POLL_POLICY): number {
   return Math.min(policy.maxPollMs, Math.max(policy.minPollMs, nextPollMs ?? policy.defaultPollMs));
 }
+
+/** The delay before retry number `failures` (1-based): doubling from `initialMs`, capped at `maxMs`. */
+export function backoffDelay(failures: number, initialMs: number, maxMs: number): number {
+  return Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 20));
+}
+
+/** `ms` spread by ±25 %, so that many retries begun together do not stay in step. */
+export function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
+}

@@ -15,6 +15,7 @@ import type { Log } from '../../lib/log.ts';
 import { RateMeter, sleep, TokenBucket } from '../../lib/rates.ts';
 import type { Semaphore } from '../../lib/semaphore.ts';
 import type { DataArgs, GuardedDataDestination, GuardedDataSource } from '../guard-data.ts';
+import { backoffDelay } from '../poll.ts';
 import { copyPass, type PassContext } from './copier.ts';
 import { initialPlace, snapshotId, targetId, type MoverPlace, type PlaceStore } from './place.ts';
 
@@ -164,7 +165,7 @@ export class MoverJob {
           return;
         }
         failures++;
-        const backoff = Math.min(this.ctx.backoffMs.max, this.ctx.backoffMs.initial * 2 ** Math.min(failures - 1, 20));
+        const backoff = backoffDelay(failures, this.ctx.backoffMs.initial, this.ctx.backoffMs.max);
         this.log.warn({ code: e.code, err: e.message, retryInMs: backoff }, 'host path: copy call failed; resuming from the last verified batch');
         await sleep(backoff, signal);
       }

@@ -13,9 +13,10 @@ import { DEFAULT_DEADLINES, DEFAULT_HEALTH_PROBE_MS, DEFAULT_PLUGIN_LOAD_TIMEOUT
 import type { BackendConfig } from '../host/plugins.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from './options.ts';
 import { resolveEmbeddedArray, type EmbeddedArrayConfig } from './embedded.ts';
+import { ACCESS_ENV_VARS, AccessConfigError, accessConfig, type AccessConfig, type AccessFlags } from './access/config.ts';
 
-/** Everything ferryd needs to run. */
-export interface DaemonConfig {
+/** Everything ferryd needs to run. The network settings (TLS, auth, audit) are access/config.ts's. */
+export interface DaemonConfig extends AccessConfig {
   /** "host:port" (port 0 picks one) or "unix:/path". */
   listen: string;
   /** Holds the daemon's LevelDB (`ferry.db/`) and the embedded simulator's data (`simulator/`). */
@@ -53,7 +54,7 @@ export class ConfigError extends Error {
 }
 
 /** The settings that may come from flags (undefined: not given). */
-export interface ConfigFlags {
+export interface ConfigFlags extends AccessFlags {
   listen?: string;
   dataDir?: string;
   config?: string;
@@ -71,6 +72,7 @@ export const ENV_VARS = {
   config: 'FERRY_CONFIG',
   pluginsDir: 'FERRY_PLUGINS_DIR',
   logLevel: 'FERRY_LOG_LEVEL',
+  ...ACCESS_ENV_VARS,
 } as const;
 
 type Json = Record<string, unknown>;
@@ -177,6 +179,10 @@ const SETTINGS = {
   shutdownGraceMs: ms(10_000, 0),
   shutdownForceMs: ms(30_000, 1, 'the daemon would exit before it stopped anything'),
   storeSync: 'true or false',
+  tls: 'an object { cert, key, clientCa }: PEM files for server TLS, and the CA client certificates must be signed by',
+  auth: 'a JSON file of principals (see "Running on a network")',
+  auditLog: 'a file the audit lines go to instead of the log',
+  insecure: 'true: serve a non-loopback address without TLS and --auth',
 } satisfies Record<keyof DaemonConfig, string | NumberRule | Record<string, NumberRule>>;
 
 /** The keys a config file may set. */
@@ -290,7 +296,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const src = configPath ? `config file ${configPath}` : 'config';
   for (const key of Object.keys(file)) if (!(SETTING_KEYS as string[]).includes(key)) throw new ConfigError(`${src}: ${key} is not a setting (known: ${SETTING_KEYS.join(', ')})`);
 
-  const pick = (key: keyof typeof ENV_VARS & keyof ConfigFlags, fallback: string, isPath: boolean): [string, string] => {
+  const pick = (key: 'listen' | 'dataDir' | 'pluginsDir' | 'logLevel', fallback: string, isPath: boolean): [string, string] => {
     if (flags[key] !== undefined) return [isPath ? resolve(cwd, flags[key]!) : flags[key]!, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`];
     const fromEnv = env[ENV_VARS[key]];
     if (fromEnv) return [isPath ? resolve(cwd, fromEnv) : fromEnv, ENV_VARS[key]];
@@ -327,8 +333,18 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const storeSync = file.storeSync ?? false;
   if (typeof storeSync !== 'boolean') throw new ConfigError(`${src}: storeSync must be true or false`);
 
+  const listen = checkListen(listenRaw, listenSrc);
+  let access: AccessConfig;
+  try {
+    access = accessConfig(flags, env, file, src, fileDir, cwd, listen);
+  } catch (err) {
+    if (err instanceof AccessConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
+
   return {
-    listen: checkListen(listenRaw, listenSrc),
+    ...access,
+    listen,
     dataDir,
     pluginsDir,
     logLevel,

@@ -1,22 +1,32 @@
 /**
  * Wires a daemon together and takes it apart again, in a fixed order.
  *
- * Start: store (takes the data dir's lock) -> embedded simulator -> gRPC
- * server (migration service, simulator service, health, reflection) -> bind
- * -> plugins and one driver per backend (drivers learn the bound address) ->
- * engine resumes every migration -> health SERVING.
+ * Start: store (takes the data dir's lock) -> network access (TLS files,
+ * principals, audit trail) -> embedded simulator -> gRPC server (migration
+ * service, simulator service, health, reflection) -> bind the network port
+ * (with the access check) and the drivers' socket (without) -> plugins and
+ * one driver per backend (drivers learn the drivers' socket) -> engine
+ * resumes every migration -> health SERVING.
  *
  * Stop, for a close and for a start that failed part way alike (whatever is
  * up is taken apart; `takeApart` is the one place this order is written):
  * health NOT_SERVING -> engine stops (driver calls in flight finish within
  * the grace period; state is persisted) -> server shuts down -> drivers
  * close -> driver processes stop (SIGTERM, SIGKILL after the grace period)
- * -> simulator closes -> store closes last. Drivers close after the
+ * -> simulator closes -> access (file watches, audit file) -> store closes
+ * last. Drivers close after the
  * server, not in reverse start order: a request in flight (CheckCompatibility,
  * ListBackends) still calls its driver until the server has drained.
+ *
+ * The drivers' socket, unix:<data dir>/daemon/ferryd.sock in a 0700
+ * folder, serves the same services to ferryd's own drivers (the simulator
+ * driver reaches the embedded array there, in-process or as a driver
+ * process) without TLS or tokens: only who can read the data dir can
+ * reach it, and they can read the shares' data anyway.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { openEmbeddedArray } from './embedded.ts';
@@ -29,11 +39,16 @@ import { bind, serviceDefinition, shutdown as shutdownServer } from '../lib/rpc.
 import { migrationHandlers } from './service.ts';
 import { Store } from './store.ts';
 import type { DaemonConfig } from './config.ts';
+import { openAccess, type NetworkAccess } from './access/access.ts';
 
 /** A running daemon. */
 export interface Daemon {
-  /** The bound address ("127.0.0.1:port" or "unix:path"). */
+  /** The bound network address ("127.0.0.1:port" or "unix:path"). */
   address: string;
+  /** The drivers' socket ("unix:path"), served without the access check. */
+  driversAddress: string;
+  /** The network port's protection (TLS, principals). */
+  access: NetworkAccess;
   engine: Engine;
   /**
    * Stops everything in order; driver calls in flight get `graceMs` to
@@ -50,6 +65,9 @@ interface Closable {
 /** What a daemon holds. Each part is set as soon as it exists, so that a failed start takes apart exactly what is up. */
 interface Parts {
   store: Store;
+  access?: NetworkAccess;
+  /** A private temp folder holding the drivers' socket, when the data dir's path is too long for one. */
+  socketTempDir?: string;
   array?: Closable;
   server?: grpc.Server;
   backends: ReadonlyMap<string, BackendEntry>;
@@ -85,6 +103,8 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
   for (const entry of parts.backends.values()) await attempt(`driver of ${entry.name}`, () => entry.driver?.close());
   await attempt('driver processes', () => parts.plugins && closePlugins(parts.plugins, graceMs));
   await attempt('simulator', () => parts.array?.close());
+  await attempt('access', () => parts.access?.close());
+  await attempt('drivers socket', () => parts.socketTempDir && rmSync(parts.socketTempDir, { recursive: true, force: true }));
   await attempt('store', () => parts.store.close());
   return first;
 }
@@ -95,6 +115,8 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
   const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
   const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync }), backends, serving: null };
   try {
+    const access = openAccess(config, log);
+    parts.access = access;
     const server = new grpc.Server();
     const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
     if (config.simulator.embedded) {
@@ -112,9 +134,10 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
       serviceDefinition('ferry.v1.MigrationService'),
       migrationHandlers({ engine: () => parts.serving, backends, health: monitor, defaultMaxDowntimeMs: config.engine.defaultMaxDowntimeMs, log }),
     );
-    const address = await bind(server, config.listen);
+    const address = await bind(server, config.listen, access.credentials);
     parts.server = server;
-    log.info({ address }, 'listening');
+    const driversAddress = await bind(server, driversSocket(config.dataDir, parts));
+    log.info({ address, tls: access.tls !== undefined, auth: access.principals() !== null, driversAddress }, 'listening');
 
     const scan = await scanPlugins(config.pluginsDir, {
       timeoutMs: config.pluginLoadTimeoutMs,
@@ -139,7 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
           changed: () => void monitor.probe(backend.name),
         };
         try {
-          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks });
+          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: driversAddress, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks });
           delete entry.failure;
         } catch (err) {
           entry.failure = (err as Error).message;
@@ -166,9 +189,32 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
         if (failure !== undefined) throw failure;
         log.info('stopped');
       })());
-    return { address, engine, close };
+    return { address, driversAddress, access, engine, close };
   } catch (err) {
     await takeApart(parts, 0, log);
     throw err;
   }
+}
+
+/** The longest path a unix socket can have (sun_path, less its NUL). */
+const SOCKET_PATH_MAX = 107;
+
+/**
+ * The drivers' socket: in <dataDir>/daemon/ (0700), or in a private temp
+ * folder when that path is too long for a unix socket. A socket left by a
+ * killed ferryd is removed first; the data dir's lock, already held, says
+ * no other ferryd is using it.
+ */
+function driversSocket(dataDir: string, parts: Parts): string {
+  let dir = join(resolve(dataDir), 'daemon');
+  if (join(dir, 'ferryd.sock').length > SOCKET_PATH_MAX) {
+    dir = mkdtempSync(join(tmpdir(), 'ferryd-'));
+    parts.socketTempDir = dir;
+  } else {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  }
+  const path = join(dir, 'ferryd.sock');
+  rmSync(path, { force: true });
+  return `unix:${path}`;
 }

@@ -4,7 +4,8 @@
  *
  * Exit codes: 0 after a clean shutdown, 1 when forced or on a runtime
  * failure, 2 for a bad flag or setting (an address that cannot be listened
- * on included), 3 when the data dir is in use.
+ * on, and TLS or auth files that cannot be used, included), 3 when the
+ * data dir is in use.
  */
 import { Command } from 'commander';
 import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts';
@@ -12,6 +13,8 @@ import { startDaemon } from './daemon.ts';
 import { createLog, routeGrpcLogs } from '../lib/log.ts';
 import { ListenError } from '../lib/rpc.ts';
 import { StoreLockedError } from './store.ts';
+import { AuthFileError } from './access/principals.ts';
+import { TlsFileError } from './access/tls.ts';
 
 const program = new Command('ferryd')
   .description('Ferry daemon: two-phase, resumable migration of storage shares')
@@ -20,6 +23,12 @@ const program = new Command('ferryd')
   .option('--config <file>', `a JSON config file; // and /* */ comments allowed (env ${ENV_VARS.config})`)
   .option('--plugins-dir <dir>', `where driver plugins are found (default: the project's plugins/; env ${ENV_VARS.pluginsDir})`)
   .option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent (default info; env ${ENV_VARS.logLevel})`)
+  .option('--tls-cert <file>', `PEM certificate (chain) to serve TLS with; re-read when it changes (env ${ENV_VARS.tlsCert})`)
+  .option('--tls-key <file>', `PEM private key of --tls-cert (env ${ENV_VARS.tlsKey})`)
+  .option('--tls-client-ca <file>', `PEM CA that clients' certificates must be signed by: mutual TLS (env ${ENV_VARS.tlsClientCa})`)
+  .option('--auth <file>', `JSON file of principals (tokens' SHA-256 or certificate subjects, with roles); without it every caller is allowed (env ${ENV_VARS.auth})`)
+  .option('--audit-log <file>', `write the audit lines to this file instead of the log (env ${ENV_VARS.auditLog})`)
+  .option('--insecure', 'serve a non-loopback --listen without TLS and --auth (warned about at every start)')
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
@@ -43,6 +52,11 @@ let daemon;
 try {
   daemon = await startDaemon(config, log);
 } catch (err) {
+  if (err instanceof TlsFileError || err instanceof AuthFileError) {
+    log.flush();
+    process.stderr.write(`ferryd: ${err.message}\n`);
+    process.exit(2);
+  }
   if (err instanceof StoreLockedError) {
     process.stderr.write(`ferryd: ${err.message}\n`);
     process.exit(3);

@@ -184,10 +184,10 @@ export function widenReceiveWindow(server: grpc.Server, bytes = SERVER_RECEIVE_W
   return true;
 }
 
-/** Binds a server and resolves with the bound address ("127.0.0.1:port" or "unix:path"). Rejects with a ListenError. */
-export async function bind(server: grpc.Server, address: string): Promise<string> {
+/** Binds a server (plaintext unless `credentials` say otherwise) and resolves with the bound address ("127.0.0.1:port" or "unix:path"). Rejects with a ListenError. */
+export async function bind(server: grpc.Server, address: string, credentials = grpc.ServerCredentials.createInsecure()): Promise<string> {
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenError(address, err)) : resolve(p)));
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(listenError(address, err)) : resolve(p)));
   });
   widenReceiveWindow(server);
   if (address.startsWith('unix:')) return address;

@@ -42,6 +42,8 @@ export interface DaemonConfig {
   shutdownForceMs: number;
   /** fsync every state write (survives power loss, not only kill -9). */
   storeSync: boolean;
+  /** "host:port" to serve Prometheus metrics on at /metrics (port 0 picks one); null: off. */
+  metricsListen: string | null;
 }
 
 /** Thrown for a bad setting; the message is one line for the operator. */
@@ -59,6 +61,7 @@ export interface ConfigFlags {
   config?: string;
   pluginsDir?: string;
   logLevel?: string;
+  metricsListen?: string;
 }
 
 /** The project's own plugins folder: the default --plugins-dir. */
@@ -71,6 +74,7 @@ export const ENV_VARS = {
   config: 'FERRY_CONFIG',
   pluginsDir: 'FERRY_PLUGINS_DIR',
   logLevel: 'FERRY_LOG_LEVEL',
+  metricsListen: 'FERRY_METRICS_LISTEN',
 } as const;
 
 type Json = Record<string, unknown>;
@@ -79,14 +83,19 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The HOST:PORT rule of every address ferryd listens on (port 0 picks one); `what` names the setting, `or` what else it takes. */
+function checkHostPort(value: string, source: string, what: string, or = ''): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${source}: ${what} "${value}" must be HOST:PORT (port 0-65535)${or}`);
+  return value;
+}
+
 function checkListen(value: string, source: string): string {
   if (value.startsWith('unix:')) {
     if (value.length <= 'unix:'.length) throw new ConfigError(`${source}: listen "${value}" needs a socket path after unix:`);
     return value;
   }
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${source}: listen "${value}" must be HOST:PORT (port 0-65535) or unix:PATH`);
-  return value;
+  return checkHostPort(value, source, 'listen', ' or unix:PATH');
 }
 
 /** The longest delay Node can give a timer (ms); a longer one fires at once. */
@@ -177,6 +186,7 @@ const SETTINGS = {
   shutdownGraceMs: ms(10_000, 0),
   shutdownForceMs: ms(30_000, 1, 'the daemon would exit before it stopped anything'),
   storeSync: 'true or false',
+  metricsListen: 'HOST:PORT to serve Prometheus metrics on at /metrics (off when not set)',
 } satisfies Record<keyof DaemonConfig, string | NumberRule | Record<string, NumberRule>>;
 
 /** The keys a config file may set. */
@@ -306,6 +316,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const [dataDir] = pick('dataDir', resolve(cwd, 'ferry-data'), true);
   const [pluginsDir] = pick('pluginsDir', DEFAULT_PLUGINS_DIR, true);
   const [logLevel, logSrc] = pick('logLevel', 'info', false);
+  const [metricsListen, metricsSrc] = pick('metricsListen', '', false);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ConfigError(`${logSrc}: log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
 
   let simulator: DaemonConfig['simulator'];
@@ -342,5 +353,6 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     shutdownGraceMs: number(file, 'shutdownGraceMs', SETTINGS.shutdownGraceMs, src),
     shutdownForceMs: number(file, 'shutdownForceMs', SETTINGS.shutdownForceMs, src),
     storeSync,
+    metricsListen: metricsListen === '' ? null : checkHostPort(metricsListen, metricsSrc, 'metricsListen'),
   };
 }

@@ -3,13 +3,16 @@
  *
  * Start: store (takes the data dir's lock) -> embedded simulator -> gRPC
  * server (migration service, simulator service, health, reflection) -> bind
- * -> plugins and one driver per backend (drivers learn the bound address) ->
- * engine resumes every migration -> health SERVING.
+ * -> metrics server, when metricsListen is set -> plugins and one driver per
+ * backend (drivers learn the bound address) -> engine resumes every
+ * migration -> health SERVING. The metrics' registry is made first, since
+ * the store, the server, the drivers and the engine report to it.
  *
  * Stop, for a close and for a start that failed part way alike (whatever is
  * up is taken apart; `takeApart` is the one place this order is written):
  * health NOT_SERVING -> engine stops (driver calls in flight finish within
- * the grace period; state is persisted) -> server shuts down -> drivers
+ * the grace period; state is persisted) -> server shuts down -> metrics
+ * server closes (a scrape until then sees the engine drain) -> drivers
  * close -> driver processes stop (SIGTERM, SIGKILL after the grace period)
  * -> simulator closes -> store closes last. Drivers close after the
  * server, not in reverse start order: a request in flight (CheckCompatibility,
@@ -24,6 +27,8 @@ import { Engine } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
 import type { Log } from '../lib/log.ts';
 import { closePlugins, createBackendDriver, scanPlugins, type BackendEntry, type PluginScan } from '../host/plugins.ts';
+import { DaemonMetrics } from './metrics.ts';
+import { serveMetrics, type MetricsServer } from './metrics-server.ts';
 import { Reflection } from '../lib/reflection.ts';
 import { bind, serviceDefinition, shutdown as shutdownServer } from '../lib/rpc.ts';
 import { migrationHandlers } from './service.ts';
@@ -34,6 +39,8 @@ import type { DaemonConfig } from './config.ts';
 export interface Daemon {
   /** The bound address ("127.0.0.1:port" or "unix:path"). */
   address: string;
+  /** Where the metrics are served ("host:port"), or null when metricsListen is not set. */
+  metricsAddress: string | null;
   engine: Engine;
   /**
    * Stops everything in order; driver calls in flight get `graceMs` to
@@ -52,6 +59,7 @@ interface Parts {
   store: Store;
   array?: Closable;
   server?: grpc.Server;
+  metrics?: MetricsServer;
   backends: ReadonlyMap<string, BackendEntry>;
   /** The plugins, with the driver processes they started. */
   plugins?: PluginScan;
@@ -82,6 +90,7 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
     parts.serving = null;
   });
   await attempt('server', () => parts.server && shutdownServer(parts.server, graceMs));
+  await attempt('metrics server', () => parts.metrics?.close());
   for (const entry of parts.backends.values()) await attempt(`driver of ${entry.name}`, () => entry.driver?.close());
   await attempt('driver processes', () => parts.plugins && closePlugins(parts.plugins, graceMs));
   await attempt('simulator', () => parts.array?.close());
@@ -93,9 +102,14 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
 export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true });
   const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
-  const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync }), backends, serving: null };
+  // Off unless asked for: then no part is given a hook, and nothing is measured.
+  const metrics =
+    config.metricsListen === null
+      ? undefined
+      : new DaemonMetrics({ engine: () => parts.engine, backends: [...backends.keys()], serving: (name) => parts.monitor?.isServing(name) ?? false });
+  const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync, observe: metrics?.storeWrite }), backends, serving: null };
   try {
-    const server = new grpc.Server();
+    const server = new grpc.Server({ interceptors: metrics ? [metrics.grpcInterceptor] : [] });
     const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
     if (config.simulator.embedded) {
       const embedded = await openEmbeddedArray(server, config.dataDir, config.simulator.config, log.child({ component: 'simulator' }));
@@ -115,6 +129,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     const address = await bind(server, config.listen);
     parts.server = server;
     log.info({ address }, 'listening');
+    if (metrics && config.metricsListen !== null) parts.metrics = await serveMetrics(metrics, config.metricsListen, log);
 
     const scan = await scanPlugins(config.pluginsDir, {
       timeoutMs: config.pluginLoadTimeoutMs,
@@ -139,7 +154,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
           changed: () => void monitor.probe(backend.name),
         };
         try {
-          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks });
+          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: address, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks, observe: metrics?.driverCall });
           delete entry.failure;
         } catch (err) {
           entry.failure = (err as Error).message;
@@ -150,6 +165,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
 
     const engine = new Engine(parts.store, backends, log.child({ component: 'engine' }), config.engine, {
       stuckChanged: (name) => void monitor.probe(name),
+      ...metrics?.engineHooks,
     }, config.hostPath);
     parts.engine = engine;
     await engine.start();
@@ -166,7 +182,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
         if (failure !== undefined) throw failure;
         log.info('stopped');
       })());
-    return { address, engine, close };
+    return { address, metricsAddress: parts.metrics?.address ?? null, engine, close };
   } catch (err) {
     await takeApart(parts, 0, log);
     throw err;

@@ -11,6 +11,7 @@ import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts
 import { startDaemon } from './daemon.ts';
 import { createLog, routeGrpcLogs } from '../lib/log.ts';
 import { ListenError } from '../lib/rpc.ts';
+import { MetricsListenError } from './metrics-server.ts';
 import { StoreLockedError } from './store.ts';
 
 const program = new Command('ferryd')
@@ -20,6 +21,7 @@ const program = new Command('ferryd')
   .option('--config <file>', `a JSON config file; // and /* */ comments allowed (env ${ENV_VARS.config})`)
   .option('--plugins-dir <dir>', `where driver plugins are found (default: the project's plugins/; env ${ENV_VARS.pluginsDir})`)
   .option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent (default info; env ${ENV_VARS.logLevel})`)
+  .option('--metrics-listen <addr>', `HOST:PORT to serve Prometheus metrics on at /metrics (default off; env ${ENV_VARS.metricsListen})`)
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
@@ -48,8 +50,9 @@ try {
     process.exit(3);
   }
   if (err instanceof ListenError) {
+    const [flag, setting] = err instanceof MetricsListenError ? ['--metrics-listen', 'metricsListen'] as const : ['--listen', 'listen'] as const;
     log.flush();
-    process.stderr.write(`ferryd: ${err.message}; set another with --listen, ${ENV_VARS.listen} or listen in the config file\n`);
+    process.stderr.write(`ferryd: ${err.message}; set another with ${flag}, ${ENV_VARS[setting]} or ${setting} in the config file\n`);
     process.exit(2);
   }
   log.fatal({ err }, 'ferryd failed to start');

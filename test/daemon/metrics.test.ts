@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -285,4 +286,79 @@ describe('ferryd metrics', () => {
     assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`);
     assert.match(lines[0]!, new RegExp(`^ferryd: cannot listen on ${address.replace(/\./g, '\\.')}: the address is in use .*\\(EADDRINUSE\\); set another with --metrics-listen, FERRY_METRICS_LISTEN or metricsListen in the config file$`));
   });
+});
+
+/** The README's alert rules, as written there: the ```yaml block of `groups:` in its Metrics section. */
+function readmeRules(): string {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n### Metrics\n'));
+  const rules = /```yaml\n(groups:\n[^]*?)```/.exec(section)?.[1];
+  assert.ok(rules, 'no ```yaml block of groups: in the Metrics section of README.md');
+  return rules;
+}
+
+/**
+ * Series for `promtool test rules` (one sample a minute from time 0): a
+ * migration that stopped moving at 0, one that moves, one parked in
+ * PHASE1_DONE with nothing to copy, and a backend that goes NOT_SERVING at
+ * minute 3 beside one that stays up.
+ */
+const RULE_TESTS = `
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'ferry_migration_last_progress_timestamp_seconds{migration="m-stuck",backend="alpha"}'
+        values: '0x10'
+      - series: 'ferry_migration_state{migration="m-stuck",backend="alpha",state="IN_PROGRESS"}'
+        values: '1x10'
+      - series: 'ferry_migration_last_progress_timestamp_seconds{migration="m-moving",backend="alpha"}'
+        values: '0+60x10'
+      - series: 'ferry_migration_state{migration="m-moving",backend="alpha",state="IN_PROGRESS"}'
+        values: '1x10'
+      - series: 'ferry_migration_last_progress_timestamp_seconds{migration="m-parked",backend="beta"}'
+        values: '0x10'
+      - series: 'ferry_migration_state{migration="m-parked",backend="beta",state="PHASE1_DONE"}'
+        values: '1x10'
+      - series: 'ferry_backend_up{backend="alpha"}'
+        values: '1x10'
+      - series: 'ferry_backend_up{backend="beta"}'
+        values: '1 1 1 0x7'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: FerryMigrationStalled
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: FerryMigrationStalled
+        exp_alerts:
+          - exp_labels: { severity: warning, migration: m-stuck, backend: alpha }
+            exp_annotations:
+              summary: 'Migration m-stuck from alpha has copied nothing for 5m 0s'
+              description: 'ferry show m-stuck shows its progress and last error; ferryd fails it as STALLED after engine.stallTimeoutMs.'
+      - eval_time: 4m
+        alertname: FerryBackendNotServing
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: FerryBackendNotServing
+        exp_alerts:
+          - exp_labels: { severity: critical, backend: beta }
+            exp_annotations:
+              summary: 'Backend beta is NOT_SERVING'
+              description: 'Its migrations cannot move; ferry backends gives the reason.'
+`;
+
+test("the README's alert rules pass promtool's check, and fire for a stalled migration and a NOT_SERVING backend only", async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'rules.yaml'), readmeRules());
+  writeFileSync(join(dir, 'rules.test.yaml'), RULE_TESTS);
+  const promtool = (...args: string[]) => run('promtool', args, '').then((r) => {
+    if (r.spawnError) assert.fail(`promtool cannot be run (${r.spawnError.message}); ${INSTALL_HINT}`);
+    return r;
+  });
+  const check = await promtool('check', 'rules', join(dir, 'rules.yaml'));
+  assert.equal(check.code, 0, `promtool check rules: ${check.stdout}${check.stderr}`);
+  assert.match(check.stdout, /SUCCESS: 2 rules found/);
+  const unit = await promtool('test', 'rules', join(dir, 'rules.test.yaml'));
+  assert.equal(unit.code, 0, `promtool test rules: ${unit.stdout}${unit.stderr}`);
 });

@@ -23,7 +23,7 @@ import * as grpc from '@grpc/grpc-js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CallObserver } from '../host/guard.ts';
 import type { Engine } from './engine.ts';
-import { STATES, TERMINAL_STATES, type MigrationRecord, type State } from './migration.ts';
+import { STATES, TERMINAL_STATES, type MigrationRecord } from './migration.ts';
 import type { EngineHooks } from './options.ts';
 import type { StoreWriteObserver } from './store.ts';
 
@@ -60,7 +60,7 @@ interface EngineView {
 export class DaemonMetrics {
   /** This daemon's own registry. */
   readonly registry = new Registry();
-  /** Counts every gRPC request by method and status code: give it to the grpc.Server's `interceptors`. */
+  /** Counts every gRPC request by method and status code: put it first among the server's interceptors (see countingInterceptor). */
   readonly grpcInterceptor: grpc.ServerInterceptor;
   /** The engine's hooks that observe phase 1 ending and the cutover's freeze. */
   readonly engineHooks: Required<Pick<EngineHooks, 'transitioned'>>;
@@ -221,7 +221,7 @@ export class DaemonMetrics {
     const live: MigrationRecord[] = [];
     for (const record of engine.migrations()) {
       const backend = record.spec.source.backend;
-      const key = `${record.state satisfies State}\0${backend}`;
+      const key = `${record.state}\0${backend}`;
       byState.set(key, (byState.get(key) ?? 0) + 1);
       copied.set(backend, (copied.get(backend) ?? 0) + record.progress.copiedBytes);
       if (!TERMINAL_STATES.has(record.state)) live.push(record);
@@ -238,6 +238,11 @@ export class DaemonMetrics {
  * CANCELLED when the client goes first. Method names come from the
  * server's own handlers (grpc-js answers an unknown method before any
  * interceptor runs), so the label's values are bounded.
+ *
+ * Put it first among a server's interceptors (per-port ones, from the
+ * credentials, come before the server's own): an interceptor that refuses
+ * a call sends its status inward, so a counter listed after it never sees
+ * the code and counts the call as CANCELLED (test/daemon/metrics-grpc.test.ts).
  */
 export function countingInterceptor(requests: Counter<'method' | 'code'>): grpc.ServerInterceptor {
   return (descriptor, call) => {

@@ -350,9 +350,14 @@ export class GuardedDriver {
    * `name` in messages, within `timeoutMs`. For the data-path guards
    * (guard-data.ts) as for the calls above. Told to the observer, if any.
    */
-  async call<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
-    const observe = this.observe;
-    if (!observe) return this.guarded(name, timeoutMs, migrationId, fn, check, outer);
+  call<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+    // Without an observer, the call itself: nothing wraps it.
+    if (!this.observe) return this.guarded(name, timeoutMs, migrationId, fn, check, outer);
+    return this.observed(this.observe, name, timeoutMs, migrationId, fn, check, outer);
+  }
+
+  /** One call as `call` describes it, timed and told to `observe` once it ends. */
+  private async observed<T>(observe: CallObserver, name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
     const startedAt = performance.now();
     let outcome: 'ok' | FerryError['code'] = 'ok';
     try {

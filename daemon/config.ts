@@ -43,6 +43,8 @@ export interface DaemonConfig extends AccessConfig {
   shutdownForceMs: number;
   /** fsync every state write (survives power loss, not only kill -9). */
   storeSync: boolean;
+  /** "host:port" to serve Prometheus metrics on at /metrics (port 0 picks one); null: off. */
+  metricsListen: string | null;
 }
 
 /** Thrown for a bad setting; the message is one line for the operator. */
@@ -60,6 +62,7 @@ export interface ConfigFlags extends AccessFlags {
   config?: string;
   pluginsDir?: string;
   logLevel?: string;
+  metricsListen?: string;
 }
 
 /** The project's own plugins folder: the default --plugins-dir. */
@@ -73,6 +76,7 @@ export const ENV_VARS = {
   pluginsDir: 'FERRY_PLUGINS_DIR',
   logLevel: 'FERRY_LOG_LEVEL',
   ...ACCESS_ENV_VARS,
+  metricsListen: 'FERRY_METRICS_LISTEN',
 } as const;
 
 type Json = Record<string, unknown>;
@@ -81,14 +85,19 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The HOST:PORT rule of every address ferryd listens on (port 0 picks one); `what` names the setting, `or` what else it takes. */
+function checkHostPort(value: string, source: string, what: string, or = ''): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${source}: ${what} "${value}" must be HOST:PORT (port 0-65535)${or}`);
+  return value;
+}
+
 function checkListen(value: string, source: string): string {
   if (value.startsWith('unix:')) {
     if (value.length <= 'unix:'.length) throw new ConfigError(`${source}: listen "${value}" needs a socket path after unix:`);
     return value;
   }
-  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) throw new ConfigError(`${source}: listen "${value}" must be HOST:PORT (port 0-65535) or unix:PATH`);
-  return value;
+  return checkHostPort(value, source, 'listen', ' or unix:PATH');
 }
 
 /** The longest delay Node can give a timer (ms); a longer one fires at once. */
@@ -183,6 +192,7 @@ const SETTINGS = {
   auth: 'a JSON file of principals (see "Running on a network")',
   auditLog: 'a file the audit lines go to instead of the log',
   insecure: 'true: serve a non-loopback address without TLS and --auth',
+  metricsListen: 'HOST:PORT to serve Prometheus metrics on at /metrics (off when not set)',
 } satisfies Record<keyof DaemonConfig, string | NumberRule | Record<string, NumberRule>>;
 
 /** The keys a config file may set. */
@@ -296,7 +306,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const src = configPath ? `config file ${configPath}` : 'config';
   for (const key of Object.keys(file)) if (!(SETTING_KEYS as string[]).includes(key)) throw new ConfigError(`${src}: ${key} is not a setting (known: ${SETTING_KEYS.join(', ')})`);
 
-  const pick = (key: 'listen' | 'dataDir' | 'pluginsDir' | 'logLevel', fallback: string, isPath: boolean): [string, string] => {
+  const pick = (key: 'listen' | 'dataDir' | 'pluginsDir' | 'logLevel' | 'metricsListen', fallback: string, isPath: boolean): [string, string] => {
     if (flags[key] !== undefined) return [isPath ? resolve(cwd, flags[key]!) : flags[key]!, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`];
     const fromEnv = env[ENV_VARS[key]];
     if (fromEnv) return [isPath ? resolve(cwd, fromEnv) : fromEnv, ENV_VARS[key]];
@@ -312,6 +322,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const [dataDir] = pick('dataDir', resolve(cwd, 'ferry-data'), true);
   const [pluginsDir] = pick('pluginsDir', DEFAULT_PLUGINS_DIR, true);
   const [logLevel, logSrc] = pick('logLevel', 'info', false);
+  const [metricsListen, metricsSrc] = pick('metricsListen', '', false);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new ConfigError(`${logSrc}: log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
 
   let simulator: DaemonConfig['simulator'];
@@ -358,5 +369,6 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     shutdownGraceMs: number(file, 'shutdownGraceMs', SETTINGS.shutdownGraceMs, src),
     shutdownForceMs: number(file, 'shutdownForceMs', SETTINGS.shutdownForceMs, src),
     storeSync,
+    metricsListen: metricsListen === '' ? null : checkHostPort(metricsListen, metricsSrc, 'metricsListen'),
   };
 }

@@ -4,19 +4,22 @@
  * Start: store (takes the data dir's lock) -> network access (TLS files,
  * principals, audit trail) -> embedded simulator -> gRPC server (migration
  * service, simulator service, health, reflection) -> bind the network port
- * (with the access check) and the drivers' socket (without) -> plugins and
- * one driver per backend (drivers learn the drivers' socket) -> engine
- * resumes every migration -> health SERVING.
+ * (with the access check) and the drivers' socket (without) -> metrics
+ * server, when metricsListen is set -> plugins and one driver per backend
+ * (drivers learn the drivers' socket) -> engine resumes every migration ->
+ * health SERVING. The metrics' registry is made first, since the store, the
+ * server, the drivers and the engine report to it.
  *
  * Stop, for a close and for a start that failed part way alike (whatever is
  * up is taken apart; `takeApart` is the one place this order is written):
  * health NOT_SERVING -> engine stops (driver calls in flight finish within
- * the grace period; state is persisted) -> server shuts down -> drivers
+ * the grace period; state is persisted) -> server shuts down -> metrics
+ * server closes (a scrape until then sees the engine drain) -> drivers
  * close -> driver processes stop (SIGTERM, SIGKILL after the grace period)
  * -> simulator closes -> access (file watches, audit file) -> store closes
- * last. Drivers close after the
- * server, not in reverse start order: a request in flight (CheckCompatibility,
- * ListBackends) still calls its driver until the server has drained.
+ * last. Drivers close after the server, not in reverse start order: a
+ * request in flight (CheckCompatibility, ListBackends) still calls its
+ * driver until the server has drained.
  *
  * The drivers' socket, unix:<data dir>/daemon/ferryd.sock in a 0700
  * folder, serves the same services to ferryd's own drivers (the simulator
@@ -34,6 +37,8 @@ import { Engine } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
 import type { Log } from '../lib/log.ts';
 import { closePlugins, createBackendDriver, scanPlugins, type BackendEntry, type PluginScan } from '../host/plugins.ts';
+import { DaemonMetrics } from './metrics.ts';
+import { serveMetrics, type MetricsServer } from './metrics-server.ts';
 import { Reflection } from '../lib/reflection.ts';
 import { bind, serviceDefinition, shutdown as shutdownServer } from '../lib/rpc.ts';
 import { migrationHandlers } from './service.ts';
@@ -49,6 +54,8 @@ export interface Daemon {
   driversAddress: string;
   /** The network port's protection (TLS, principals). */
   access: NetworkAccess;
+  /** Where the metrics are served ("host:port"), or null when metricsListen is not set. */
+  metricsAddress: string | null;
   engine: Engine;
   /**
    * Stops everything in order; driver calls in flight get `graceMs` to
@@ -70,6 +77,7 @@ interface Parts {
   socketTempDir?: string;
   array?: Closable;
   server?: grpc.Server;
+  metrics?: MetricsServer;
   backends: ReadonlyMap<string, BackendEntry>;
   /** The plugins, with the driver processes they started. */
   plugins?: PluginScan;
@@ -100,6 +108,7 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
     parts.serving = null;
   });
   await attempt('server', () => parts.server && shutdownServer(parts.server, graceMs));
+  await attempt('metrics server', () => parts.metrics?.close());
   for (const entry of parts.backends.values()) await attempt(`driver of ${entry.name}`, () => entry.driver?.close());
   await attempt('driver processes', () => parts.plugins && closePlugins(parts.plugins, graceMs));
   await attempt('simulator', () => parts.array?.close());
@@ -113,9 +122,14 @@ async function takeApart(parts: Parts, graceMs: number, log: Log): Promise<unkno
 export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemon> {
   mkdirSync(config.dataDir, { recursive: true });
   const backends = new Map<string, BackendEntry>(config.backends.map((b) => [b.name, { name: b.name, failure: 'starting' }]));
-  const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync }), backends, serving: null };
+  // Off unless asked for: then no part is given a hook, and nothing is measured.
+  const metrics =
+    config.metricsListen === null
+      ? undefined
+      : new DaemonMetrics({ engine: () => parts.engine, backends: [...backends.keys()], serving: (name) => parts.monitor?.isServing(name) ?? false });
+  const parts: Parts = { store: await Store.open(join(config.dataDir, 'ferry.db'), { sync: config.storeSync, observe: metrics?.storeWrite }), backends, serving: null };
   try {
-    const access = openAccess(config, log);
+    const access = openAccess(config, log, metrics ? [metrics.grpcInterceptor] : []);
     parts.access = access;
     const server = new grpc.Server();
     const services = ['ferry.v1.MigrationService', 'grpc.health.v1.Health'];
@@ -138,6 +152,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     parts.server = server;
     const driversAddress = await bind(server, driversSocket(config.dataDir, parts));
     log.info({ address, tls: access.tls !== undefined, auth: access.principals() !== null, driversAddress }, 'listening');
+    if (metrics && config.metricsListen !== null) parts.metrics = await serveMetrics(metrics, config.metricsListen, log);
 
     const scan = await scanPlugins(config.pluginsDir, {
       timeoutMs: config.pluginLoadTimeoutMs,
@@ -162,7 +177,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
           changed: () => void monitor.probe(backend.name),
         };
         try {
-          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: driversAddress, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks });
+          entry.driver = await createBackendDriver(backend, scan, { daemonAddress: driversAddress, deadlines: config.deadlines, timeoutMs: config.pluginLoadTimeoutMs, log, hooks, observe: metrics?.driverCall });
           delete entry.failure;
         } catch (err) {
           entry.failure = (err as Error).message;
@@ -173,6 +188,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
 
     const engine = new Engine(parts.store, backends, log.child({ component: 'engine' }), config.engine, {
       stuckChanged: (name) => void monitor.probe(name),
+      ...metrics?.engineHooks,
     }, config.hostPath);
     parts.engine = engine;
     await engine.start();
@@ -189,7 +205,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
         if (failure !== undefined) throw failure;
         log.info('stopped');
       })());
-    return { address, driversAddress, access, engine, close };
+    return { address, driversAddress, access, metricsAddress: parts.metrics?.address ?? null, engine, close };
   } catch (err) {
     await takeApart(parts, 0, log);
     throw err;

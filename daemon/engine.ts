@@ -301,6 +301,21 @@ export class Engine {
     return this.active.size;
   }
 
+  /** Every migration as last written, in no set order: copies that nothing changes (callers must not either). */
+  migrations(): IterableIterator<MigrationRecord> {
+    return this.published.values();
+  }
+
+  /** When a live migration's progress last moved, as its stall timeout sees it (ms since the epoch); undefined without a runner. */
+  lastProgressAt(id: string): number | undefined {
+    return this.runners.get(id)?.lastProgressAt;
+  }
+
+  /** The driver-call slots: how many there are, how many are held, and how many runners wait for one (or for a start's share of them). */
+  callSlots(): { capacity: number; held: number; waiting: number } {
+    return { capacity: this.calls.capacity, held: this.calls.held, waiting: this.calls.waiting + this.startSlots.waiting };
+  }
+
   // ---- internals -------------------------------------------------------
 
   private assertRunning(): void {
@@ -390,6 +405,7 @@ export class Engine {
       if (this.active.get(key) === record.id) this.active.delete(key);
     }
     this.runners.get(record.id)?.log.info({ from, to }, 'state changed');
+    this.hooks.transitioned?.(record, from);
   }
 
   /** Writes the record (its latest value, in the next batch); once written, callers and watchers see it. */

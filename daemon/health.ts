@@ -28,6 +28,8 @@ export class BackendHealthMonitor {
   private stopped = false;
   /** The last reason logged per backend ('' = serving), so that only changes are logged. */
   private readonly logged = new Map<string, string>();
+  /** Each backend's status as last set on the health service (true: SERVING). */
+  private readonly status = new Map<string, boolean>();
 
   constructor(
     private readonly health: HealthImplementation,
@@ -52,7 +54,7 @@ export class BackendHealthMonitor {
         result = { serving: false, reason: (err as Error).message, pools: [] };
       }
     }
-    if (!this.stopped) this.health.setStatus(backendHealthName(name), result.serving ? 'SERVING' : 'NOT_SERVING');
+    if (!this.stopped) this.setStatus(name, result.serving);
     this.logChange(name, result);
     return result;
   }
@@ -79,7 +81,17 @@ export class BackendHealthMonitor {
     clearInterval(this.timer);
     this.stopped = true;
     for (const name of DAEMON_HEALTH_NAMES) this.health.setStatus(name, 'NOT_SERVING');
-    for (const name of this.backends.keys()) this.health.setStatus(backendHealthName(name), 'NOT_SERVING');
+    for (const name of this.backends.keys()) this.setStatus(name, false);
+  }
+
+  /** Whether the health service says the backend is SERVING (false before its first probe). */
+  isServing(name: string): boolean {
+    return this.status.get(name) ?? false;
+  }
+
+  private setStatus(name: string, serving: boolean): void {
+    this.status.set(name, serving);
+    this.health.setStatus(backendHealthName(name), serving ? 'SERVING' : 'NOT_SERVING');
   }
 
   private async probeAll(): Promise<void> {

@@ -12,6 +12,7 @@ import { ConfigError, ENV_VARS, loadConfig, type ConfigFlags } from './config.ts
 import { startDaemon } from './daemon.ts';
 import { createLog, routeGrpcLogs } from '../lib/log.ts';
 import { ListenError } from '../lib/rpc.ts';
+import { MetricsListenError } from './metrics-server.ts';
 import { StoreLockedError } from './store.ts';
 import { AuthFileError } from './access/principals.ts';
 import { TlsFileError } from './access/tls.ts';
@@ -29,6 +30,7 @@ const program = new Command('ferryd')
   .option('--auth <file>', `JSON file of principals (tokens' SHA-256 or certificate subjects, with roles); without it every caller is allowed (env ${ENV_VARS.auth})`)
   .option('--audit-log <file>', `write the audit lines to this file instead of the log (env ${ENV_VARS.auditLog})`)
   .option('--insecure', 'serve a non-loopback --listen without TLS and --auth (warned about at every start)')
+  .option('--metrics-listen <addr>', `HOST:PORT to serve Prometheus metrics on at /metrics (default off; env ${ENV_VARS.metricsListen})`)
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
@@ -62,8 +64,9 @@ try {
     process.exit(3);
   }
   if (err instanceof ListenError) {
+    const [flag, setting] = err instanceof MetricsListenError ? ['--metrics-listen', 'metricsListen'] as const : ['--listen', 'listen'] as const;
     log.flush();
-    process.stderr.write(`ferryd: ${err.message}; set another with --listen, ${ENV_VARS.listen} or listen in the config file\n`);
+    process.stderr.write(`ferryd: ${err.message}; set another with ${flag}, ${ENV_VARS[setting]} or ${setting} in the config file\n`);
     process.exit(2);
   }
   log.fatal({ err }, 'ferryd failed to start');

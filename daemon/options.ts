@@ -1,5 +1,6 @@
 /** The engine's tuning and hooks, with their defaults (the config file's `engine` block). */
 import { DEFAULT_POLL_POLICY, type PollPolicy } from '../host/poll.ts';
+import type { MigrationRecord, State } from './migration.ts';
 
 /** Engine tuning. Every field has a default (DEFAULT_ENGINE_OPTIONS). The poll policy's fields are the host's (host/poll.ts). */
 export interface EngineOptions extends PollPolicy {
@@ -40,6 +41,12 @@ export interface EngineOptions extends PollPolicy {
 export interface EngineHooks {
   /** A migration of this backend became stuck, or answered again. */
   stuckChanged?(backend: string): void;
+  /**
+   * A migration moved from `from` to the state it is in now (in memory: its
+   * write follows). The record is the engine's working copy: read it, never
+   * change it. For the daemon's metrics.
+   */
+  transitioned?(record: Readonly<MigrationRecord>, from: State): void;
 }
 
 /** Defaults: notice phase 1 within tens of ms, give up on a silent copy after 5 minutes. */

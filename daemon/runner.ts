@@ -86,7 +86,7 @@ export class Runner {
   private failures = 0;
   /** When the current run of failed calls began (undefined after a success). */
   private failingSince?: number;
-  /** When progress last moved (for the stall timeout). */
+  /** When progress last moved (for the stall timeout); the runner's start, until it first does. */
   private lastAdvanceAt = Date.now();
   /** When progress alone was last written; 0 at first, so the first poll of a resumed migration shows its progress at once. */
   private lastPersistAt = 0;
@@ -100,6 +100,11 @@ export class Runner {
     readonly log: Log,
   ) {
     this.done = this.run().catch((err: unknown) => this.log.error({ err }, 'runner stopped by an unexpected failure; the migration resumes at the next start'));
+  }
+
+  /** When progress last moved, as the stall timeout sees it (ms since the epoch). */
+  get lastProgressAt(): number {
+    return this.lastAdvanceAt;
   }
 
   private async run(): Promise<void> {

@@ -14,6 +14,7 @@
  * Writes are not fsynced by default: a write that returned is in the OS, so it
  * survives `kill -9` of the daemon. `sync: true` also survives power loss.
  */
+import { performance } from 'node:perf_hooks';
 import { Level } from 'level';
 import type { MoverPlace, PlaceStore } from '../host/mover/place.ts';
 import type { MigrationRecord } from './migration.ts';
@@ -26,15 +27,22 @@ export class StoreLockedError extends Error {
   }
 }
 
+/** What a write was: migration records (a batch, or one), or one of the host path's places (put or delete). */
+export type StoreWriteKind = 'migrations' | 'place';
+
+/** Told how long each write took, once it has ended (written or failed). For the daemon's metrics; it must not throw. */
+export type StoreWriteObserver = (kind: StoreWriteKind, seconds: number) => void;
+
 /** LevelDB-backed persistence for the engine. One owner per data dir. */
 export class Store {
   private constructor(
     private readonly db: Level<string, MigrationRecord | MoverPlace>,
     private readonly sync: boolean,
+    private readonly observe: StoreWriteObserver | undefined,
   ) {}
 
   /** Opens (creating if needed) the store at `dir`. Throws StoreLockedError if another process has it. */
-  static async open(dir: string, options: { sync?: boolean } = {}): Promise<Store> {
+  static async open(dir: string, options: { sync?: boolean; observe?: StoreWriteObserver } = {}): Promise<Store> {
     const db = new Level<string, MigrationRecord | MoverPlace>(dir, { valueEncoding: 'json' });
     try {
       await db.open();
@@ -43,7 +51,15 @@ export class Store {
       if (cause?.code === 'LEVEL_LOCKED') throw new StoreLockedError(dir);
       throw err;
     }
-    return new Store(db, options.sync ?? false);
+    return new Store(db, options.sync ?? false, options.observe);
+  }
+
+  /** Runs a write, timed for the observer when there is one (without one, nothing wraps it). */
+  private timed(kind: StoreWriteKind, write: () => Promise<void>): Promise<void> {
+    const observe = this.observe;
+    if (!observe) return write();
+    const startedAt = performance.now();
+    return write().finally(() => observe(kind, (performance.now() - startedAt) / 1000));
   }
 
   /** Every migration, in id (creation) order. */
@@ -55,22 +71,24 @@ export class Store {
 
   /** Writes a migration (state, progress and driver checkpoint together). New or not. */
   async save(record: MigrationRecord): Promise<void> {
-    await this.db.put(`m!${record.id}`, record, { sync: this.sync });
+    await this.timed('migrations', () => this.db.put(`m!${record.id}`, record, { sync: this.sync }));
   }
 
   /** Writes migrations in one batch: all of them or none. */
   async saveAll(records: readonly MigrationRecord[]): Promise<void> {
-    await this.db.batch(
-      records.map((record) => ({ type: 'put' as const, key: `m!${record.id}`, value: record })),
-      { sync: this.sync },
+    await this.timed('migrations', () =>
+      this.db.batch(
+        records.map((record) => ({ type: 'put' as const, key: `m!${record.id}`, value: record })),
+        { sync: this.sync },
+      ),
     );
   }
 
   /** The host path's places, in the same database under their own keys. */
   readonly places: PlaceStore = {
     load: async (id) => (await this.db.get(`p!${id}`)) as MoverPlace | undefined,
-    save: (id, place) => this.db.put(`p!${id}`, place, { sync: this.sync }),
-    remove: (id) => this.db.del(`p!${id}`),
+    save: (id, place) => this.timed('place', () => this.db.put(`p!${id}`, place, { sync: this.sync })),
+    remove: (id) => this.timed('place', () => this.db.del(`p!${id}`)),
   };
 
   /** Closes the database. The last thing the daemon does. */

@@ -146,6 +146,13 @@ const BLOCKED_LOOP = {
   },
 } as const;
 
+/**
+ * Told of every call the guard made, once it has ended: the call's name,
+ * how long it took and how it ended ('ok', or the code of the FerryError it
+ * failed with). For ferryd's metrics; it must not throw.
+ */
+export type CallObserver = (call: { backend: string; method: string; outcome: 'ok' | FerryError['code']; seconds: number }) => void;
+
 /** How a call's driver code ended, before the guard judged it. */
 type Settled = { ok: true; value: unknown } | { ok: false; err: unknown };
 
@@ -169,6 +176,7 @@ export class GuardedDriver {
     private readonly driver: Driver,
     private readonly deadlines: Deadlines,
     private readonly log: Log,
+    private readonly observe?: CallObserver,
   ) {
     this.askCapabilities();
   }
@@ -340,9 +348,30 @@ export class GuardedDriver {
   /**
    * One bounded, translated, checked call of the driver's code, named
    * `name` in messages, within `timeoutMs`. For the data-path guards
-   * (guard-data.ts) as for the calls above.
+   * (guard-data.ts) as for the calls above. Told to the observer, if any.
    */
-  async call<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+  call<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+    // Without an observer, the call itself: nothing wraps it.
+    if (!this.observe) return this.guarded(name, timeoutMs, migrationId, fn, check, outer);
+    return this.observed(this.observe, name, timeoutMs, migrationId, fn, check, outer);
+  }
+
+  /** One call as `call` describes it, timed and told to `observe` once it ends. */
+  private async observed<T>(observe: CallObserver, name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
+    const startedAt = performance.now();
+    let outcome: 'ok' | FerryError['code'] = 'ok';
+    try {
+      return await this.guarded(name, timeoutMs, migrationId, fn, check, outer);
+    } catch (err) {
+      outcome = err instanceof FerryError ? err.code : 'INTERNAL';
+      throw err;
+    } finally {
+      observe({ backend: this.backend, method: name, outcome, seconds: (performance.now() - startedAt) / 1000 });
+    }
+  }
+
+  /** One call as `call` describes it, unobserved. */
+  private async guarded<T>(name: string, timeoutMs: number, migrationId: string | undefined, fn: (signal: AbortSignal) => unknown, check: (v: unknown) => T, outer?: AbortSignal): Promise<T> {
     const controller = new AbortController();
     const startedAt = performance.now();
     const stopWatching = loopWatch.watch();

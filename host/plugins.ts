@@ -15,7 +15,7 @@ import { DRIVER_API_VERSION, type Driver, type DriverFactory, type PluginManifes
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
 import type { EndpointLink } from './endpoint.ts';
-import { GuardedDriver } from './guard.ts';
+import { GuardedDriver, type CallObserver } from './guard.ts';
 import { createRemoteBackend } from './remote.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -299,7 +299,7 @@ export interface BackendEntry {
 export async function createBackendDriver(
   backend: BackendConfig,
   scan: PluginScan,
-  context: { daemonAddress: string; deadlines: Deadlines; timeoutMs: number; log: Log; hooks?: BackendHooks },
+  context: { daemonAddress: string; deadlines: Deadlines; timeoutMs: number; log: Log; hooks?: BackendHooks; observe?: CallObserver },
 ): Promise<GuardedDriver> {
   const plugin = scan.plugins.get(backend.plugin);
   if (!plugin) {
@@ -327,7 +327,7 @@ export async function createBackendDriver(
     throw new PluginError('DRIVER_SHAPE_INVALID', plugin.manifest.name, `plugin ${plugin.manifest.name}: the driver for backend ${backend.name} lacks ${missing.join(', ')}`);
   }
   try {
-    return new GuardedDriver(backend.name, { name: plugin.manifest.name, version: plugin.manifest.version }, driver, context.deadlines, log);
+    return new GuardedDriver(backend.name, { name: plugin.manifest.name, version: plugin.manifest.version }, driver, context.deadlines, log, context.observe);
   } catch (err) {
     throw new PluginError('DRIVER_SHAPE_INVALID', plugin.manifest.name, `plugin ${plugin.manifest.name}: ${(err as Error).message}`);
   }

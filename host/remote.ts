@@ -13,7 +13,7 @@ import { FerryError } from '../plugins/api/index.ts';
 import type { Log } from '../lib/log.ts';
 import type { Deadlines } from './deadlines.ts';
 import { EndpointLink, endpointAddress } from './endpoint.ts';
-import { GuardedDriver } from './guard.ts';
+import { GuardedDriver, type CallObserver } from './guard.ts';
 import { PluginError, type BackendConfig, type BackendHooks, type LoadedPlugin } from './plugins.ts';
 import { RemoteDriver } from './remote-driver.ts';
 import { DriverProcessError, RESTART_INITIAL_MS, RESTART_MAX_MS, type Supervisor } from './supervisor.ts';
@@ -27,13 +27,15 @@ export interface RemoteContext {
   timeoutMs: number;
   log: Log;
   hooks?: BackendHooks;
+  /** Told of every driver call (metrics). */
+  observe?: CallObserver;
 }
 
 /** Creates the guarded driver of a remote backend, or throws PluginError (and, with hooks, attaches it later). */
 export async function createRemoteBackend(backend: BackendConfig, plugin: LoadedPlugin, context: RemoteContext): Promise<GuardedDriver> {
   const name = plugin.manifest.name;
   const log = context.log.child({ backend: backend.name, plugin: name });
-  const guard = (remote: RemoteDriver) => new GuardedDriver(backend.name, { name, version: plugin.manifest.version, remote: true }, remote, context.deadlines, log);
+  const guard = (remote: RemoteDriver) => new GuardedDriver(backend.name, { name, version: plugin.manifest.version, remote: true }, remote, context.deadlines, log, context.observe);
   let link: Supervisor | EndpointLink;
   if (plugin.manifest.kind === 'endpoint') {
     try {

@@ -201,9 +201,13 @@ export async function bind(server: grpc.Server, address: string, credentials = g
  */
 function listenError(address: string, err: Error): ListenError {
   const code = /\b(E[A-Z]{3,})\b/.exec(err.message)?.[1];
+  return listenFailure(address, code, err.message.replace(/^No address added out of total \d+ resolved errors: /, ''));
+}
+
+/** The ListenError of a failed listen on `address`: what its errno code means, or else `text` (for any server, gRPC or not). */
+export function listenFailure(address: string, code: string | undefined, text: string): ListenError {
   const known = code ? LISTEN_PROBLEMS[code] : undefined;
-  const why = known ? `${known} (${code})` : err.message.replace(/^No address added out of total \d+ resolved errors: /, '');
-  return new ListenError(address, code, `cannot listen on ${address}: ${why}`);
+  return new ListenError(address, code, `cannot listen on ${address}: ${known ? `${known} (${code})` : text}`);
 }
 
 /** Shuts a server down, waiting up to `graceMs` for calls in flight, then forcing. */

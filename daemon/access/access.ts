@@ -36,8 +36,13 @@ function warnCertificatePrincipals(principals: Principals, path: string, config:
   }
 }
 
-/** Sets up the port's protection. Throws TlsFileError or AuthFileError (one line) when the files cannot be used. */
-export function openAccess(config: AccessConfig & { listen: string }, log: Log, reloadMs = TLS_RELOAD_MS): NetworkAccess {
+/**
+ * Sets up the port's protection; `first` are interceptors that run before
+ * the access check (the metrics' counter, which must see refused calls'
+ * codes). Throws TlsFileError or AuthFileError (one line) when the files
+ * cannot be used.
+ */
+export function openAccess(config: AccessConfig & { listen: string }, log: Log, first: grpc.ServerInterceptor[] = [], reloadMs = TLS_RELOAD_MS): NetworkAccess {
   const accessLog = log.child({ component: 'access' });
   let principals: Principals | null = null;
   let unwatchAuth = () => {};
@@ -71,7 +76,7 @@ export function openAccess(config: AccessConfig & { listen: string }, log: Log, 
   const interceptor = accessInterceptor({ principals: () => principals, audit });
   const base = tls?.credentials ?? grpc.ServerCredentials.createInsecure();
   return {
-    credentials: grpc.experimental.createServerCredentialsWithInterceptors(base, [interceptor]),
+    credentials: grpc.experimental.createServerCredentialsWithInterceptors(base, [...first, interceptor]),
     ...(tls ? { tls } : {}),
     principals: () => principals,
     close: () => {

@@ -33,6 +33,20 @@ describe('loadConfig', () => {
     assert.equal(fromFlags.listen, 'unix:/tmp/f.sock');
   });
 
+  test('serves no metrics unless asked; --metrics-listen beats FERRY_METRICS_LISTEN, which beats metricsListen in the file', (t) => {
+    assert.equal(loadConfig({}, {}, '/cwd').metricsListen, null);
+    const file = join(tempDir(t), 'f.json');
+    writeFileSync(file, JSON.stringify({ metricsListen: '127.0.0.1:9101' }));
+    assert.equal(loadConfig({ config: file }, {}).metricsListen, '127.0.0.1:9101');
+    assert.equal(loadConfig({ config: file }, { FERRY_METRICS_LISTEN: '[::1]:9102' }).metricsListen, '[::1]:9102');
+    assert.equal(loadConfig({ config: file, metricsListen: '0.0.0.0:0' }, { FERRY_METRICS_LISTEN: '[::1]:9102' }).metricsListen, '0.0.0.0:0');
+  });
+
+  test('rejects a metrics address that is not HOST:PORT in one line naming where it came from', () => {
+    assert.throws(() => loadConfig({ metricsListen: 'localhost' }, {}), (err: Error) => err instanceof ConfigError && err.message === '--metrics-listen: metricsListen "localhost" must be HOST:PORT (port 0-65535)');
+    assert.throws(() => loadConfig({}, { FERRY_METRICS_LISTEN: '127.0.0.1:65536' }), (err: Error) => err instanceof ConfigError && err.message === 'FERRY_METRICS_LISTEN: metricsListen "127.0.0.1:65536" must be HOST:PORT (port 0-65535)');
+  });
+
   test('derives one simulator backend per array backend when none are configured', (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'f.json');
@@ -45,6 +59,8 @@ describe('loadConfig', () => {
     ['an unknown top-level key', { lisen: 'x' }, /lisen is not a setting/],
     ['a malformed listen address', { listen: 'localhost' }, /listen "localhost" must be HOST:PORT/],
     ['a port out of range', { listen: '127.0.0.1:70000' }, /must be HOST:PORT \(port 0-65535\)/],
+    ['a metrics address on a unix socket, which Prometheus cannot scrape', { metricsListen: 'unix:/tmp/m.sock' }, /: metricsListen "unix:\/tmp\/m\.sock" must be HOST:PORT \(port 0-65535\)$/],
+    ['an empty metrics address', { metricsListen: '' }, /: metricsListen must be a non-empty string$/],
     ['a backend without a plugin', { backends: [{ name: 'a' }] }, /backends\[0\]\.plugin must name a plugin/],
     ['a backend named twice', { backends: [{ name: 'a', plugin: 'p' }, { name: 'a', plugin: 'p' }] }, /backends\[1\]\.name a is used twice/],
     ['a negative engine setting', { engine: { stallTimeoutMs: -1 } }, /engine: stallTimeoutMs must be a number >= 0/],

@@ -11,18 +11,24 @@ import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from '../../lib/rpc.ts';
 import { tokenSha256 } from '../../daemon/access/principals.ts';
 import type { Role } from '../../daemon/access/roles.ts';
-import { makePki, type CertFiles, type TestPki } from '../fixtures/certs.ts';
+import { issue, makePki, type CertFiles, type TestPki } from '../fixtures/certs.ts';
 
-/** A PKI, a token per role and the auth file that names them (and CN=ops as admin, the viewer-bot certificate as viewer). */
+/** A PKI, a token and a client certificate per role, one certificate no principal names, and the auth file. */
 export interface AccessFixture {
   pki: TestPki;
   tokens: Record<Role, string>;
+  /** Client certificates signed by pki.ca, by the role their subject is given in the auth file. */
+  certs: Record<Role, CertFiles>;
+  /** Signed by pki.ca, named by no principal. */
+  unknownCert: CertFiles;
   authFile: string;
 }
 
 export function accessFixture(dir: string): AccessFixture {
   const pki = makePki(dir);
   const tokens = { viewer: randomBytes(24).toString('base64url'), operator: randomBytes(24).toString('base64url'), admin: randomBytes(24).toString('base64url') };
+  const certs = { viewer: pki.viewerCert, operator: issue(pki.ca, 'op-bot', { subject: '/CN=op-bot', use: 'client' }), admin: pki.ops };
+  const unknownCert = issue(pki.ca, 'nobody', { subject: '/CN=nobody', use: 'client' });
   const authFile = join(dir, 'auth.json');
   writeFileSync(
     authFile,
@@ -33,10 +39,11 @@ export function accessFixture(dir: string): AccessFixture {
         { name: 'root-token', role: 'admin', tokenSha256: tokenSha256(tokens.admin) },
         { name: 'ops-cert', role: 'admin', certSubject: 'CN=ops' },
         { name: 'viewer-cert', role: 'viewer', certSubject: 'CN=viewer-bot, O=Ferry Tests' },
+        { name: 'op-cert', role: 'operator', certSubject: 'CN=op-bot' },
       ],
     }),
   );
-  return { pki, tokens, authFile };
+  return { pki, tokens, certs, unknownCert, authFile };
 }
 
 /** Channel credentials trusting `ca`, presenting `client` if given. */

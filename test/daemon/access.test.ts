@@ -57,22 +57,24 @@ test('every RPC ferryd serves has a role, or is health or reflection', () => {
   assert.equal(METHOD_RULES['ferry.simulator.v1.SimulatorService']!.SetFaults!.role, 'admin');
 });
 
-test('over TLS with tokens: each RPC refused without the role it needs and allowed with it; health and reflection answer everyone', async (t) => {
-  const dir = tempDir(t);
-  const fx: AccessFixture = accessFixture(dir);
-  const daemon = await daemonWith(t, dir, { tls: { cert: fx.pki.server.cert, key: fx.pki.server.key }, auth: fx.authFile });
-  const c = client(t, daemon.address, tlsCredentials(fx.pki.ca.cert));
-
+/**
+ * Every RPC of every service with each role: refused below the role it
+ * needs (PERMISSION_DENIED naming it), allowed from it on (anything but a
+ * refusal: the empty request may then fail on its own terms), and
+ * UNAUTHENTICATED for a caller no principal names. `as(role)` makes the
+ * call as that role; `stranger` as nobody known.
+ */
+async function roleMatrix(as: (role: (typeof ROLES)[number] | null, service: string, method: string) => Promise<{ code: string; message: string }>, unknownMessage: RegExp): Promise<void> {
   const calls: Promise<void>[] = [];
   for (const service of SERVICES) {
     for (const [method, rule] of Object.entries(METHOD_RULES[service]!)) {
       calls.push(
         (async () => {
-          const anonymous = await rawCall(c, service, method);
-          assert.equal(anonymous.code, 'UNAUTHENTICATED', `${method} without a token: ${anonymous.message}`);
-          assert.match(anonymous.message, /needs a credential/);
+          const anonymous = await as(null, service, method);
+          assert.equal(anonymous.code, 'UNAUTHENTICATED', `${method} as nobody known: ${anonymous.message}`);
+          assert.match(anonymous.message, unknownMessage);
           for (const role of ROLES) {
-            const end = await rawCall(c, service, method, fx.tokens[role]);
+            const end = await as(role, service, method);
             if (RANK[role] >= RANK[rule.role]) {
               assert.ok(!['UNAUTHENTICATED', 'PERMISSION_DENIED'].includes(end.code), `${service}/${method} as ${role} was refused: ${end.code} ${end.message}`);
             } else {
@@ -85,6 +87,14 @@ test('over TLS with tokens: each RPC refused without the role it needs and allow
     }
   }
   await Promise.all(calls);
+}
+
+test('over TLS with tokens: each RPC refused without the role it needs and allowed with it; health and reflection answer everyone', async (t) => {
+  const dir = tempDir(t);
+  const fx: AccessFixture = accessFixture(dir);
+  const daemon = await daemonWith(t, dir, { tls: { cert: fx.pki.server.cert, key: fx.pki.server.key }, auth: fx.authFile });
+  const c = client(t, daemon.address, tlsCredentials(fx.pki.ca.cert));
+  await roleMatrix((role, service, method) => rawCall(c, service, method, role === null ? undefined : fx.tokens[role]), /needs a credential/);
 
   const unknown = await rawCall(c, 'ferry.v1.MigrationService', 'GetMigration', 'not-a-token');
   assert.deepEqual(unknown, { code: 'UNAUTHENTICATED', message: "the bearer token is not known to ferryd (see its --auth file)" });
@@ -105,6 +115,19 @@ test('over TLS with tokens: each RPC refused without the role it needs and allow
     call.write(Buffer.from([0x3a, 0x00]));
   });
   assert.match(services, /ferry\.v1\.MigrationService/);
+});
+
+test('over mutual TLS with certificates: each RPC refused without the role it needs and allowed with it', async (t) => {
+  const dir = tempDir(t);
+  const fx = accessFixture(dir);
+  const daemon = await daemonWith(t, dir, { tls: { cert: fx.pki.server.cert, key: fx.pki.server.key, clientCa: fx.pki.ca.cert }, auth: fx.authFile });
+  const clients = new Map<string, grpc.Client>();
+  const forCert = (cert: (typeof fx.certs)['admin']) => {
+    let c = clients.get(cert.cert);
+    if (!c) clients.set(cert.cert, (c = client(t, daemon.address, tlsCredentials(fx.pki.ca.cert, cert))));
+    return c;
+  };
+  await roleMatrix((role, service, method) => rawCall(forCert(role === null ? fx.unknownCert : fx.certs[role]), service, method), /^the client certificate's subject "CN=nobody" names no principal/);
 });
 
 test('a plaintext client of a TLS port is refused at the connection', async (t) => {

@@ -8,6 +8,7 @@
  * embedded array over a unix socket in the data dir (daemon.ts), which is
  * as private as the data itself.
  */
+import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Log } from '../../lib/log.ts';
 import { AuditTrail } from './audit.ts';
@@ -25,6 +26,8 @@ export interface NetworkAccess {
   tls?: ServerTls;
   /** The principals in use; null without --auth. */
   principals(): Principals | null;
+  /** Emits 'authReloaded' (the principals' count) when a changed auth file is in use, 'authReloadFailed' (the error) when it could not be. */
+  events: EventEmitter;
   /** Stops watching the files and closes the audit file. */
   close(): void;
 }
@@ -44,6 +47,7 @@ function warnCertificatePrincipals(principals: Principals, path: string, config:
  */
 export function openAccess(config: AccessConfig & { listen: string }, log: Log, first: grpc.ServerInterceptor[] = [], reloadMs = TLS_RELOAD_MS): NetworkAccess {
   const accessLog = log.child({ component: 'access' });
+  const events = new EventEmitter();
   let principals: Principals | null = null;
   let unwatchAuth = () => {};
   if (config.auth !== undefined) {
@@ -57,8 +61,10 @@ export function openAccess(config: AccessConfig & { listen: string }, log: Log, 
         warnCertificatePrincipals(next, path, config, accessLog);
         principals = next;
         accessLog.info({ auth: path, principals: next.size }, 'auth file reloaded');
+        events.emit('authReloaded', next.size);
       } catch (err) {
         accessLog.warn({ auth: path, reason: (err as Error).message }, 'auth file changed but cannot be used; the previous principals stay');
+        events.emit('authReloadFailed', err);
       }
     });
   }
@@ -79,6 +85,7 @@ export function openAccess(config: AccessConfig & { listen: string }, log: Log, 
     credentials: grpc.experimental.createServerCredentialsWithInterceptors(base, [...first, interceptor]),
     ...(tls ? { tls } : {}),
     principals: () => principals,
+    events,
     close: () => {
       unwatchAuth();
       tls?.close();

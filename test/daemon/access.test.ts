@@ -259,3 +259,25 @@ test('the certificate is re-read when its files change: new connections get the 
   assert.equal((await list(newCa.cert)).code, 'OK', 'a client trusting the new CA connects');
   assert.equal((await list(fx.pki.ca.cert)).code, 'UNAVAILABLE', 'a client trusting only the old CA does not');
 });
+
+test('the auth file is re-read when it changes: a removed token is refused from then on, a broken file leaves the principals as they were', async (t) => {
+  const dir = tempDir(t);
+  const fx = accessFixture(dir);
+  const daemon = await daemonWith(t, dir, { auth: fx.authFile });
+  const c = client(t, daemon.address, grpc.credentials.createInsecure());
+  const list = (token: string) => rawCall(c, 'ferry.v1.MigrationService', 'ListMigrations', token);
+  assert.equal((await list(fx.tokens.operator)).code, 'OK', 'tokens work on loopback without TLS');
+
+  copyFileSync(fx.authFile, join(dir, 'auth.json.bak'));
+  const failed = once(daemon.access.events, 'authReloadFailed');
+  writeFileSync(fx.authFile, '{"principals": [');
+  assert.match(((await failed) as [Error])[0].message, /is not JSON/);
+  assert.equal((await list(fx.tokens.operator)).code, 'OK', 'the previous principals stay');
+
+  const doc = JSON.parse(readFileSync(join(dir, 'auth.json.bak'), 'utf8')) as { principals: { name: string }[] };
+  const reloaded = once(daemon.access.events, 'authReloaded');
+  writeFileSync(fx.authFile, JSON.stringify({ principals: doc.principals.filter((p) => p.name !== 'ci') }));
+  assert.deepEqual(await reloaded, [doc.principals.length - 1]);
+  assert.equal((await list(fx.tokens.operator)).code, 'UNAUTHENTICATED', "ci's token is revoked");
+  assert.equal((await list(fx.tokens.viewer)).code, 'OK');
+});

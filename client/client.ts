@@ -1,12 +1,15 @@
 /**
  * A typed client for ferry.v1.MigrationService, and the one-shot migration
  * loop that the design puts in the client rather than the server: start,
- * wait for phase 1, complete, wait for the end.
+ * wait for phase 1, complete, wait for the end. On a network it speaks TLS
+ * and sends a bearer token with every call (FerryClientOptions, in
+ * client/security.ts).
  */
 import * as grpc from '@grpc/grpc-js';
 import { ERROR_CODE_METADATA } from '../lib/api.ts';
 import { clientConstructor } from '../lib/rpc.ts';
 import { decodeStatusDetails, STATUS_DETAILS_METADATA, type ErrorInfo } from '../lib/status.ts';
+import { clientSecurity, explainConnectionFailure, type ClientSecurity, type ConnectionTrouble, type FerryClientOptions } from './security.ts';
 import type { Backend__Output } from '../build/types/ferry/v1/Backend.ts';
 import type { CheckCompatibilityRequest as CheckCompatibilityRequestMessage } from '../build/types/ferry/v1/CheckCompatibilityRequest.ts';
 import type { CheckCompatibilityResponse__Output } from '../build/types/ferry/v1/CheckCompatibilityResponse.ts';
@@ -19,6 +22,8 @@ import type { Progress__Output } from '../build/types/ferry/v1/Progress.ts';
 import type { ShareRef__Output } from '../build/types/ferry/v1/ShareRef.ts';
 import type { StartMigrationRequest as StartMigrationRequestMessage } from '../build/types/ferry/v1/StartMigrationRequest.ts';
 import type { Timestamp__Output } from '../build/types/google/protobuf/Timestamp.ts';
+
+export { ClientOptionError, type ConnectionTrouble, type FerryClientOptions } from './security.ts';
 
 /** A migration's state as it travels: never MIGRATION_STATE_UNSPECIFIED (migration.proto). */
 export type MigrationState = Exclude<MigrationState__Output, 'MIGRATION_STATE_UNSPECIFIED'>;
@@ -79,6 +84,12 @@ export class FerryCallError extends Error {
     readonly trailer?: string,
     /** The google.rpc.ErrorInfo the daemon sent (reason, domain, metadata such as `migration` and `state`). */
     readonly errorInfo?: ErrorInfo,
+    /**
+     * Set when no connection could be made for a reason of TLS (a handshake
+     * that failed, a plaintext client to a TLS server): which kind. The
+     * status is then UNAVAILABLE and the message says the reason shortly.
+     */
+    readonly connection?: ConnectionTrouble,
   ) {
     super(message);
     this.name = 'FerryCallError';
@@ -100,13 +111,16 @@ function errorCodeOf(err: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function wrap(err: unknown): FerryCallError {
+/** A grpc-js error as a FerryCallError; a connection that failed for a reason of TLS is said as `security` explains it. */
+function wrap(err: unknown, security: ClientSecurity): FerryCallError {
   const e = err as grpc.ServiceError;
   const trailer = errorCodeOf(err);
   const details = e.metadata?.get(STATUS_DETAILS_METADATA)[0];
   const errorInfo = Buffer.isBuffer(details) ? decodeStatusDetails(details)?.errorInfo : undefined;
   const code = trailer ?? grpc.status[e.code ?? grpc.status.UNKNOWN] ?? 'UNKNOWN';
-  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, code, messageOf(e), trailer, errorInfo);
+  const message = messageOf(e);
+  const tls = e.code === grpc.status.UNAVAILABLE && trailer === undefined ? explainConnectionFailure(message, security) : undefined;
+  return new FerryCallError(e.code ?? grpc.status.UNKNOWN, code, tls?.message ?? message, trailer, errorInfo, tls?.trouble);
 }
 
 function abortError(signal: AbortSignal): unknown {
@@ -146,21 +160,37 @@ let cachedCtor: grpc.ServiceClientConstructor | undefined;
 /** A connection to one ferryd. */
 export class FerryClient {
   private readonly stub: grpc.Client & Record<string, Function>;
+  private readonly security: ClientSecurity;
 
-  /** `address` is "host:port" or "unix:path". */
+  /**
+   * `address` is "host:port" or "unix:path". `options` add TLS (cacert,
+   * and cert with key for mutual TLS) and a bearer token sent with every
+   * call (FerryClientOptions); they are checked here, so a file that cannot
+   * be read or a certificate without its key throws a ClientOptionError
+   * now, not at the first call.
+   */
   constructor(
     readonly address: string,
     private readonly deadlineMs = 30_000,
+    options: FerryClientOptions = {},
   ) {
+    this.security = clientSecurity(options);
     cachedCtor ??= clientConstructor('ferry.v1.MigrationService');
     // A private subchannel pool: a client made right after ferryd restarted on the same address must not
     // inherit another client's subchannel that is still backing off from the old process.
-    this.stub = new cachedCtor(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & Record<string, Function>;
+    this.stub = new cachedCtor(address, this.security.credentials, { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & Record<string, Function>;
   }
 
+  /**
+   * Every call goes through here or `watch`, with the token's metadata: per
+   * call, not as call credentials, which grpc-js sends only over TLS (a
+   * token must also work on a plaintext loopback).
+   */
   private unary<T>(method: string, request: object): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.stub[method]!.call(this.stub, request, { deadline: Date.now() + this.deadlineMs }, (err: grpc.ServiceError | null, res: T) => (err ? reject(wrap(err)) : resolve(res)));
+      this.stub[method]!.call(this.stub, request, this.security.metadata(), { deadline: Date.now() + this.deadlineMs }, (err: grpc.ServiceError | null, res: T) =>
+        err ? reject(wrap(err, this.security)) : resolve(res),
+      );
     });
   }
 
@@ -189,14 +219,14 @@ export class FerryClient {
   /** Every value of a migration until it is terminal. Breaking out of the loop cancels the stream. */
   async *watch(id: string, options: { signal?: AbortSignal } = {}): AsyncGenerator<Migration> {
     if (options.signal?.aborted) return;
-    const stream = this.stub.WatchMigration!.call(this.stub, { id }) as grpc.ClientReadableStream<Migration>;
+    const stream = this.stub.WatchMigration!.call(this.stub, { id }, this.security.metadata()) as grpc.ClientReadableStream<Migration>;
     const onAbort = () => stream.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const value of stream) yield value as Migration;
     } catch (err) {
       if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && options.signal?.aborted) return;
-      throw wrap(err);
+      throw wrap(err, this.security);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       stream.cancel();

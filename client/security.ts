@@ -257,7 +257,7 @@ export function explainConnectionFailure(message: string, security: Pick<ClientS
     if (security.clientCert) {
       return { message: `TLS handshake failed: ferryd closed the connection, refusing the client certificate${certFacts(security.clientCert)}`, trouble: 'client-cert-refused' };
     }
-    if (!security.tls) return { message: 'ferryd closed the connection before answering (a TLS server does that to a plaintext client)', trouble: 'server-may-want-tls' };
+    if (!security.tls) return { message: 'ferryd closed the connection before answering, as a TLS server does to a plaintext client', trouble: 'server-may-want-tls' };
     return { message: 'TLS handshake failed: ferryd closed the connection', trouble: 'tls' };
   }
   return undefined;

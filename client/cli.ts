@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { FerryCallError, FerryClient, TERMINAL, type Migration, type MigrationState, type StartMigrationRequest } from './client.ts';
+import { ClientOptionError, FerryCallError, FerryClient, TERMINAL, type FerryClientOptions, type Migration, type MigrationState, type StartMigrationRequest } from './client.ts';
+import { clientOptions, connectionHint, optionProblem, refusalHint, SECURITY_HELP, securityFlags, type SecurityFlags } from './security-flags.ts';
 import { parseDestination, parseMigrationId, parseShareRef, parseState, STATE_NAMES } from './args.ts';
 import { integer, parseSize } from '../lib/units.ts';
 import { backendTable, compatibilityDetails, migrationDetails, migrationJson, migrationTable, shortState } from './format.ts';
@@ -26,7 +27,7 @@ export const EXIT = {
   USAGE: 2,
   /** ferryd answered with an error (stderr: "ferry: CODE: message"). */
   REFUSED: 3,
-  /** ferryd could not be reached, or did not answer within --timeout-ms. */
+  /** ferryd could not be reached (no connection, or a TLS handshake that failed), or did not answer within --timeout-ms. */
   UNREACHABLE: 4,
   /** watch or migrate: the migration ended in ERROR or CANCELLED. */
   FAILED: 5,
@@ -40,7 +41,7 @@ export const EXIT = {
 export interface CliIO {
   stdout: Writable;
   stderr: Writable;
-  /** FERRY_SERVER is read from here. */
+  /** FERRY_SERVER and FERRY_TOKEN are read from here. */
   env: Record<string, string | undefined>;
   /** Whether stdout is a terminal: a live bar for watch and migrate, else plain lines. */
   isTTY: boolean;
@@ -55,7 +56,7 @@ const HELP_AFTER = `
 Addresses: --server takes HOST:PORT or unix:PATH (default: $FERRY_SERVER, else ${DEFAULT_SERVER}).
 Shares are "backend/share_id"; destinations are "backend#pool" (Manila's "host@backend#pool" also works).
 Sizes take units: 1048576, 512KiB, 10MiB, 1.5GiB (KiB/MiB/GiB and K/M/G: powers of 1024; KB/MB/GB: of 1000).
-
+${SECURITY_HELP}
 --json prints one JSON document per command (watch: one object per line): fields in lowerCamelCase as in
 the proto, enums by name (MIGRATION_STATE_SUCCESS), timestamps as RFC 3339 strings, sizes as numbers.
 Errors always go to stderr as "ferry: CODE: message".
@@ -65,7 +66,7 @@ Exit codes:
   1    a bug in ferry itself
   2    usage error: a bad flag or argument; nothing was sent
   3    ferryd refused the call (CODE is Ferry's error code, else the gRPC status name)
-  4    ferryd is unreachable, or did not answer within --timeout-ms
+  4    ferryd is unreachable (no connection, or a failed TLS handshake), or did not answer within --timeout-ms
   5    watch or migrate: the migration ended in ERROR or CANCELLED
   6    migrate: every cutover ran past its window and was rolled back; the migration waits in PHASE1_DONE
   130  watch or migrate interrupted; the migration goes on in ferryd
@@ -75,7 +76,7 @@ Exit codes:
 class UsageError extends Error {}
 
 /** The global options every command sees. */
-interface GlobalOptions {
+interface GlobalOptions extends SecurityFlags {
   server?: string;
   json?: boolean;
   timeoutMs: number;
@@ -147,6 +148,7 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
     })
     .showHelpAfterError('(run "ferry --help" for usage)')
     .addHelpText('after', HELP_AFTER);
+  securityFlags(program);
 
   /** Wraps a command body: builds the client, maps every failure to its exit code, closes the client. */
   const action =
@@ -157,9 +159,10 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
       const ctxArgs = args.slice(0, -1) as A;
       let client: FerryClient | undefined;
       const say = (text: string) => io.stderr.write(`ferry: ${text}\n`);
+      const security = clientOptions(globals, io.env);
       try {
         const server = serverAddress(globals.server ?? io.env.FERRY_SERVER);
-        client = new FerryClient(server, globals.timeoutMs);
+        client = new FerryClient(server, globals.timeoutMs, security);
         const ctx: Context = {
           client,
           server,
@@ -173,7 +176,7 @@ function buildProgram(io: CliIO, stdout: StdoutWatch, setCode: (code: number) =>
         };
         setCode(await body(ctx, ...ctxArgs));
       } catch (err) {
-        setCode(failure(err, globals.server ?? io.env.FERRY_SERVER ?? DEFAULT_SERVER, globals.timeoutMs, say));
+        setCode(failure(err, globals.server ?? io.env.FERRY_SERVER ?? DEFAULT_SERVER, globals, security, say));
       } finally {
         client?.close();
       }
@@ -457,18 +460,27 @@ function unreachable(err: FerryCallError): boolean {
 }
 
 /** Says what went wrong on stderr and picks the exit code. */
-function failure(err: unknown, server: string, timeoutMs: number, say: (text: string) => void): number {
+function failure(err: unknown, server: string, globals: GlobalOptions, security: FerryClientOptions, say: (text: string) => void): number {
   if (err instanceof UsageError || err instanceof InvalidArgumentError) {
     say(err.message);
     return EXIT.USAGE;
   }
+  if (err instanceof ClientOptionError) {
+    say(optionProblem(err, globals));
+    return EXIT.USAGE;
+  }
   if (err instanceof FerryCallError) {
+    if (err.connection) {
+      say(`${err.code}: cannot connect to ferryd at ${server}: ${err.message} (${connectionHint(err.connection)})`);
+      return EXIT.UNREACHABLE;
+    }
     if (unreachable(err)) {
-      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${timeoutMs}` : err.message;
+      const why = err.status === grpc.status.DEADLINE_EXCEEDED ? `no answer within --timeout-ms ${globals.timeoutMs}` : err.message;
       say(`${err.code}: cannot reach ferryd at ${server}: ${why} (is ferryd running there? set --server or FERRY_SERVER)`);
       return EXIT.UNREACHABLE;
     }
-    say(`${err.code}: ${err.message}`);
+    const hint = refusalHint(err.status, security);
+    say(`${err.code}: ${err.message}${hint === undefined ? '' : ` (${hint})`}`);
     return EXIT.REFUSED;
   }
   say(`internal error (a bug in ferry): ${(err as Error)?.stack ?? String(err)}`);

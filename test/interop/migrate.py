@@ -7,14 +7,23 @@ refused with FAILED_PRECONDITION (and Ferry's error code trailer), cancels
 that migration, then runs a migration through StartMigration,
 WatchMigration and CompleteMigration to SUCCESS.
 
-Prints one "ok: ..." line per check and "PASS" at the end; any failure is an
-exception and a non-zero exit.
+With --cacert (and --cert with --key for mutual TLS) it speaks TLS, through
+grpc.ssl_channel_credentials; with --token (or FERRY_TOKEN) every call
+carries "authorization: Bearer <token>" metadata, with or without TLS, as
+the `ferry` CLI's flags of the same names do.
+
+Prints one "ok: ..." line per check and "PASS" at the end; a refused or failed
+call is one "error: CODE: message" line on stderr and exit 1; any other
+failure is an exception and a non-zero exit.
 
 usage: migrate.py --address HOST:PORT --stubs DIR --share BACKEND/SHARE
                   --slow-share BACKEND/SHARE --destination BACKEND#POOL
+                  [--cacert FILE] [--cert FILE --key FILE] [--token TOKEN]
 """
 
 import argparse
+import collections
+import os
 import sys
 import uuid
 
@@ -24,6 +33,58 @@ CALL_TIMEOUT_S = 10
 WATCH_TIMEOUT_S = 60
 
 
+class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")), grpc.ClientCallDetails):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds "authorization: Bearer <token>" to the metadata of every call, unary and streaming.
+
+    Metadata rather than grpc.access_token_call_credentials: call credentials
+    are sent over TLS only, and a token must also work on a plaintext loopback.
+    """
+
+    def __init__(self, token):
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        metadata = list(details.metadata or ()) + [self._pair]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
+def read_file(parser, flag, path):
+    """A PEM file's bytes; a file that cannot be read is a usage error naming the flag (exit 2)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        parser.error(f"{flag} {path}: cannot be read: {err.strerror}")
+
+
+def open_channel(parser, args):
+    """A TLS channel when any of --cacert, --cert, --key is given, else a plaintext one; with the token's interceptor."""
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together: a client certificate needs its private key")
+    if args.token == "":
+        parser.error("the token (--token or FERRY_TOKEN) is empty")
+    if args.cacert or args.cert:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read_file(parser, "--cacert", args.cacert) if args.cacert else None,
+            private_key=read_file(parser, "--key", args.key) if args.key else None,
+            certificate_chain=read_file(parser, "--cert", args.cert) if args.cert else None,
+        )
+        channel = grpc.secure_channel(args.address, credentials)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    return grpc.intercept_channel(channel, BearerToken(args.token)) if args.token is not None else channel
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", required=True)
@@ -31,8 +92,20 @@ def main():
     parser.add_argument("--share", required=True, help="the share to migrate, backend/share_id")
     parser.add_argument("--slow-share", required=True, help="a share for the refused early complete")
     parser.add_argument("--destination", required=True)
+    parser.add_argument("--cacert", help="PEM CA certificate that signed ferryd's certificate; turns on TLS")
+    parser.add_argument("--cert", help="PEM client certificate for mutual TLS (with --key)")
+    parser.add_argument("--key", help="PEM private key of --cert")
+    parser.add_argument("--token", default=os.environ.get("FERRY_TOKEN"), help="bearer token sent with every call (default: $FERRY_TOKEN, which keeps it out of ps)")
     args = parser.parse_args()
+    try:
+        run(args, open_channel(parser, args))
+    except grpc.RpcError as err:
+        print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+        sys.exit(1)
 
+
+def run(args, channel):
+    """The checks, on `channel`; closes it."""
     sys.path.insert(0, args.stubs)
     from ferry.v1 import migration_pb2 as pb  # noqa: E402 (generated at test time)
     from ferry.v1 import migration_pb2_grpc as pb_grpc  # noqa: E402
@@ -55,7 +128,7 @@ def main():
                 return m, [state_name(s) for s in seen]
         raise AssertionError(f"the watch of {migration_id} ended before {state_name(wanted)}; states seen: {seen}")
 
-    with grpc.insecure_channel(args.address) as channel:
+    with channel:
         stub = pb_grpc.MigrationServiceStub(channel)
 
         # ListBackends.

@@ -131,13 +131,16 @@ function parseCert(pem: Buffer, file: string | undefined): X509Certificate {
 }
 
 function parseKey(pem: Buffer, file: string | undefined): KeyObject {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.toString('latin1'))) throw new ClientOptionError('key', file, 'holds no PEM private key ("-----BEGIN ... PRIVATE KEY-----")');
+  const text = pem.toString('latin1');
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw new ClientOptionError('key', file, 'holds no PEM private key ("-----BEGIN ... PRIVATE KEY-----")');
+  // PKCS#8's ENCRYPTED PRIVATE KEY, or the older Proc-Type header: nothing here could ask for the passphrase.
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
+    throw new ClientOptionError('key', file, 'is encrypted; ferry needs the key unencrypted (openssl pkey -in KEY -out PLAIN.key)');
+  }
   try {
     return createPrivateKey(pem);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_MISSING_PASSPHRASE') throw new ClientOptionError('key', file, 'is encrypted; ferry needs the key unencrypted (openssl pkey -in KEY -out PLAIN)');
-    throw new ClientOptionError('key', file, `holds a key that does not parse (${e.message})`);
+    throw new ClientOptionError('key', file, `holds a key that does not parse (${(err as Error).message})`);
   }
 }
 

@@ -111,22 +111,13 @@ function readPem(option: PemOption, value: string | Buffer): Buffer {
   }
 }
 
-/** The CA file must hold at least one certificate that parses. */
-function checkCa(pem: Buffer, file: string | undefined): void {
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ClientOptionError('cacert', file, 'holds no PEM certificate ("-----BEGIN CERTIFICATE-----")');
-  try {
-    new X509Certificate(pem);
-  } catch (err) {
-    throw new ClientOptionError('cacert', file, `holds a certificate that does not parse (${(err as Error).message})`);
-  }
-}
-
-function parseCert(pem: Buffer, file: string | undefined): X509Certificate {
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ClientOptionError('cert', file, 'holds no PEM certificate ("-----BEGIN CERTIFICATE-----")');
+/** The first certificate of a PEM option (a CA bundle, or a client certificate with its chain), parsed. */
+function parseCertificate(option: 'cacert' | 'cert', pem: Buffer, file: string | undefined): X509Certificate {
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ClientOptionError(option, file, 'holds no PEM certificate ("-----BEGIN CERTIFICATE-----")');
   try {
     return new X509Certificate(pem);
   } catch (err) {
-    throw new ClientOptionError('cert', file, `holds a certificate that does not parse (${(err as Error).message})`);
+    throw new ClientOptionError(option, file, `holds a certificate that does not parse (${(err as Error).message})`);
   }
 }
 
@@ -171,14 +162,14 @@ export function clientSecurity(options: FerryClientOptions = {}): ClientSecurity
   if (cacert === undefined && cert === undefined) return { credentials: grpc.credentials.createInsecure(), tls: false, metadata };
 
   const ca = cacert === undefined ? null : readPem('cacert', cacert);
-  if (ca && cacert !== undefined) checkCa(ca, fileOf(cacert));
+  if (ca && cacert !== undefined) parseCertificate('cacert', ca, fileOf(cacert));
   let certPem: Buffer | null = null;
   let keyPem: Buffer | null = null;
   let clientCert: X509Certificate | undefined;
   if (cert !== undefined && key !== undefined) {
     certPem = readPem('cert', cert);
     keyPem = readPem('key', key);
-    clientCert = parseCert(certPem, fileOf(cert));
+    clientCert = parseCertificate('cert', certPem, fileOf(cert));
     if (!clientCert.checkPrivateKey(parseKey(keyPem, fileOf(key)))) {
       throw new ClientOptionError('key', fileOf(key), `is not the private key of the certificate${fileOf(cert) === undefined ? '' : ` in ${fileOf(cert)}`} (${clientCert.subject.replace(/\n/g, ', ')})`);
     }

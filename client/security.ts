@@ -208,16 +208,21 @@ const OPENSSL_ERROR = /error:[0-9A-F]{8}:[^:]*:[^:]*:([^:\n]+)/;
 /** Node's words for a certificate it could not verify (X509_verify_cert_error_string, and checkServerIdentity's). */
 const VERIFY_ERROR = /certificate|Hostname\/IP does not match|altnames/i;
 
-/** What grpc-js says when the connection closed before HTTP/2 began, with no error to say why. */
-const CLOSED_EARLY = /^(Failed to connect|Connection closed before starting HTTP\/2 handshake)$/;
+/**
+ * What grpc-js says when the connection was closed or reset before HTTP/2
+ * began, with no TLS reason: a TLS server that refuses a client certificate
+ * (or a plaintext client) just closes, with a FIN or a RST as it happens.
+ */
+const CLOSED_EARLY = /^(Failed to connect|Connection closed before starting HTTP\/2 handshake|read ECONNRESET|write ECONNRESET|write EPIPE)$/;
 
-/** When a certificate's validity, as X509Certificate gives it, excludes now: the reason, else undefined. */
-function validityProblem(cert: X509Certificate, now = Date.now()): string | undefined {
+/** The client certificate as a refusal names it: its subject, and why it is not valid now if it is not ("CN=ops, which expired on ..."). */
+function certFacts(cert: X509Certificate, now = Date.now()): string {
+  const subject = cert.subject.replace(/\n/g, ', ');
   const from = new Date(cert.validFrom);
   const to = new Date(cert.validTo);
-  if (now > to.getTime()) return `it expired on ${to.toISOString()}`;
-  if (now < from.getTime()) return `it is valid only from ${from.toISOString()}`;
-  return undefined;
+  if (now > to.getTime()) return `${subject}, which expired on ${to.toISOString()}`;
+  if (now < from.getTime()) return `${subject}, which is valid only from ${from.toISOString()}`;
+  return subject;
 }
 
 /**
@@ -242,24 +247,17 @@ export function explainConnectionFailure(message: string, security: Pick<ClientS
       return { message: `TLS handshake failed: the server does not speak TLS there (${openssl})`, trouble: 'server-not-tls' };
     }
     if (/alert (bad|unknown|unsupported|certificate|decrypt|access denied)|unknown ca|certificate (expired|revoked|unknown)/.test(openssl) && security.clientCert) {
-      return { message: `TLS handshake failed: ferryd did not accept the client certificate (${openssl})${certFacts(security.clientCert)}`, trouble: 'client-cert-refused' };
+      return { message: `TLS handshake failed: ferryd did not accept the client certificate ${certFacts(security.clientCert)} (${openssl})`, trouble: 'client-cert-refused' };
     }
     return { message: `TLS handshake failed: ${openssl}`, trouble: 'tls' };
   }
   if (security.tls && VERIFY_ERROR.test(text)) return { message: `TLS handshake failed: ferryd's certificate was not accepted: ${text}`, trouble: 'server-not-trusted' };
   if (CLOSED_EARLY.test(text)) {
     if (security.clientCert) {
-      return { message: `TLS handshake failed: ferryd closed the connection, refusing the client certificate${certFacts(security.clientCert)}`, trouble: 'client-cert-refused' };
+      return { message: `TLS handshake failed: ferryd closed the connection, refusing the client certificate ${certFacts(security.clientCert)}`, trouble: 'client-cert-refused' };
     }
     if (!security.tls) return { message: 'ferryd closed the connection before answering, as a TLS server does to a plaintext client', trouble: 'server-may-want-tls' };
     return { message: 'TLS handshake failed: ferryd closed the connection', trouble: 'tls' };
   }
   return undefined;
-}
-
-/** What the client knows of its certificate that explains a refusal: its subject, and why it is not valid now. */
-function certFacts(cert: X509Certificate): string {
-  const problem = validityProblem(cert);
-  const subject = cert.subject.replace(/\n/g, ', ');
-  return problem ? `: ${subject}: ${problem}` : ` (${subject}; is it signed by the CA ferryd trusts for clients?)`;
 }

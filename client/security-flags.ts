@@ -52,11 +52,11 @@ export function optionProblem(err: ClientOptionError, flags: SecurityFlags): str
 /** The hint after ferryd's refusal of who the caller is (UNAUTHENTICATED, PERMISSION_DENIED); undefined for other refusals. */
 export function refusalHint(status: grpc.status, options: FerryClientOptions): string | undefined {
   if (status === grpc.status.UNAUTHENTICATED) {
-    return options.token === undefined && options.cert === undefined
-      ? 'set --token or FERRY_TOKEN, or give a client certificate with --cert and --key'
-      : "check --token or FERRY_TOKEN, or --cert: ferryd knows each principal by its --auth file";
+    if (options.token !== undefined) return 'check --token or FERRY_TOKEN';
+    if (options.cert !== undefined) return "use a certificate whose subject is a principal in ferryd's --auth file, or a token";
+    return 'set --token or FERRY_TOKEN, or give a client certificate with --cert and --key';
   }
-  if (status === grpc.status.PERMISSION_DENIED) return "use a token or certificate whose principal has that role (ferryd's --auth file gives the roles)";
+  if (status === grpc.status.PERMISSION_DENIED) return 'use a token or certificate whose principal has that role';
   return undefined;
 }
 

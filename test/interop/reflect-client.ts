@@ -27,10 +27,10 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs a process to its end without blocking this event loop (a daemon under test may live in it). */
-export function runProcess(command: string, args: string[]): Promise<Run & { spawnError?: Error }> {
+/** Runs a process to its end without blocking this event loop (a daemon under test may live in it); `env` is added to this process's. */
+export function runProcess(command: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Run & { spawnError?: Error }> {
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -80,6 +80,7 @@ test('FerryClient over mutual TLS: a whole migration as CN=ops; the viewer-bot r
   assert.equal(done.state, 'MIGRATION_STATE_SUCCESS', done.error?.message);
   assert.equal(await backendOf(arrayed, 'x1'), 'beta');
 
+  await rejectsWith(as(auth.unknownCert).listMigrations(), 'UNAUTHENTICATED', /"CN=nobody" names no principal/);
   await rejectsWith(as(pki.viewerCert).startMigration({ share: { backend: 'alpha', shareId: 'x2' }, destination: 'beta#bronze' }), 'PERMISSION_DENIED', /StartMigration needs role operator; viewer-cert has role viewer/);
   await cannotConnect(as(pki.expired).listMigrations(), 'client-cert-refused', /^TLS handshake failed: ferryd closed the connection, refusing the client certificate CN=ops, which expired on \d{4}-\d\d-\d\dT[\d:.]+Z$/);
   await cannotConnect(as(pki.stranger).listMigrations(), 'client-cert-refused', /^TLS handshake failed: ferryd closed the connection, refusing the client certificate CN=ops$/);

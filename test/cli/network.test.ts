@@ -120,15 +120,16 @@ test('ferry and a TLS ferryd that cannot agree: another CA, plaintext to TLS, TL
   noTokenShown([wrongCa, plaintext, tlsToPlain], [auth.tokens.operator]);
 });
 
-test('ferry over mutual TLS with --cert and --key: a whole migration as CN=ops; the viewer-bot refused a start; an expired, a foreign and a missing certificate refused at the handshake', async (t) => {
+test('ferry over mutual TLS with --cert and --key: a whole migration as CN=ops; the viewer-bot refused a start, a certificate no principal names refused; an expired, a foreign and a missing certificate refused at the handshake', async (t) => {
   const { pki, auth, arrayed, server } = await networkDaemon(t, ({ pki, authFile }) => ['--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--auth', authFile]);
   await makeShares(arrayed, 'm1', 'm2');
   const base = ['--server', server, '--cacert', pki.ca.cert];
   const as = (files: { cert: string; key: string }) => [...base, '--cert', files.cert, '--key', files.key];
 
-  const [migrate, viewerStart, expired, stranger, none] = await Promise.all([
+  const [migrate, viewerStart, nobody, expired, stranger, none] = await Promise.all([
     ferry([...as(pki.ops), 'migrate', 'alpha/m1', 'beta#bronze', '--writable']),
     ferry([...as(pki.viewerCert), 'start', 'alpha/m2', 'beta#bronze']),
+    ferry([...as(auth.unknownCert), 'list']),
     ferry([...as(pki.expired), 'list']),
     ferry([...as(pki.stranger), 'list']),
     ferry([...base, 'list'], { FERRY_TOKEN: auth.tokens.operator }),
@@ -140,6 +141,7 @@ test('ferry over mutual TLS with --cert and --key: a whole migration as CN=ops; 
   assert.equal(await backendOf(arrayed, 'm1'), 'beta');
 
   says(viewerStart, 3, /^ferry: PERMISSION_DENIED: .*StartMigration needs role operator; viewer-cert has role viewer \(use a token or certificate whose principal has that role\)$/m, 'viewer-bot start');
+  says(nobody, 3, /^ferry: UNAUTHENTICATED: .*"CN=nobody".* \(use a certificate whose subject is a principal in ferryd's --auth file, or a token\)$/m, 'a certificate no principal names');
   const at = `^ferry: UNAVAILABLE: cannot connect to ferryd at ${server.replace(/\./g, '\\.')}: TLS handshake failed: `;
   says(expired, 4, new RegExp(`${at}ferryd closed the connection, refusing the client certificate CN=ops, which expired on \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z \\(give --cert and --key of a certificate valid now`), 'expired certificate');
   says(stranger, 4, new RegExp(`${at}ferryd closed the connection, refusing the client certificate CN=ops \\(give --cert and --key of a certificate valid now and signed by the CA of ferryd's --tls-client-ca\\)$`, 'm'), 'foreign certificate');

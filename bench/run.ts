@@ -20,6 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { drawFreezeChart, drawGrowthChart } from './lib/chart.ts';
 import { describeMachine, markdown, RESULTS_DIR, writeResult, type BenchContext, type Scenario, type ScenarioReport, type SummaryRow, type TargetCheck } from './lib/report.ts';
+import { accessScenario } from './scenarios/access.ts';
 import { copyScenario } from './scenarios/copy.ts';
 import { cutoverScenario, type CutoverData } from './scenarios/cutover.ts';
 import { driverCallScenario } from './scenarios/driver-call.ts';
@@ -28,7 +29,7 @@ import { manyScenario, type ManyData } from './scenarios/many.ts';
 import { phase1SeenScenario } from './scenarios/phase1-seen.ts';
 import { recoveryScenario } from './scenarios/recovery.ts';
 
-const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario, driverCallScenario, hostPathScenario];
+const SCENARIOS: Scenario[] = [copyScenario, cutoverScenario, phase1SeenScenario, manyScenario, recoveryScenario, driverCallScenario, hostPathScenario, accessScenario];
 
 const { values: flags } = parseArgs({
   options: {

@@ -174,7 +174,7 @@ export class FerryClient {
     private readonly deadlineMs = 30_000,
     options: FerryClientOptions = {},
   ) {
-    this.security = clientSecurity(options);
+    this.security = clientSecurity(options, address);
     cachedCtor ??= clientConstructor('ferry.v1.MigrationService');
     // A private subchannel pool: a client made right after ferryd restarted on the same address must not
     // inherit another client's subchannel that is still backing off from the old process.

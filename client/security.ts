@@ -21,6 +21,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { isLoopback } from '../lib/address.ts';
 
 /**
  * How FerryClient reaches ferryd beyond its address. TLS is used when any of
@@ -146,10 +147,19 @@ function checkToken(token: string): void {
   }
 }
 
-/** Checks the options and makes the channel's credentials and the per-call metadata. Throws ClientOptionError. */
-export function clientSecurity(options: FerryClientOptions = {}): ClientSecurity {
+/**
+ * Checks the options for a client of `address` and makes the channel's
+ * credentials and the per-call metadata. A token goes in clear text only to
+ * a loopback address or a unix socket: to any other, without TLS, it is
+ * refused here rather than sent for anyone on the path to read. Throws
+ * ClientOptionError.
+ */
+export function clientSecurity(options: FerryClientOptions = {}, address = '127.0.0.1:0'): ClientSecurity {
   const { token, cacert, cert, key } = options;
   if (token !== undefined) checkToken(token);
+  if (token !== undefined && cacert === undefined && cert === undefined && !isLoopback(address)) {
+    throw new ClientOptionError('token', undefined, `it would travel in clear text to ${address}, which is not a loopback address (the token is not shown)`, 'cacert');
+  }
   if ((cert === undefined) !== (key === undefined)) {
     const [given, missing] = cert !== undefined ? (['cert', 'key'] as const) : (['key', 'cert'] as const);
     throw new ClientOptionError(given, fileOf((cert ?? key)!), 'a client certificate needs its private key, and the key its certificate', missing);

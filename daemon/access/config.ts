@@ -12,6 +12,7 @@
  * is given.
  */
 import { isAbsolute, resolve } from 'node:path';
+import { isLoopback } from '../../lib/address.ts';
 import type { TlsFiles } from './tls.ts';
 
 /** The network settings. */
@@ -47,13 +48,6 @@ export const ACCESS_ENV_VARS = {
 
 /** What the config file's `tls` object may hold. */
 const TLS_KEYS = { cert: 'tlsCert', key: 'tlsKey', clientCa: 'tlsClientCa' } as const;
-
-/** True for an address only this machine can reach. */
-export function isLoopback(listen: string): boolean {
-  if (listen.startsWith('unix:')) return true;
-  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 /** Thrown for a bad network setting (daemon/config.ts turns it into its ConfigError). */
 export class AccessConfigError extends Error {}

@@ -85,6 +85,13 @@ test('FerryClient checks its options when it is made: each mistake names the opt
   // PEM given as bytes works as the file does; TLS with a client certificate, or a token alone (plaintext).
   new FerryClient('127.0.0.1:1', 1_000, { cacert: readFileSync(pki.ca.cert), cert: readFileSync(pki.ops.cert), key: readFileSync(pki.ops.key), token: secret }).close();
   new FerryClient('127.0.0.1:1', 1_000, { token: secret }).close();
+  new FerryClient('unix:/run/ferry.sock', 1_000, { token: secret }).close();
+
+  // A token alone to an address other machines can reach would go in clear text: refused, the token not shown.
+  for (const address of ['10.0.0.5:50051', 'ferry.example:50051', '[::]:50051']) {
+    assert.throws(() => new FerryClient(address, 1_000, { token: secret }), (e: Error) => e instanceof ClientOptionError && e.message === `token: is given without cacert: it would travel in clear text to ${address}, which is not a loopback address (the token is not shown)`);
+  }
+  new FerryClient('10.0.0.5:50051', 1_000, { token: secret, cacert: pki.ca.cert }).close();
 });
 
 test('ferry: a security flag that cannot be used is one line naming the flag and the file, exit 2; the token shows nowhere', async (t) => {
@@ -97,6 +104,7 @@ test('ferry: a security flag that cannot be used is one line naming the flag and
     [['--key', pki.ops.key, 'list'], new RegExp(`^ferry: --key ${pki.ops.key}: is given without --cert: `)],
     [['--cacert', pki.ca.cert, '--cert', pki.ops.cert, '--key', pki.stranger.key, 'start', 'alpha/s', 'beta#bronze'], new RegExp(`^ferry: --key ${pki.stranger.key}: is not the private key of the certificate in ${pki.ops.cert} \\(CN=ops\\)\\n$`)],
     [['--token', '', 'list'], /^ferry: --token: is empty\n$/],
+    [['--server', '192.0.2.2:50051', '--token', 'abc', 'list'], /^ferry: --token: is given without --cacert: it would travel in clear text to 192\.0\.2\.2:50051, which is not a loopback address \(the token is not shown\)\n$/],
   ];
   for (const [argv, stderr] of lines) {
     const r = await cli(argv);

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../../daemon/config.ts';
-import { isLoopback } from '../../daemon/access/config.ts';
+import { isLoopback } from '../../lib/address.ts';
 import { AuthFileError, Principals, tokenSha256 } from '../../daemon/access/principals.ts';
 import { ROOT, spawnDaemon, tempDir, waitForLog } from '../helpers.ts';
 import { accessFixture } from './access-helpers.ts';
@@ -90,6 +90,14 @@ describe('ferryd, the binary', () => {
     const warning = insecure.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('--insecure: serving 0.0.0.0:0 without TLS or --auth'));
     assert.ok(warning, JSON.stringify(insecure.logs.map((l) => l.msg)));
     assert.equal(warning.level, 40);
+    assert.match(String(warning.msg), /anyone who reaches this port can start, complete and cancel migrations$/);
+
+    // With --auth but no TLS the risk is the tokens, and the warning says so.
+    const fx = accessFixture(dir);
+    const tokensInClear = await spawnDaemon(['--listen', '0.0.0.0:0', '--insecure', '--auth', fx.authFile, '--data-dir', join(dir, 'data3')]);
+    t.after(() => tokensInClear.child.kill('SIGKILL'));
+    const second = tokensInClear.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('--insecure: serving 0.0.0.0:0 without TLS;'));
+    assert.match(String(second?.msg), /callers' tokens travel in clear text/, JSON.stringify(tokensInClear.logs.map((l) => l.msg)));
   });
 
   test('an auth file or TLS file that cannot be used stops it with exit 2 and one line naming the file', async (t) => {

@@ -22,10 +22,11 @@
  * driver until the server has drained.
  *
  * The drivers' socket, unix:<data dir>/daemon/ferryd.sock in a 0700
- * folder, serves the same services to ferryd's own drivers (the simulator
- * driver reaches the embedded array there, in-process or as a driver
- * process) without TLS or tokens: only who can read the data dir can
- * reach it, and they can read the shares' data anyway.
+ * folder, serves ferryd's own drivers the embedded array (the simulator
+ * driver reaches it there, in-process or as a driver process) without TLS
+ * or tokens: only who can read the data dir can reach it, and they can
+ * read the shares' data anyway. The migration API is not served there
+ * (access.ts), so every migration goes through the checked, audited port.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -150,7 +151,7 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     );
     const address = await bind(server, config.listen, access.credentials);
     parts.server = server;
-    const driversAddress = await bind(server, driversSocket(config.dataDir, parts));
+    const driversAddress = await bind(server, driversSocket(config.dataDir, parts), access.driversCredentials);
     log.info({ address, tls: access.tls !== undefined, auth: access.principals() !== null, driversAddress }, 'listening');
     if (metrics && config.metricsListen !== null) parts.metrics = await serveMetrics(metrics, config.metricsListen, log);
 

@@ -12,9 +12,11 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Log } from '../../lib/log.ts';
 import { AuditTrail } from './audit.ts';
-import { isLoopback, type AccessConfig } from './config.ts';
+import { isLoopback } from '../../lib/address.ts';
+import type { AccessConfig } from './config.ts';
 import { accessInterceptor } from './interceptor.ts';
 import { Principals } from './principals.ts';
+import { PUBLIC_SERVICES } from './roles.ts';
 import { ServerTls, TLS_RELOAD_MS } from './tls.ts';
 import { watchFiles } from './watch-files.ts';
 
@@ -22,6 +24,8 @@ import { watchFiles } from './watch-files.ts';
 export interface NetworkAccess {
   /** What the port is bound with: TLS or plaintext, with the access check. */
   credentials: grpc.ServerCredentials;
+  /** What the drivers' socket is bound with: plaintext, serving the embedded array (and health, reflection) only. */
+  driversCredentials: grpc.ServerCredentials;
   /** The TLS files in use, when TLS is on. */
   tls?: ServerTls;
   /** The principals in use; null without --auth. */
@@ -76,13 +80,15 @@ export function openAccess(config: AccessConfig & { listen: string }, log: Log, 
     throw err;
   }
   if (!isLoopback(config.listen) && (!tls || !principals)) {
-    accessLog.warn({ listen: config.listen, tls: tls !== undefined, auth: principals !== null }, `--insecure: serving ${config.listen} without ${!tls ? 'TLS' : ''}${!tls && !principals ? ' or ' : ''}${!principals ? '--auth' : ''}; anyone who reaches this port can start, complete and cancel migrations`);
+    const risk = !principals ? 'anyone who reaches this port can start, complete and cancel migrations' : "callers' tokens travel in clear text, for anyone on the path to read and reuse";
+    accessLog.warn({ listen: config.listen, tls: tls !== undefined, auth: principals !== null }, `--insecure: serving ${config.listen} without ${!tls ? 'TLS' : ''}${!tls && !principals ? ' or ' : ''}${!principals ? '--auth' : ''}; ${risk}`);
   }
   const audit = new AuditTrail(accessLog, config.auditLog);
   const interceptor = accessInterceptor({ principals: () => principals, audit });
   const base = tls?.credentials ?? grpc.ServerCredentials.createInsecure();
   return {
     credentials: grpc.experimental.createServerCredentialsWithInterceptors(base, [...first, interceptor]),
+    driversCredentials: grpc.experimental.createServerCredentialsWithInterceptors(grpc.ServerCredentials.createInsecure(), [driversOnly]),
     ...(tls ? { tls } : {}),
     principals: () => principals,
     events,
@@ -93,3 +99,23 @@ export function openAccess(config: AccessConfig & { listen: string }, log: Log, 
     },
   };
 }
+
+/** What the drivers' socket serves: the embedded array, for ferryd's drivers, and health and reflection. */
+const DRIVERS_SOCKET_SERVICES: ReadonlySet<string> = new Set(['ferry.simulator.v1.SimulatorService', ...PUBLIC_SERVICES]);
+
+/**
+ * Keeps the drivers' socket to what ferryd's drivers need: a migration
+ * started, completed or cancelled there would be neither checked nor
+ * audited, so the migration API is refused, pointing to the network port.
+ */
+const driversOnly: grpc.ServerInterceptor = (descriptor, call) => {
+  const service = descriptor.path.split('/')[1] ?? '';
+  if (DRIVERS_SOCKET_SERVICES.has(service)) return new grpc.ServerInterceptingCall(call);
+  return new grpc.ServerInterceptingCall(call, {
+    start: (next) =>
+      next({
+        onReceiveMetadata: () =>
+          call.sendStatus({ code: grpc.status.PERMISSION_DENIED, details: `${descriptor.path.slice(1)} is not served on ferryd's drivers' socket, which serves its own drivers the embedded array only; call it on ferryd's network port`, metadata: new grpc.Metadata() }),
+      }),
+  });
+};

@@ -281,3 +281,16 @@ test('the auth file is re-read when it changes: a removed token is refused from 
   assert.equal((await list(fx.tokens.operator)).code, 'UNAUTHENTICATED', "ci's token is revoked");
   assert.equal((await list(fx.tokens.viewer)).code, 'OK');
 });
+
+test("the drivers' socket serves the embedded array to ferryd's drivers, not the migration API", async (t) => {
+  const dir = tempDir(t);
+  const fx = accessFixture(dir);
+  const daemon = await daemonWith(t, dir, { tls: { cert: fx.pki.server.cert, key: fx.pki.server.key }, auth: fx.authFile });
+  assert.match(daemon.driversAddress, /^unix:.*\/daemon\/ferryd\.sock$/);
+  const c = client(t, daemon.driversAddress, grpc.credentials.createInsecure());
+  assert.equal((await rawCall(c, 'ferry.simulator.v1.SimulatorService', 'ListBackends')).code, 'OK');
+  for (const method of ['StartMigration', 'CancelMigration', 'ListMigrations']) {
+    const end = await rawCall(c, 'ferry.v1.MigrationService', method);
+    assert.deepEqual(end, { code: 'PERMISSION_DENIED', message: `ferry.v1.MigrationService/${method} is not served on ferryd's drivers' socket, which serves its own drivers the embedded array only; call it on ferryd's network port` });
+  }
+});

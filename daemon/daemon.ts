@@ -36,6 +36,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { openEmbeddedArray } from './embedded.ts';
 import { Engine } from './engine.ts';
 import { BackendHealthMonitor, DAEMON_HEALTH_NAMES } from './health.ts';
+import { SOCKET_PATH_MAX } from '../lib/address.ts';
 import type { Log } from '../lib/log.ts';
 import { closePlugins, createBackendDriver, scanPlugins, type BackendEntry, type PluginScan } from '../host/plugins.ts';
 import { DaemonMetrics } from './metrics.ts';
@@ -212,9 +213,6 @@ export async function startDaemon(config: DaemonConfig, log: Log): Promise<Daemo
     throw err;
   }
 }
-
-/** The longest path a unix socket can have (sun_path, less its NUL). */
-const SOCKET_PATH_MAX = 107;
 
 /**
  * The drivers' socket: in <dataDir>/daemon/ (0700), or in a private temp

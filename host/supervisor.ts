@@ -24,6 +24,7 @@ import * as grpc from '@grpc/grpc-js';
 import { FerryError, DRIVER_API_VERSION } from '../plugins/api/index.ts';
 import type { DriverServiceClient } from '../build/types/ferry/driver/v1/DriverService.ts';
 import type { GetPluginInfoResponse__Output } from '../build/types/ferry/driver/v1/GetPluginInfoResponse.ts';
+import { SOCKET_PATH_MAX } from '../lib/address.ts';
 import type { Log } from '../lib/log.ts';
 import { clientConstructor } from '../lib/rpc.ts';
 import { DRIVER_SERVICE } from './driver-wire.ts';
@@ -70,8 +71,6 @@ export class DriverProcessError extends Error {
 }
 
 type Listener = (up: boolean) => void;
-
-const SOCKET_PATH_MAX = 107;
 
 /** One plugin's driver process: started, watched, restarted, stopped. */
 export class Supervisor implements DriverLink {

@@ -54,6 +54,11 @@ export function toServiceError(err: unknown, log: Log, method: string, mapError:
   } else if (status.logged) {
     log.error({ err, method }, 'call failed');
   }
+  return statusObject(status);
+}
+
+/** An ErrorStatus as grpc-js sends it: the code and message, the trailers, and the ErrorInfo in `grpc-status-details-bin`. */
+export function statusObject(status: ErrorStatus): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
   for (const [key, value] of Object.entries(status.trailers ?? {})) metadata.set(key, value);
   metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(status.code, status.message, { reason: status.reason, domain: status.domain, metadata: { ...status.info } }));

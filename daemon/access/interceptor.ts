@@ -13,7 +13,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ERROR_CODE_METADATA, FERRY_ERROR_DOMAIN } from '../../lib/api.ts';
-import { encodeStatusDetails, STATUS_DETAILS_METADATA } from '../../lib/status.ts';
+import { statusObject } from '../../lib/rpc.ts';
 import type { AuditEntry, AuditTrail } from './audit.ts';
 import type { Principal, Principals } from './principals.ts';
 import { includes, ruleFor } from './roles.ts';
@@ -30,10 +30,7 @@ const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 function refusalStatus(refusal: Refusal, method: string, role: string): Partial<grpc.StatusObject> {
   const reason = grpc.status[refusal.code]!;
-  const metadata = new grpc.Metadata();
-  metadata.set(ERROR_CODE_METADATA, reason);
-  metadata.set(STATUS_DETAILS_METADATA, encodeStatusDetails(refusal.code, refusal.message, { reason, domain: FERRY_ERROR_DOMAIN, metadata: { method, role } }));
-  return { code: refusal.code, details: refusal.message, metadata };
+  return statusObject({ code: refusal.code, message: refusal.message, reason, domain: FERRY_ERROR_DOMAIN, info: { method, role }, trailers: { [ERROR_CODE_METADATA]: reason } });
 }
 
 /** Who is calling: a principal, or why the call is refused. */

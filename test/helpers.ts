@@ -129,6 +129,35 @@ export async function waitForState(client: FerryClient, id: string, state: strin
   return m;
 }
 
+/** What a process printed and how it ended. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a process to its end without blocking this event loop (a daemon
+ * under test may live in it), from the repository root, with `env` added to
+ * this process's (an undefined value unsets a variable; Python is kept from
+ * writing .pyc files into the checkout) and `input`, if given, on its stdin.
+ */
+export function runProcess(command: string, args: string[], env: Record<string, string | undefined> = {}, input?: string): Promise<Run & { spawnError?: Error }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (spawnError) => resolve({ code: null, stdout, stderr, spawnError }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (input !== undefined) {
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(input);
+    }
+  });
+}
+
 /** A ferryd child process. */
 export interface ChildDaemon {
   child: ChildProcess;

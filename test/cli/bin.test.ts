@@ -12,21 +12,15 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig, waitForState, SMALL_ARRAY } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, ROOT, runProcess, tempDir, testConfig, waitForState, SMALL_ARRAY, type Run } from '../helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 
 /** Runs bin/ferry.mjs with `args`; resolves with its exit code and output. */
-async function ferryProcess(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function ferryProcess(args: string[], env: Record<string, string>): Promise<Run> {
+  return runProcess(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args], env);
 }
 
 test('bin/ferry.mjs runs as a process: JSON, a whole migration, usage and unreachable exit codes', async (t) => {

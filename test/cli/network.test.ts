@@ -8,8 +8,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -17,24 +15,12 @@ import type { TestContext } from 'node:test';
 import { FerryClient } from '../../client/client.ts';
 import { array, arrayBackends, backendOf, makeShares } from '../fixtures/network-array.ts';
 import { accessFixture, type AccessFixture } from '../daemon/access-helpers.ts';
-import { pluginsDir, ROOT, spawnDaemon, type ChildDaemon } from '../helpers.ts';
+import { pluginsDir, ROOT, runProcess, spawnDaemon, type ChildDaemon, type Run } from '../helpers.ts';
 import { defer, tempDir } from '../simulator/helpers.ts';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs bin/ferry.mjs with `args` and exactly `env` added (no FERRY_TOKEN from this process's). */
-async function ferry(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args], { cwd: ROOT, env: { ...process.env, FERRY_TOKEN: undefined, FERRY_SERVER: undefined, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function ferry(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runProcess(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args], { FERRY_TOKEN: undefined, FERRY_SERVER: undefined, ...env });
 }
 
 /** Asserts the exit code and that stderr is the one line `line` matches. */

@@ -4,15 +4,13 @@
  * principals unless told --insecure, in loadConfig and in the real binary.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../../daemon/config.ts';
 import { isLoopback } from '../../lib/address.ts';
 import { AuthFileError, Principals, tokenSha256 } from '../../daemon/access/principals.ts';
-import { ROOT, spawnDaemon, tempDir, waitForLog } from '../helpers.ts';
+import { ROOT, runProcess, spawnDaemon, tempDir, waitForLog } from '../helpers.ts';
 import { accessFixture } from './access-helpers.ts';
 
 describe('network settings', () => {
@@ -78,10 +76,7 @@ describe('network settings', () => {
 describe('ferryd, the binary', () => {
   test('on a non-loopback address without TLS and --auth it exits 2 with one line naming the flags; with --insecure it starts and warns', async (t) => {
     const dir = tempDir(t);
-    const child = spawn(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), '--listen', '0.0.0.0:0', '--data-dir', join(dir, 'data')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [code] = (await once(child, 'close')) as [number | null];
+    const { code, stderr } = await runProcess(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), '--listen', '0.0.0.0:0', '--data-dir', join(dir, 'data')]);
     assert.equal(code, 2, stderr);
     assert.deepEqual(stderr.trim().split('\n'), ['ferryd: listen 0.0.0.0:0 is reachable from other machines: serving it needs --tls-cert, --tls-key and --auth (or --insecure to serve it without, which lets anyone who reaches the port start, complete and cancel migrations)']);
 
@@ -104,10 +99,7 @@ describe('ferryd, the binary', () => {
     const dir = tempDir(t);
     const fx = accessFixture(dir);
     const run = async (args: string[]) => {
-      const child = spawn(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--log-level', 'silent', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const [code] = (await once(child, 'close')) as [number | null];
+      const { code, stderr } = await runProcess(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--log-level', 'silent', ...args]);
       return { code, lines: stderr.trim().split('\n') };
     };
     const badAuth = join(dir, 'bad.json');

@@ -10,17 +10,14 @@
  * driver call entering the scripted driver), never a sleep.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { control } from '../fixtures/plugins/scripted/index.ts';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, rejectsWith, ROOT, scriptedConfig, SMALL_ARRAY, tempDir, testConfig, waitForState } from '../helpers.ts';
+import { inProcessDaemon, pluginsDir, rejectsWith, ROOT, runProcess, scriptedConfig, SMALL_ARRAY, tempDir, testConfig, waitForState } from '../helpers.ts';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL_HINT = 'apt-get install prometheus python3-prometheus-client';
@@ -35,20 +32,6 @@ out = [{'name': f.name, 'type': f.type, 'samples': [[s.name, s.labels, repr(floa
 print(json.dumps(out))
 `;
 
-/** Runs a command with `input` on its stdin. */
-function run(command: string, args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (spawnError) => resolve({ code: null, stdout, stderr, spawnError }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-  });
-}
 
 interface Sample {
   name: string;
@@ -89,13 +72,13 @@ async function scrape(address: string): Promise<Scrape> {
   assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   const text = await res.text();
 
-  const parsed = await run(PYTHON, ['-c', PARSE], text);
+  const parsed = await runProcess(PYTHON, ['-c', PARSE], {}, text);
   if (parsed.spawnError || /No module named/.test(parsed.stderr)) assert.fail(`${PYTHON} cannot import prometheus_client (${parsed.spawnError?.message ?? parsed.stderr.trim().split('\n').at(-1)}); ${INSTALL_HINT}`);
   assert.equal(parsed.code, 0, `prometheus_client could not parse the scrape: ${parsed.stderr}`);
   const families = JSON.parse(parsed.stdout) as { name: string; type: string; samples: [string, Record<string, string>, string][] }[];
 
   // promtool exits 0 when clean, 3 for lint problems only, 1 when it cannot parse the text.
-  const lint = await run('promtool', ['check', 'metrics'], text);
+  const lint = await runProcess('promtool', ['check', 'metrics'], {}, text);
   if (lint.spawnError) assert.fail(`promtool cannot be run (${lint.spawnError.message}); ${INSTALL_HINT}`);
   assert.ok(lint.code === 0 || lint.code === 3, `promtool could not parse the scrape (exit ${lint.code}): ${lint.stdout}${lint.stderr}`);
   const ours = `${lint.stdout}${lint.stderr}`.split('\n').filter((line) => line.startsWith('ferry_'));
@@ -268,25 +251,6 @@ describe('ferryd metrics', () => {
     const { daemon } = await inProcessDaemon(t, config);
     assert.equal(daemon.metricsAddress, null);
   });
-
-  test('ferryd on a metrics port another program listens on exits 2 with one line naming the address and the setting', async (t) => {
-    const holder = createServer((socket) => socket.destroy());
-    holder.listen(0, '127.0.0.1');
-    await once(holder, 'listening');
-    t.after(() => holder.close());
-    const address = `127.0.0.1:${(holder.address() as { port: number }).port}`;
-    const child = spawn(process.execPath, [join(ROOT, 'bin/ferryd.mjs'), '--listen', '127.0.0.1:0', '--metrics-listen', address, '--data-dir', join(tempDir(t), 'data')], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [code] = (await once(child, 'close')) as [number | null];
-    assert.equal(code, 2, `stderr: ${stderr}`);
-    const lines = stderr.split('\n').filter((l) => l !== '');
-    assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`);
-    assert.match(lines[0]!, new RegExp(`^ferryd: cannot listen on ${address.replace(/\./g, '\\.')}: the address is in use .*\\(EADDRINUSE\\); set another with --metrics-listen, FERRY_METRICS_LISTEN or metricsListen in the config file$`));
-  });
 });
 
 /** The README's alert rules, as written there: the ```yaml block of `groups:` in its Metrics section. */
@@ -353,7 +317,7 @@ test("the README's alert rules pass promtool's check, and fire for a stalled mig
   const dir = tempDir(t);
   writeFileSync(join(dir, 'rules.yaml'), readmeRules());
   writeFileSync(join(dir, 'rules.test.yaml'), RULE_TESTS);
-  const promtool = (...args: string[]) => run('promtool', args, '').then((r) => {
+  const promtool = (...args: string[]) => runProcess('promtool', args, {}, '').then((r) => {
     if (r.spawnError) assert.fail(`promtool cannot be run (${r.spawnError.message}); ${INSTALL_HINT}`);
     return r;
   });

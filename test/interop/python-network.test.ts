@@ -21,9 +21,9 @@ import { startDaemon } from '../../daemon/daemon.ts';
 import { silentLog } from '../../lib/log.ts';
 import { array, arrayBackends, backendOf, makeShares } from '../fixtures/network-array.ts';
 import { accessFixture, type AccessFixture } from '../daemon/access-helpers.ts';
-import { pluginsDir, ROOT, testConfig } from '../helpers.ts';
+import { pluginsDir, ROOT, runProcess, testConfig } from '../helpers.ts';
 import { defer, tempDir } from '../simulator/helpers.ts';
-import { PYTHON, pythonSetup, runProcess } from './reflect-client.ts';
+import { PYTHON, pythonSetup } from './reflect-client.ts';
 
 /** Generates the Python stubs of migration.proto into `dir/stubs`. */
 async function stubs(dir: string): Promise<string> {

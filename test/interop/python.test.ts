@@ -14,8 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SimClient } from '../simulator/helpers.ts';
-import { inProcessDaemon, pluginsDir, ROOT, tempDir, testConfig, SMALL_ARRAY } from '../helpers.ts';
-import { runProcess } from './reflect-client.ts';
+import { inProcessDaemon, pluginsDir, ROOT, runProcess, tempDir, testConfig, SMALL_ARRAY } from '../helpers.ts';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL_HINT = 'apt-get install python3-grpcio python3-grpc-tools';

@@ -8,10 +8,9 @@
  * it, never a silent skip.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, SMALL_ARRAY, spawnDaemon, type ChildDaemon } from '../helpers.ts';
+import { ROOT, runProcess, SMALL_ARRAY, spawnDaemon, type ChildDaemon, type Run } from '../helpers.ts';
 import { defer } from '../simulator/helpers.ts';
 
 /** Debian's python, where the Debian packages live (not a pyenv or venv python first on PATH). */
@@ -19,26 +18,6 @@ export const PYTHON = '/usr/bin/python3';
 /** Debian's grpc-proto: health.proto and both reflection.protos. */
 export const GRPC_PROTO = '/usr/share/grpc-proto';
 const INSTALL_HINT = 'apt-get install python3-grpcio python3-grpc-tools grpc-proto';
-
-/** What a process printed and how it ended. */
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a process to its end without blocking this event loop (a daemon under test may live in it); `env` is added to this process's. */
-export function runProcess(command: string, args: string[], env: Record<string, string | undefined> = {}): Promise<Run & { spawnError?: Error }> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (spawnError) => resolve({ code: null, stdout, stderr, spawnError }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /**
  * Checks the Python side once and returns grpc_tools' bundled protos folder

@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { configFile, spawnSim, tempDir } from '../simulator/helpers.ts';
-import { ROOT } from '../helpers.ts';
-import { callFailure, ferrydProcess, GRPC_PROTO, messages, PYTHON, pythonSetup, reflect, reflectOk, runProcess, STATUS_EXIT, type Run } from './reflect-client.ts';
+import { callFailure, ferrydProcess, GRPC_PROTO, messages, PYTHON, pythonSetup, reflect, reflectOk, STATUS_EXIT } from './reflect-client.ts';
+import { ROOT, runProcess, type Run } from '../helpers.ts';
 
 const MiB = 1024 * 1024;
 const ERROR_INFO = 'type.googleapis.com/google.rpc.ErrorInfo';

@@ -134,7 +134,8 @@ export class ServerTls extends EventEmitter implements CertificateProvider {
       this.emit('reloadFailed', err);
       return;
     }
-    if (next.cert.equals(this.current.cert) && next.key.equals(this.current.key) && (next.ca?.equals(this.current.ca ?? Buffer.alloc(0)) ?? this.current.ca === undefined)) return;
+    const same = (a: Buffer | undefined, b: Buffer | undefined) => (a === undefined || b === undefined ? a === b : a.equals(b));
+    if (same(next.cert, this.current.cert) && same(next.key, this.current.key) && same(next.ca, this.current.ca)) return;
     this.current = next;
     this.warnIfExpired(next);
     for (const listener of this.identityListeners) listener({ certificate: next.cert, privateKey: next.key });
